@@ -226,7 +226,9 @@ def apply_subsampling(image: Any, params: SubsamplingParams) -> Any:
     Returns:
         Complex zero-filled image(s) of the input's shape and kind (NumPy in, NumPy out; torch in,
         torch out on the same device); complex128 for float64/complex128 input, else complex64. Its
-        k-space is exactly 0 outside the mask.
+        k-space is exactly 0 outside the mask. A real image stays real (up to round-off) only where the
+        mask is symmetric about DC (e.g. a centred window of odd lengths); otherwise the imaginary part
+        is genuine, so pick magnitude or real part with :func:`artefix.artefacts.base.to_output`.
 
     """
     t, was_numpy = _working_tensor(image)
