@@ -67,6 +67,9 @@ class NoiseParams:
             raise ValueError(f"snr_db must be a finite number of dB or +inf (no noise), got {self.snr_db!r}")
         if not isinstance(self.seed, int | np.integer):
             raise ValueError(f"seed must be an integer, got {self.seed!r}")
+        # plain Python scalars, so base.params_to_dict is JSON-serialisable
+        object.__setattr__(self, "snr_db", float(self.snr_db))
+        object.__setattr__(self, "seed", int(self.seed))
 
 
 def _check_shape(shape: tuple[int, int]) -> None:
