@@ -1,0 +1,100 @@
+"""Implementation of ``artefix simulate`` (heavy imports live here, not in the CLI module)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from artefix.atomic import atomic_path, check_output_path
+from artefix.data.io import Volume, write_volume
+from artefix.errors import InputError
+from artefix.simulation import simulate_with_params, validate_image
+
+log = logging.getLogger(__name__)
+
+SUPPORTED = (".nii", ".nii.gz", ".npy")
+
+
+def _suffix(path: Path) -> str:
+    name = path.name.lower()
+    return ".nii.gz" if name.endswith(".nii.gz") else path.suffix.lower()
+
+
+def _as_slices(array: np.ndarray, axis: int) -> tuple[np.ndarray, int | None]:
+    """(B, H, W) view of a 2D slice or a 3D volume sliced along ``axis``."""
+    if array.ndim == 2:
+        return array[None], None
+    if array.ndim != 3:
+        raise InputError(f"expected a 2D slice or a 3D volume, got an array of shape {array.shape}")
+    if not -3 <= axis <= 2:
+        raise InputError(f"--axis {axis} is out of range for a 3D volume")
+    return np.moveaxis(array, axis, 0), axis
+
+
+def run_simulate(
+    volume: Volume,
+    output: Path,
+    artefact: str,
+    severity: float | None,
+    seed: int | None,
+    axis: int,
+    mask: str,
+    image_output: str,
+    preview: Path | None,
+    params_out: Path | None,
+    overwrite: bool,
+) -> None:
+    """Corrupt ``volume`` slice by slice and write OUTPUT (plus optional preview and parameters)."""
+    if _suffix(output) not in SUPPORTED:
+        raise InputError(f"unsupported output extension for {output.name}; use one of {', '.join(SUPPORTED)}")
+    inputs = (volume.source,) if volume.source is not None else ()
+    for path in (output, preview, params_out):
+        if path is not None:
+            check_output_path(path, overwrite=overwrite, inputs=inputs)
+    slices, slice_axis = _as_slices(validate_image_volume(volume.array), axis)
+    options: dict[str, Any] = {}
+    if artefact == "subsampling" and severity is not None:
+        options["mask"] = mask
+    elif mask != "centred":
+        raise InputError("--mask applies to --artefact subsampling with --severity")
+    try:
+        sim = simulate_with_params(slices, artefact, severity=severity, seed=seed, output=image_output, **options)
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+    corrupted = sim.image.astype(np.float32)
+    result = corrupted[0] if slice_axis is None else np.moveaxis(corrupted, 0, slice_axis)
+    write_volume(
+        Volume(
+            array=result,
+            affine=volume.affine,
+            spacing=volume.spacing,
+            format=volume.format,
+            source=None,
+            header=volume.header,
+            meta=dict(volume.meta),
+        ),
+        output,
+        overwrite=overwrite,
+        like=volume,
+    )
+    log.info("wrote %s", output)
+    if params_out is not None:
+        record = {"artefact": artefact, "severity": severity, "seed": seed, "slices": sim.to_records()}
+        with atomic_path(params_out) as tmp:
+            tmp.write_text(json.dumps(record, indent=1))
+    if preview is not None:
+        from artefix.viz import simulation_preview
+
+        k = int(np.argmax(slices.reshape(len(slices), -1).std(axis=1)))
+        simulation_preview(slices[k], corrupted[k], preview, title=f"{artefact} (slice {k})")
+
+
+def validate_image_volume(array: np.ndarray) -> np.ndarray:
+    """Reject 1D/4D+ and non-finite arrays with a one-line message."""
+    if array.ndim not in (2, 3):
+        raise InputError(f"expected a 2D slice or a 3D volume, got an array of shape {array.shape}")
+    return validate_image(array)
