@@ -1,6 +1,6 @@
 """The paper's losses: the convolutional loss ``LC`` (Table 1 kernels) and the multi-task loss (Eq. 6).
 
-Convolutional loss (Simko et al. 2023, Eq. 7-8)::
+Convolutional loss (Simko et al. 2023, "Perceptual loss" section)::
 
     L(I, x, y) = MSE(I * x, I * y)            LC(x, y) = sum_k delta_k L(I_k, x, y)
 
@@ -175,9 +175,7 @@ def _deltas_vector(deltas: DeltasLike) -> list[float]:
     elif isinstance(deltas, Mapping):
         unknown = sorted(set(deltas) - set(KERNEL_NAMES))
         if unknown:
-            raise ValueError(
-                f"unknown kernel name(s) {unknown} in deltas; expected names from {KERNEL_NAMES}"
-            )
+            raise ValueError(f"unknown kernel name(s) {unknown} in deltas; expected {KERNEL_NAMES}")
         values = [float(deltas.get(k, 0.0)) for k in KERNEL_NAMES]
     else:
         if isinstance(deltas, torch.Tensor):
@@ -230,9 +228,7 @@ def _as_batch(x: torch.Tensor, what: str) -> torch.Tensor:
     if not isinstance(x, torch.Tensor):
         raise ValueError(f"{what} must be a torch.Tensor, got {type(x).__name__}")
     if x.ndim < 2 or x.is_complex() or not x.is_floating_point():
-        raise ValueError(
-            f"{what} must be a real floating tensor of shape (B, 1, H, W), got {x.dtype} {tuple(x.shape)}"
-        )
+        raise ValueError(f"{what} must be a real floating (B, 1, H, W) tensor, got {x.dtype} {tuple(x.shape)}")
     return x.reshape(-1, 1, *x.shape[-2:])
 
 
@@ -312,20 +308,28 @@ class ConvolutionalLoss(nn.Module):
             buffer ``deltas`` (shape ``(9,)``, saved in the ``state_dict``).
         normalise: Use the normalised kernels of the authors' code (default) or the raw ones.
 
+    The stacked kernels are built in the dtype and on the device of each input (and cached), so they
+    are exact in float64 whatever dtype the module was moved to.
+
     Attributes:
-        deltas: Buffer ``(9,)``.
-        weight: Non-persistent buffer ``(9, 1, 5, 5)``, the stacked kernels.
+        deltas: Buffer ``(9,)``, float64 by default (cast to the input's dtype in :meth:`forward`).
 
     """
 
     deltas: torch.Tensor
-    weight: torch.Tensor
 
     def __init__(self, deltas: DeltasLike = "mt_lc_brain", normalise: bool = True) -> None:
         super().__init__()
         self.normalise = bool(normalise)
-        self.register_buffer("deltas", torch.tensor(_deltas_vector(deltas), dtype=torch.float32))
-        self.register_buffer("weight", kernels(self.normalise), persistent=False)
+        self.register_buffer("deltas", torch.tensor(_deltas_vector(deltas), dtype=torch.float64))
+        self._weights: dict[tuple[torch.dtype, torch.device], torch.Tensor] = {}
+
+    def weight(self, like: torch.Tensor) -> torch.Tensor:
+        """The stacked kernels ``(9, 1, 5, 5)`` (see :func:`kernels`) in the dtype/device of ``like``."""
+        key = (like.dtype, like.device)
+        if key not in self._weights:
+            self._weights[key] = kernels(self.normalise, dtype=like.dtype, device=like.device)
+        return self._weights[key]
 
     def extra_repr(self) -> str:
         """The deltas by kernel name and the normalisation flag."""
@@ -345,7 +349,7 @@ class ConvolutionalLoss(nn.Module):
         """
         _check_pair(x, y, KERNEL_SIZE)
         diff = _as_batch(x, "x") - _as_batch(y, "y")
-        response = F.conv2d(diff, self.weight.to(dtype=diff.dtype, device=diff.device))
+        response = F.conv2d(diff, self.weight(diff))
         return response.square().mean(dim=(0, 2, 3))
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -436,7 +440,10 @@ class MultiTaskLoss(nn.Module):
 
     @staticmethod
     def selection(
-        artefact_index: torch.Tensor | None, batch: int, n_heads: int, like: torch.Tensor
+        artefact_index: torch.Tensor | None,
+        batch: int,
+        n_heads: int,
+        like: torch.Tensor,
     ) -> torch.Tensor:
         """The indicator ``1[y_b = i]`` as a ``(B, n_heads)`` tensor of the dtype/device of ``like``.
 
