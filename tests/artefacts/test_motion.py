@@ -1,0 +1,370 @@
+"""Tests of the piece-wise constant rigid-motion simulator."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import scipy.ndimage as ndi
+import torch
+
+from artefix.artefacts.motion import (
+    RigidMotionParams,
+    apply_rigid_motion,
+    center_band,
+    rigid_motion_params_for_severity,
+    rigid_transform,
+    sample_rigid_motion_params,
+)
+from artefix.fft import fft2c
+
+
+def blob(shape: tuple[int, int], centre: tuple[float, float] | None = None, width: float = 3.0) -> np.ndarray:
+    """A smooth Gaussian blob, numerically zero on the border (so zero padding does not matter)."""
+    h, w = shape
+    cy, cx = centre if centre is not None else ((h - 1) / 2, (w - 1) / 2)
+    yy, xx = np.mgrid[:h, :w]
+    return np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * width**2))
+
+
+def reference_move(image: np.ndarray, rotation_deg: float, translation_px: tuple[float, float]) -> np.ndarray:
+    """Independent rigid move with scipy: rotate counter-clockwise about the centre, then translate.
+
+    In (row, col) coordinates the forward map is ``q = c + R (p - c) + t`` with the standard rotation
+    ``R = [[cos, -sin], [sin, cos]]`` (counter-clockwise as displayed); scipy samples ``R^-1 (q - c - t) + c``.
+    """
+    a = math.radians(rotation_deg)
+    rot = np.array([[math.cos(a), -math.sin(a)], [math.sin(a), math.cos(a)]])
+    inv = rot.T
+    centre = (np.array(image.shape, dtype=float) - 1) / 2
+    offset = centre - inv @ (centre + np.asarray(translation_px, dtype=float))
+    return ndi.affine_transform(image, inv, offset=offset, order=1, mode="grid-constant", cval=0.0)
+
+
+def lines_of(k: np.ndarray, lines, pe_axis: int) -> np.ndarray:
+    return np.take(k, np.asarray(lines, dtype=int), axis=pe_axis)
+
+
+def make_params(pe_axis=-2, center_fraction=0.1, segments=((0, 1, 2), (30, 31)), rot=(10.0, -7.0), shift=None):
+    shift = shift if shift is not None else tuple((3.0, -2.0) for _ in segments)
+    return RigidMotionParams(
+        pe_axis=pe_axis,
+        center_fraction=center_fraction,
+        segments=tuple(tuple(s) for s in segments),
+        rotations_deg=tuple(rot),
+        translations_px=tuple(shift),
+    )
+
+
+# ----------------------------------------------------------------------------- centre band, params
+
+
+def test_center_band_sizes_and_position():
+    assert len(center_band(320, 0.07)) == 22
+    assert center_band(320, 0.25) == range(120, 200)
+    assert len(center_band(320, 0.125)) == 40
+    assert len(center_band(320, 0.05)) == 16
+    assert len(center_band(33, 0.0)) == 0
+    for n in (32, 33, 47, 320):
+        for f in (0.05, 0.07, 0.25, 0.5):
+            band = center_band(n, f)
+            assert n // 2 in band
+            assert band.start >= 0 and band.stop <= n
+            # the DC line sits at offset n_band // 2 within the band
+            assert n // 2 - band.start == len(band) // 2
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"pe_axis": 0}, "pe_axis"),
+        ({"center_fraction": 1.0}, "center_fraction"),
+        ({"rot": (1.0,)}, "one rotation"),
+        ({"segments": ((0, 1), (1, 2))}, "twice"),
+        ({"segments": ((0, 1), ())}, "empty"),
+        ({"segments": ((0, -1), (5,))}, "non-negative"),
+        ({"rot": (math.nan, 0.0)}, "rotations_deg"),
+        ({"shift": ((0.0, 1.0), (math.inf, 0.0))}, "translations_px"),
+        ({"shift": ((0.0, 1.0), (1.0,))}, "translations_px"),
+    ],
+)
+def test_params_validation(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        make_params(**kwargs)
+
+
+def test_apply_checks_lines_against_shape():
+    img = blob((32, 40))
+    with pytest.raises(ValueError, match="out of range"):
+        apply_rigid_motion(img, make_params(segments=((0, 1), (32,))))
+    with pytest.raises(ValueError, match="centre band"):
+        apply_rigid_motion(img, make_params(segments=((0, 1), (16,))))
+    # along W (40 lines) line 32 is fine
+    assert apply_rigid_motion(img, make_params(pe_axis=-1, segments=((0, 1), (32,)))).shape == (32, 40)
+
+
+# ----------------------------------------------------------------------------- identity
+
+
+def test_no_segments_is_identity():
+    img = np.random.default_rng(0).random((33, 47))
+    params = RigidMotionParams(pe_axis=-2, center_fraction=0.07, segments=(), rotations_deg=(), translations_px=())
+    out = apply_rigid_motion(img, params)
+    assert out.dtype == np.complex128
+    np.testing.assert_allclose(out, img, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype, atol", [(np.float64, 1e-12), (np.float32, 1e-5)])
+@pytest.mark.parametrize("pe_axis", [-2, -1])
+def test_zero_poses_reproduce_clean_kspace(dtype, atol, pe_axis):
+    img = np.random.default_rng(1).random((33, 47)).astype(dtype)
+    params = sample_rigid_motion_params(np.random.default_rng(2), img.shape, pe_axis)
+    n = params.n_segments
+    zero = RigidMotionParams(pe_axis, params.center_fraction, params.segments, (0.0,) * n, ((0.0, 0.0),) * n)
+    out = apply_rigid_motion(img, zero)
+    # grid_sample with an identity grid (align_corners=False) samples exactly at pixel centres
+    np.testing.assert_allclose(out, img, atol=atol)
+    np.testing.assert_allclose(fft2c(out), fft2c(img.astype(np.float64)), atol=atol * 10)
+    np.testing.assert_allclose(rigid_transform(img, 0.0, (0.0, 0.0)), img, atol=atol)
+
+
+# ----------------------------------------------------------------------------- k-space structure
+
+
+@pytest.mark.parametrize("shape", [(33, 47), (40, 32)])
+@pytest.mark.parametrize("pe_axis", [-2, -1])
+@pytest.mark.parametrize("ordering", ["linear", "random"])
+def test_clean_lines_exact_and_segments_match_reference(shape, pe_axis, ordering):
+    rng = np.random.default_rng(3)
+    img = blob(shape, width=5.0) + 0.3 * rng.random(shape)
+    params = sample_rigid_motion_params(
+        rng, shape, pe_axis, rotation_std_deg=20.0, translation_std_px=4.0, ordering=ordering
+    )
+    n = shape[pe_axis]
+    assert params.n_segments >= 4
+    k_out = fft2c(apply_rigid_motion(img, params))
+    k_clean = fft2c(img)
+    corrupted = set(params.corrupted_lines)
+    clean_lines = [i for i in range(n) if i not in corrupted]
+    assert set(center_band(n, params.center_fraction)) <= set(clean_lines)
+    np.testing.assert_allclose(
+        lines_of(k_out, clean_lines, pe_axis), lines_of(k_clean, clean_lines, pe_axis), atol=1e-12
+    )
+    for seg, rot, shift in zip(params.segments, params.rotations_deg, params.translations_px, strict=True):
+        k_ref = fft2c(reference_move(img, rot, shift))
+        got = lines_of(k_out, seg, pe_axis)
+        np.testing.assert_allclose(got, lines_of(k_ref, seg, pe_axis), atol=1e-10)
+        # and the motion really changed those lines
+        assert np.abs(got - lines_of(k_clean, seg, pe_axis)).max() > 1e-3
+
+
+def test_centre_band_float32_matches_clean():
+    img = np.random.default_rng(4).random((48, 48)).astype(np.float32)
+    params = sample_rigid_motion_params(np.random.default_rng(5), img.shape, -2, center_fraction=0.25)
+    out = apply_rigid_motion(img, params)
+    assert out.dtype == np.complex64
+    band = list(center_band(48, 0.25))
+    k_out, k_clean = fft2c(out), fft2c(img)
+    scale = np.abs(k_clean).max()
+    np.testing.assert_allclose(k_out[band], k_clean[band], atol=1e-6 * scale)
+
+
+@pytest.mark.parametrize("pe_axis", [-2, -1])
+def test_pure_integer_translation_is_linear_phase(pe_axis):
+    shape = (33, 47)
+    img = blob(shape, width=1.5)
+    dy, dx = 3.0, -5.0
+    seg = (0, 1, 2, 3, 4, 5, 28, 29, 30, 31, 32)
+    params = RigidMotionParams(pe_axis, 0.2, (seg,), (0.0,), ((dy, dx),))
+    k_out, k_clean = fft2c(apply_rigid_motion(img, params)), fft2c(img)
+    ky = (np.arange(shape[0]) - shape[0] // 2)[:, None] / shape[0]
+    kx = (np.arange(shape[1]) - shape[1] // 2)[None, :] / shape[1]
+    phase = np.exp(-2j * np.pi * (ky * dy + kx * dx))
+    expected = k_clean * phase
+    got = lines_of(k_out, seg, pe_axis)
+    np.testing.assert_allclose(np.abs(got), lines_of(np.abs(k_clean), seg, pe_axis), atol=1e-9)
+    np.testing.assert_allclose(got, lines_of(expected, seg, pe_axis), atol=1e-9)
+
+
+def test_complex_input_is_linear_in_real_and_imaginary_parts():
+    rng = np.random.default_rng(6)
+    re, im = blob((32, 36), width=4.0), rng.random((32, 36))
+    params = sample_rigid_motion_params(rng, re.shape)
+    out = apply_rigid_motion(re + 1j * im, params)
+    np.testing.assert_allclose(out, apply_rigid_motion(re, params) + 1j * apply_rigid_motion(im, params), atol=1e-12)
+
+
+# ----------------------------------------------------------------------------- rigid_transform
+
+
+def test_rigid_transform_directions():
+    shape = (40, 56)
+    img = blob(shape, centre=(19.5, 27.5), width=2.0)
+    moved = rigid_transform(img, 0.0, (3.0, 2.0))
+    assert np.unravel_index(np.argmax(moved), shape) == (19 + 3, 27 + 2) or np.unravel_index(
+        np.argmax(moved), shape
+    ) == (20 + 3, 28 + 2)
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    cy, cx = (moved * yy).sum() / moved.sum(), (moved * xx).sum() / moved.sum()
+    assert cy == pytest.approx(19.5 + 3.0, abs=1e-6) and cx == pytest.approx(27.5 + 2.0, abs=1e-6)
+    # +90 deg is counter-clockwise as displayed: a blob right of centre moves above it
+    right = blob(shape, centre=(19.5, 27.5 + 10), width=2.0)
+    rot = rigid_transform(right, 90.0, (0.0, 0.0))
+    cy, cx = (rot * yy).sum() / rot.sum(), (rot * xx).sum() / rot.sum()
+    assert cy == pytest.approx(19.5 - 10, abs=1e-3) and cx == pytest.approx(27.5, abs=1e-3)
+
+
+@pytest.mark.parametrize("shape", [(33, 47), (47, 33), (32, 32)])
+def test_rigid_transform_matches_scipy_on_non_square(shape):
+    img = np.random.default_rng(7).random(shape)
+    for rot, shift in [(17.0, (2.5, -4.25)), (-63.0, (0.0, 0.0)), (0.0, (-1.5, 3.0))]:
+        np.testing.assert_allclose(rigid_transform(img, rot, shift), reference_move(img, rot, shift), atol=1e-10)
+
+
+def test_rigid_transform_batched_poses_and_kinds():
+    img = np.random.default_rng(8).random((3, 20, 24))
+    rots, shifts = [5.0, -10.0, 30.0], [(1.0, 2.0), (0.0, -3.0), (2.5, 0.5)]
+    out = rigid_transform(img, rots, shifts)
+    for b in range(3):
+        np.testing.assert_allclose(out[b], reference_move(img[b], rots[b], shifts[b]), atol=1e-10)
+    same = rigid_transform(img, 12.0, (1.0, -1.0))
+    for b in range(3):
+        np.testing.assert_allclose(same[b], reference_move(img[b], 12.0, (1.0, -1.0)), atol=1e-10)
+    t = rigid_transform(torch.from_numpy(img).float(), rots, shifts)
+    assert isinstance(t, torch.Tensor) and t.dtype == torch.float32
+    np.testing.assert_allclose(t.numpy(), out, atol=1e-5)
+    c = rigid_transform(img + 1j * img, rots, shifts)
+    assert np.iscomplexobj(c)
+    np.testing.assert_allclose(c, out + 1j * out, atol=1e-12)
+    with pytest.raises(ValueError, match="poses"):
+        rigid_transform(img, [1.0, 2.0], [(0.0, 0.0), (0.0, 0.0)])
+
+
+# ----------------------------------------------------------------------------- samplers
+
+
+def _outer_lines(n: int, fraction: float) -> list[int]:
+    band = center_band(n, fraction)
+    return [i for i in range(n) if i not in band]
+
+
+@pytest.mark.parametrize("ordering", ["linear", "random"])
+def test_sampler_ranges(ordering):
+    rng = np.random.default_rng(9)
+    shape = (96, 80)
+    rots, shifts, n_segs, axes = [], [], [], []
+    for _ in range(300):
+        p = sample_rigid_motion_params(rng, shape, ordering=ordering)
+        n = shape[p.pe_axis]
+        outer = _outer_lines(n, 0.07)
+        assert p.center_fraction == 0.07
+        corrupted = p.corrupted_lines
+        assert set(corrupted) <= set(outer)
+        assert 0.3 * len(outer) - 0.5 <= len(corrupted) <= 0.8 * len(outer) + 0.5
+        assert 4 <= p.n_segments <= 24
+        if ordering == "linear":
+            # each segment is a contiguous run of the outer lines in acquisition (ky) order
+            position = {line: i for i, line in enumerate(outer)}
+            for seg in p.segments:
+                pos = [position[line] for line in seg]
+                assert pos == list(range(pos[0], pos[0] + len(seg)))
+        rots.extend(p.rotations_deg)
+        shifts.extend(p.translations_px)
+        n_segs.append(p.n_segments)
+        axes.append(p.pe_axis)
+    assert np.std(rots) == pytest.approx(12.0, rel=0.08)
+    assert np.std(shifts) == pytest.approx(30.0, rel=0.08)
+    assert abs(np.mean(rots)) < 1.0 and abs(np.mean(shifts)) < 2.5
+    assert min(n_segs) <= 6 and max(n_segs) >= 22
+    assert set(axes) == {-2, -1}
+
+
+def test_sampler_small_image_caps_segments():
+    p = sample_rigid_motion_params(np.random.default_rng(10), (8, 8), -2, n_segments=(24, 24))
+    assert p.n_segments <= len(p.corrupted_lines) <= 8
+    apply_rigid_motion(np.ones((8, 8)), p)
+
+
+def test_sampler_argument_validation():
+    rng = np.random.default_rng(0)
+    with pytest.raises(ValueError, match="corrupted_fraction"):
+        sample_rigid_motion_params(rng, (32, 32), corrupted_fraction=(0.8, 0.3))
+    with pytest.raises(ValueError, match="n_segments"):
+        sample_rigid_motion_params(rng, (32, 32), n_segments=(0, 4))
+    with pytest.raises(ValueError, match="pe_axis"):
+        sample_rigid_motion_params(rng, (32, 32), pe_axis=1)
+    with pytest.raises(ValueError, match="ordering"):
+        sample_rigid_motion_params(rng, (32, 32), ordering="spiral")
+    with pytest.raises(ValueError, match="shape"):
+        sample_rigid_motion_params(rng, (32,))
+
+
+def test_severity_levels():
+    rng = np.random.default_rng(11)
+    rots, shifts = [], []
+    for level in (0.25, 0.125, 0.05):
+        for _ in range(100):
+            p = rigid_motion_params_for_severity(level, (320, 320), rng)
+            assert p.center_fraction == level
+            assert 1 <= p.n_segments <= 8
+            assert not set(p.corrupted_lines) & set(center_band(320, level))
+            rots.extend(p.rotations_deg)
+            shifts.extend(p.translations_px)
+    assert np.std(rots) == pytest.approx(3.0, rel=0.1)
+    assert np.std(shifts) == pytest.approx(10.0, rel=0.1)
+    assert rigid_motion_params_for_severity(0.25, (64, 64), rng, pe_axis=-1).pe_axis == -1
+    with pytest.raises(ValueError, match="level"):
+        rigid_motion_params_for_severity(1.5, (64, 64), rng)
+
+
+# ----------------------------------------------------------------------------- kinds, batches, determinism
+
+
+def test_batch_equals_slices_and_torch_agrees():
+    rng = np.random.default_rng(12)
+    img = rng.random((3, 33, 47)).astype(np.float32)
+    params = sample_rigid_motion_params(rng, (33, 47))
+    out = apply_rigid_motion(img, params)
+    assert out.shape == img.shape and out.dtype == np.complex64
+    for b in range(3):
+        np.testing.assert_allclose(out[b], apply_rigid_motion(img[b], params), atol=1e-5)
+    t = apply_rigid_motion(torch.from_numpy(img), params)
+    assert isinstance(t, torch.Tensor) and t.dtype == torch.complex64
+    np.testing.assert_allclose(t.numpy(), out, atol=1e-5)
+    t64 = apply_rigid_motion(torch.from_numpy(img).double(), params)
+    assert t64.dtype == torch.complex128
+    np.testing.assert_allclose(t64.numpy(), out, atol=1e-4)
+
+
+def test_pe_axis_transpose_symmetry():
+    # Transposing swaps rows and columns: the PE axis flips, a rotation changes sign, (dy, dx) swap.
+    img = np.random.default_rng(13).random((33, 47))
+    p = sample_rigid_motion_params(np.random.default_rng(14), (47, 33), -2, translation_std_px=5.0)
+    q = RigidMotionParams(
+        -1,
+        p.center_fraction,
+        p.segments,
+        tuple(-r for r in p.rotations_deg),
+        tuple((dx, dy) for dy, dx in p.translations_px),
+    )
+    np.testing.assert_allclose(apply_rigid_motion(img, q), apply_rigid_motion(img.T, p).T, atol=1e-10)
+
+
+def test_determinism_and_global_rng_untouched():
+    np_state = np.random.get_state()[1].copy()
+    torch_state = torch.random.get_rng_state().clone()
+    img = blob((32, 32))
+    a = sample_rigid_motion_params(np.random.default_rng(15), img.shape)
+    b = sample_rigid_motion_params(np.random.default_rng(15), img.shape)
+    assert a == b
+    np.testing.assert_array_equal(apply_rigid_motion(img, a), apply_rigid_motion(img, b))
+    rigid_motion_params_for_severity(0.05, img.shape, 16)
+    assert np.array_equal(np.random.get_state()[1], np_state)
+    assert torch.equal(torch.random.get_rng_state(), torch_state)
+
+
+def test_bad_image_rejected():
+    p = make_params()
+    with pytest.raises(ValueError, match="shape"):
+        apply_rigid_motion(np.zeros((2, 2, 32, 32)), p)
