@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -9,6 +10,7 @@ import pytest
 import scipy.ndimage as ndi
 import torch
 
+from artefix.artefacts.base import params_to_dict
 from artefix.artefacts.motion import (
     RigidMotionParams,
     apply_rigid_motion,
@@ -92,6 +94,13 @@ def test_center_band_sizes_and_position():
 def test_params_validation(kwargs, match):
     with pytest.raises(ValueError, match=match):
         make_params(**kwargs)
+
+
+def test_params_json_round_trip():
+    p = sample_rigid_motion_params(np.random.default_rng(0), (64, 48))
+    d = json.loads(json.dumps(params_to_dict(p)))
+    assert d.pop("artefact") == "motion"
+    assert RigidMotionParams(**d) == p
 
 
 def test_apply_checks_lines_against_shape():

@@ -138,22 +138,26 @@ class RigidMotionParams:
                 f"need one rotation and one translation per segment: {n} segments, "
                 f"{len(self.rotations_deg)} rotations_deg, {len(self.translations_px)} translations_px"
             )
-        seen: set[int] = set()
         for s, lines in enumerate(self.segments):
             if len(lines) == 0:
                 raise ValueError(f"segment {s} is empty")
-            for line in lines:
-                if not isinstance(line, int | np.integer) or line < 0:
-                    raise ValueError(f"segment {s}: line indices must be non-negative ints, got {line!r}")
-                if line in seen:
-                    raise ValueError(f"line {line} appears twice in segments (segment {s})")
-                seen.add(int(line))
+            bad = [line for line in lines if not isinstance(line, int | np.integer) or line < 0]
+            if bad:
+                raise ValueError(f"segment {s}: line indices must be non-negative ints, got {bad[0]!r}")
+        all_lines = np.fromiter((line for seg in self.segments for line in seg), dtype=np.int64)
+        values, counts = np.unique(all_lines, return_counts=True)
+        if np.any(counts > 1):
+            raise ValueError(f"line {int(values[counts > 1][0])} appears twice in segments")
         for s, rot in enumerate(self.rotations_deg):
             if not math.isfinite(rot):
                 raise ValueError(f"rotations_deg[{s}] must be finite, got {rot!r}")
         for s, shift in enumerate(self.translations_px):
             if len(shift) != 2 or not all(math.isfinite(v) for v in shift):
                 raise ValueError(f"translations_px[{s}] must be a finite (dy, dx) pair, got {shift!r}")
+        # plain nested tuples (e.g. after a JSON round trip gave lists), so equal params compare equal
+        object.__setattr__(self, "segments", tuple(tuple(int(line) for line in seg) for seg in self.segments))
+        object.__setattr__(self, "rotations_deg", tuple(float(r) for r in self.rotations_deg))
+        object.__setattr__(self, "translations_px", tuple((float(dy), float(dx)) for dy, dx in self.translations_px))
 
     @property
     def n_segments(self) -> int:
@@ -252,7 +256,7 @@ def sample_rigid_motion_params(
         raise ValueError(f"pe_axis must be -2, -1 or None, got {pe_axis!r}")
     n_lines = shape[pe_axis]
     band = center_band(n_lines, center_fraction)
-    outer = np.array([i for i in range(n_lines) if i not in band], dtype=np.int64)
+    outer = np.setdiff1d(np.arange(n_lines, dtype=np.int64), np.arange(band.start, band.stop))
     fraction = rng.uniform(lo_f, hi_f)
     n_corrupted = int(math.floor(fraction * len(outer) + 0.5))
     n_seg = min(int(rng.integers(lo_s, hi_s + 1)), n_corrupted)
