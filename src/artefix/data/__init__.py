@@ -1,0 +1,1 @@
+"""Data access: scan readers and writers (:mod:`artefix.data.io`) and the built-in sample slices."""

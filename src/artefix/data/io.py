@@ -1,0 +1,394 @@
+"""Read and write MR scans as :class:`Volume` objects (NIfTI, DICOM, fastMRI HDF5, NumPy, PNG).
+
+Every reader returns a :class:`Volume`: a float32 ``array`` of shape ``(H, W)`` or ``(H, W, D)`` (for a
+fastMRI file ``(slices, H, W)``), the 4x4 voxel-to-world ``affine`` in RAS millimetres, the voxel
+``spacing`` and the original ``header`` so that :func:`write_volume` can write a result back in the
+input's family with the same geometry. A world position is ``affine @ [i, j, k, 1]`` for voxel index
+``(i, j, k)``.
+
+NaN and infinite voxels are an error at read time (:class:`~artefix.errors.InputError` stating how many
+there are): the models cannot use them and silently replacing them would hide a broken conversion.
+:func:`check_finite` is the same check for volumes built in memory.
+
+Writes are atomic: the data goes to a temporary file (or folder, for DICOM) next to the target and is
+renamed over it only when complete, so a failure leaves neither a partial output nor the temporary.
+
+Example:
+    >>> import numpy as np, tempfile, pathlib
+    >>> out = pathlib.Path(tempfile.mkdtemp()) / "x.npy"
+    >>> _ = write_volume(Volume(np.ones((4, 5), np.float32)), out)
+    >>> read_volume(out).array.shape
+    (4, 5)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import shutil
+import tempfile
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import numpy as np
+
+from artefix.errors import InputError, OutputError
+
+FORMATS = ("nifti", "dicom", "fastmri-h5", "npy", "npz", "png")
+
+SUPPORTED_INPUTS: Mapping[str, str] = MappingProxyType(
+    {
+        "nifti": ".nii or .nii.gz (NIfTI-1/2; a 4D file only when it holds a single volume)",
+        "dicom": "a folder holding a DICOM series (several series: choose with key=SeriesInstanceUID), "
+        "or a single .dcm file",
+        "fastmri-h5": ".h5 fastMRI file: reconstruction_rss / reconstruction_esc, or the root-sum-of-squares "
+        "of its kspace",
+        "npy": ".npy holding a 2D slice or a 3D volume",
+        "npz": ".npz (choose the array with key=, default its single array or arr_0)",
+        "png": ".png grayscale slice (colour is converted to luminance)",
+    }
+)
+SUPPORTED_OUTPUTS: Mapping[str, str] = MappingProxyType(
+    {
+        "nifti": ".nii or .nii.gz, float32, with the reference's header and affine",
+        "dicom": "a folder (a path without extension): a derived series built on a DICOM reference, "
+        "one uint16 file per slice with RescaleSlope/Intercept",
+        "fastmri-h5": ".h5 with a 'reconstruction' dataset (fastMRI submission layout)",
+        "npy": ".npy float32",
+        "npz": ".npz float32 (under the reference's key, default arr_0)",
+        "png": ".png, one 2D slice min-max scaled to 16 bits (8 bits when the reference was an 8-bit PNG)",
+    }
+)
+
+_INPUT_SUFFIXES = (".nii", ".nii.gz", ".dcm", ".ima", ".h5", ".hdf5", ".npy", ".npz", ".png")
+_OUTPUT_SUFFIXES = (".nii", ".nii.gz", ".h5", ".hdf5", ".npy", ".npz", ".png")
+_SUFFIX_FORMAT = {
+    ".nii": "nifti",
+    ".nii.gz": "nifti",
+    ".dcm": "dicom",
+    ".ima": "dicom",
+    ".h5": "fastmri-h5",
+    ".hdf5": "fastmri-h5",
+    ".npy": "npy",
+    ".npz": "npz",
+    ".png": "png",
+}
+
+
+@dataclass
+class Volume:
+    """An image or volume with its geometry and the header of the file it came from.
+
+    Attributes:
+        array: Image data, float32, shape ``(H, W)`` or 3D. NIfTI keeps the file's axis order, a
+            DICOM series is stacked as ``(rows, columns, slices)`` and a fastMRI file is
+            ``(slices, H, W)``. Other dtypes are converted to float32.
+        affine: 4x4 voxel-to-world matrix, RAS+ millimetres (identity for npy/npz/png).
+        spacing: Millimetres per voxel along each array axis; derived from the affine's column norms
+            when left empty.
+        format: One of :data:`FORMATS`, the family the data came from.
+        source: File or folder it was read from (``None`` when built in memory).
+        header: The nibabel header (NIfTI), the list of pydicom Datasets in slice order without pixel
+            data (DICOM), the ISMRMRD XML header string (fastMRI) or ``None``.
+        meta: Extra facts, e.g. ``slice_axis`` (the acquisition's slice axis where the file says so,
+            else ``None``), ``key`` (the dataset read from an npz/h5), ``bit_depth`` (PNG).
+    """
+
+    array: np.ndarray
+    affine: np.ndarray = field(default_factory=lambda: np.eye(4))
+    spacing: tuple[float, ...] = ()
+    format: str = "npy"
+    source: Path | None = None
+    header: Any = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        array = np.asarray(self.array)
+        if array.ndim not in (2, 3):
+            raise ValueError(f"Volume.array must be 2D or 3D, got shape {array.shape}")
+        if np.iscomplexobj(array):
+            raise ValueError("Volume.array must be real; take the magnitude of complex images first")
+        self.array = array.astype(np.float32, copy=False)
+        affine = np.asarray(self.affine, dtype=np.float64)
+        if affine.shape != (4, 4):
+            raise ValueError(f"Volume.affine must be 4x4, got shape {affine.shape}")
+        self.affine = affine
+        if len(self.spacing) == 0:
+            self.spacing = tuple(float(np.linalg.norm(affine[:3, i])) for i in range(array.ndim))
+        else:
+            self.spacing = tuple(float(s) for s in self.spacing)
+        if len(self.spacing) != array.ndim:
+            raise ValueError(f"Volume.spacing {self.spacing} needs one value per axis of shape {array.shape}")
+        if self.format not in FORMATS:
+            raise ValueError(f"Volume.format {self.format!r} is not one of {', '.join(FORMATS)}")
+        if self.source is not None:
+            self.source = Path(self.source)
+
+
+def read_volume(path: str | Path, *, key: str | None = None) -> Volume:
+    """Read a scan, choosing the reader from the extension (a folder is a DICOM series).
+
+    Args:
+        path: File or folder, see :data:`SUPPORTED_INPUTS`.
+        key: Which array to read where a file holds several: npz key, fastMRI dataset name
+            (``reconstruction_rss``, ``reconstruction_esc`` or ``kspace``), DICOM SeriesInstanceUID (or
+            SeriesNumber). Passing it for a single-array format (NIfTI, npy, PNG) is an error.
+
+    Returns:
+        The :class:`Volume`, with finite float32 data.
+
+    Raises:
+        InputError: Missing, unsupported, unreadable or truncated file; 1D or >3D data; NaN/Inf voxels
+            (the message gives their count); ambiguous DICOM series or npz/h5 keys.
+    """
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise InputError(f"{path}: no such file or folder")
+    fmt = _input_format(path)
+    if key is not None and fmt in ("nifti", "npy", "png"):
+        raise InputError(f"{path}: key={key!r} only applies to npz, fastMRI .h5 and DICOM folders")
+    if fmt == "nifti":
+        from artefix.data.io_nifti import read_nifti
+
+        volume = read_nifti(path)
+    elif fmt == "dicom":
+        from artefix.data.io_dicom import read_dicom
+
+        volume = read_dicom(path, key=key)
+    elif fmt == "fastmri-h5":
+        from artefix.data.io_fastmri import read_fastmri
+
+        volume = read_fastmri(path, key=key)
+    elif fmt == "png":
+        from artefix.data.io_arrays import read_png
+
+        volume = read_png(path)
+    else:
+        from artefix.data.io_arrays import read_numpy
+
+        volume = read_numpy(path, fmt, key)
+    return check_finite(volume)
+
+
+def check_finite(volume: Volume) -> Volume:
+    """Raise :class:`InputError` when ``volume.array`` holds NaN or infinite voxels.
+
+    Returns:
+        ``volume`` unchanged, for chaining.
+    """
+    bad = int(volume.array.size - np.count_nonzero(np.isfinite(volume.array)))
+    if bad:
+        name = volume.source if volume.source is not None else "input"
+        raise InputError(f"{name}: {bad} of {volume.array.size} voxels are NaN or infinite; fix or mask them first")
+    return volume
+
+
+def write_volume(volume: Volume, path: str | Path, *, overwrite: bool = False, like: Volume | None = None) -> Path:
+    """Write ``volume.array`` in the family given by ``path``'s extension, atomically.
+
+    The geometry comes from ``like`` when given, else from ``volume`` itself (the *reference*):
+
+    * NIfTI keeps the reference's NIfTI header and affine exactly (qform/sform codes, pixdim, units,
+      dim_info); the data is stored as float32 with no scaling (``scl_slope``/``scl_inter`` reset), and
+      its shape must be the header's (up to trailing singleton axes). A reference without a NIfTI header
+      gets a fresh header from its affine (codes "scanner" for DICOM, "aligned" otherwise).
+    * DICOM (``path`` is a folder: no extension, or ending in a separator) needs a DICOM reference; see
+      :func:`artefix.data.io_dicom.write_dicom`.
+    * PNG takes one 2D slice, min-max scaled to the full uint16 range (uint8 when the reference is an
+      8-bit PNG), so absolute intensities are not kept.
+    * ``.npy``/``.npz``/``.h5`` store the float32 array as is.
+
+    Args:
+        volume: What to write.
+        path: Output file or DICOM folder; its parent folder must exist.
+        overwrite: Replace an existing output.
+        like: Reference volume whose header/geometry the output keeps.
+
+    Returns:
+        The output path.
+
+    Raises:
+        OutputError: Unsupported extension, output exists without ``overwrite``, output is the
+            input, non-finite values, shape not matching the reference, or an I/O failure.
+    """
+    text = os.fspath(path)
+    path = Path(text).expanduser()
+    ref = like if like is not None else volume
+    fmt = _output_format(path, text.endswith(("/", os.sep)))
+    _check_output(path, (volume.source, ref.source), overwrite=overwrite, folder=fmt == "dicom")
+    array = volume.array
+    if not np.all(np.isfinite(array)):
+        raise OutputError(f"{path}: refusing to write an array with NaN or infinite values")
+    if fmt == "dicom":
+        from artefix.data.io_dicom import write_dicom
+
+        with _atomic_folder(path) as tmp:
+            write_dicom(array, ref, tmp)
+        return path
+    with _atomic_file(path) as tmp:
+        if fmt == "nifti":
+            from artefix.data.io_nifti import write_nifti
+
+            write_nifti(array, ref, tmp, path)
+        elif fmt == "png":
+            from artefix.data.io_arrays import write_png
+
+            write_png(array, ref, tmp, path)
+        elif fmt == "fastmri-h5":
+            from artefix.data.io_fastmri import write_fastmri
+
+            write_fastmri(array, ref, tmp)
+        elif fmt == "npz":
+            name = str(ref.meta.get("key") or "arr_0") if ref.format == "npz" else "arr_0"
+            with open(tmp, "wb") as f:
+                np.savez_compressed(f, **{name: array})
+        else:
+            with open(tmp, "wb") as f:
+                np.save(f, array)
+    return path
+
+
+def _suffix(path: Path) -> str:
+    name = path.name.lower()
+    return ".nii.gz" if name.endswith(".nii.gz") else path.suffix.lower()
+
+
+def _input_format(path: Path) -> str:
+    if path.is_dir():
+        return "dicom"
+    suffix = _suffix(path)
+    if suffix in _SUFFIX_FORMAT:
+        return _SUFFIX_FORMAT[suffix]
+    if suffix == "" and _has_dicom_preamble(path):
+        return "dicom"
+    raise InputError(
+        f"{path}: unsupported input {suffix or '(no extension)'}; supported: "
+        f"{', '.join(_INPUT_SUFFIXES)}, a DICOM folder or an extensionless DICOM file"
+    )
+
+
+def _output_format(path: Path, folder_hint: bool) -> str:
+    suffix = _suffix(path)
+    if folder_hint or suffix == "" or path.is_dir():
+        return "dicom"
+    fmt = _SUFFIX_FORMAT.get(suffix)
+    if fmt is None or fmt == "dicom":
+        raise OutputError(
+            f"{path}: unsupported output {suffix}; supported: {', '.join(_OUTPUT_SUFFIXES)} or a folder (DICOM series)"
+        )
+    return fmt
+
+
+def _has_dicom_preamble(path: Path) -> bool:
+    try:
+        with open(path, "rb") as f:
+            head = f.read(132)
+    except OSError:
+        return False
+    return len(head) == 132 and head[128:] == b"DICM"
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text or type(exc).__name__
+
+
+def _same_path(a: Path, b: Path) -> bool:
+    try:
+        if a.exists() and b.exists():
+            return os.path.samefile(a, b)
+    except OSError:
+        pass
+    return a.resolve() == b.resolve()
+
+
+def _check_output(path: Path, sources: tuple[Path | None, ...], *, overwrite: bool, folder: bool) -> None:
+    for source in sources:
+        if source is not None and _same_path(path, Path(source)):
+            raise OutputError(f"{path}: output is the input {source}; choose another output path")
+    if not path.parent.is_dir():
+        raise OutputError(f"{path}: output folder {path.parent} does not exist")
+    if not path.exists() and not path.is_symlink():
+        return
+    if not overwrite:
+        raise OutputError(f"{path}: output exists; pass overwrite (--overwrite) to replace it")
+    if folder:
+        if not path.is_dir():
+            raise OutputError(f"{path}: exists and is not a folder; cannot replace it with a DICOM series")
+        others = [p.name for p in path.iterdir() if not (p.is_file() and _has_dicom_preamble(p))]
+        if others:
+            raise OutputError(
+                f"{path}: folder holds non-DICOM entries ({', '.join(sorted(others)[:3])}); not replacing it"
+            )
+    elif path.is_dir():
+        raise OutputError(f"{path}: is a folder; cannot replace it with a file")
+
+
+def _temp_sibling(path: Path, suffix: str, *, folder: bool) -> Path:
+    """Create a hidden, uniquely named file or folder next to ``path``.
+
+    Unlike :func:`tempfile.mkstemp` (mode 0600) it is created with the usual permissions (0666 or 0777
+    less the umask), which the output keeps after the rename.
+    """
+    for _ in range(100):
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}{suffix}"
+        try:
+            if folder:
+                os.mkdir(tmp, 0o777)
+            else:
+                os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        except FileExistsError:
+            continue
+        except OSError as exc:
+            raise OutputError(f"{path}: cannot create a temporary in {path.parent} ({_one_line(exc)})") from exc
+        return tmp
+    raise OutputError(f"{path}: cannot find a free temporary name in {path.parent}")
+
+
+@contextlib.contextmanager
+def _atomic_file(path: Path) -> Iterator[Path]:
+    """Yield a temporary file next to ``path`` (same suffix); rename it over ``path`` on success."""
+    tmp = _temp_sibling(path, f".tmp{_suffix(path)}", folder=False)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise OutputError(f"{path}: write failed ({_one_line(exc)})") from exc
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+@contextlib.contextmanager
+def _atomic_folder(path: Path) -> Iterator[Path]:
+    """Yield a temporary folder next to ``path``; on success it replaces ``path``.
+
+    An existing ``path`` (already vetted by :func:`_check_output`) is first renamed aside and removed
+    only after the new folder is in place, so a failure never loses it.
+    """
+    tmp = _temp_sibling(path, ".tmp", folder=True)
+    try:
+        yield tmp
+        if path.exists():
+            aside = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
+            os.replace(path, aside / path.name)
+            try:
+                os.replace(tmp, path)
+            except OSError:
+                os.replace(aside / path.name, path)
+                shutil.rmtree(aside, ignore_errors=True)
+                raise
+            shutil.rmtree(aside, ignore_errors=True)
+        else:
+            os.replace(tmp, path)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise OutputError(f"{path}: write failed ({_one_line(exc)})") from exc
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
