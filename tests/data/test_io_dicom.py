@@ -111,6 +111,8 @@ def test_single_file_is_2d(tmp_path):
     one = files[0].with_suffix(".dcm")
     files[0].rename(one)
     single = read_volume(one)
+    with pytest.raises(OutputError, match="holds the input"):
+        write_volume(Volume(single.array), tmp_path / "s", like=single, overwrite=True)
     assert single.array.ndim == 2 and single.meta["slice_axis"] is None
     k = int(np.argmin(np.abs(np.asarray(v.meta["slice_positions"]) - single.meta["slice_positions"][0])))
     np.testing.assert_array_equal(single.array, expected[..., k])

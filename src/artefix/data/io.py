@@ -310,6 +310,8 @@ def _check_output(path: Path, sources: tuple[Path | None, ...], *, overwrite: bo
     for source in sources:
         if source is not None and _same_path(path, Path(source)):
             raise OutputError(f"{path}: output is the input {source}; choose another output path")
+        if folder and source is not None and path.resolve() in Path(source).resolve().parents:
+            raise OutputError(f"{path}: output folder holds the input {source}; choose another output path")
     if not path.parent.is_dir():
         raise OutputError(f"{path}: output folder {path.parent} does not exist")
     if not path.exists() and not path.is_symlink():
