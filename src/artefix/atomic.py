@@ -1,11 +1,13 @@
 """Atomic file output: write to a temporary sibling, then rename over the target.
 
-A crash or an exception while writing leaves neither a partial target nor the temporary file.
+A crash or an exception while writing leaves neither a partial target nor the temporary.
+Used by every writer of artefix (volumes, figures, reports, JSON).
 """
 
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -15,54 +17,108 @@ from pathlib import Path
 from artefix.errors import OutputError
 
 
-def check_output_path(target: Path, *, overwrite: bool, inputs: tuple[Path, ...] = ()) -> Path:
-    """Refuse an output that exists (unless ``overwrite``) or that is one of the ``inputs``.
+def _suffixes(path: Path) -> str:
+    name = path.name.lower()
+    return ".nii.gz" if name.endswith(".nii.gz") else path.suffix
+
+
+def check_output_path(target: Path, *, overwrite: bool, inputs: tuple[Path | None, ...] = ()) -> Path:
+    """Refuse an output that exists (unless ``overwrite``), that is one of ``inputs``, or has no folder.
 
     Returns:
-        The resolved target path.
+        ``target`` as a Path.
 
     Raises:
         OutputError: With a one-line reason.
     """
-    target = Path(target).expanduser().resolve()
+    target = Path(target).expanduser()
     for source in inputs:
-        if source is not None and Path(source).expanduser().resolve() == target:
-            raise OutputError(f"output {target} is the input file; choose another output path")
-    if target.exists() and not overwrite:
-        raise OutputError(f"output {target} exists; pass --overwrite to replace it")
+        if source is not None and same_path(target, Path(source)):
+            raise OutputError(f"{target}: output is the input; choose another output path")
     if not target.parent.is_dir():
-        raise OutputError(f"output folder {target.parent} does not exist")
+        raise OutputError(f"{target}: output folder {target.parent} does not exist")
+    if target.exists() and not overwrite:
+        raise OutputError(f"{target}: output exists; pass --overwrite to replace it")
     return target
 
 
-@contextmanager
-def atomic_path(target: Path, *, directory: bool = False) -> Iterator[Path]:
-    """Yield a temporary path next to ``target``; on success rename it to ``target``.
+def one_line(exc: BaseException) -> str:
+    """An exception's message on one line (for CLI errors)."""
+    text = " ".join(str(exc).split())
+    return text or type(exc).__name__
 
-    Args:
-        target: Final file (or folder with ``directory=True``) path.
-        directory: Create a temporary folder instead of a file name.
 
-    Yields:
-        The temporary path to write to (keeps ``target``'s suffixes, so libraries that infer
-        the format from the extension still work).
+def same_path(a: Path, b: Path) -> bool:
+    """Whether two paths name the same file (follows links; works for paths that do not exist yet)."""
+    try:
+        if a.exists() and b.exists():
+            return os.path.samefile(a, b)
+    except OSError:
+        pass
+    return a.resolve() == b.resolve()
+
+
+def _temp_sibling(path: Path, suffix: str, *, folder: bool) -> Path:
+    """Create a hidden, uniquely named file or folder next to ``path``.
+
+    Unlike :func:`tempfile.mkstemp` (mode 0600) it is created with the usual permissions (0666 or 0777
+    less the umask), which the output keeps after the rename.
     """
-    target = Path(target)
-    suffix = "".join(target.suffixes)
-    if directory:
-        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
-    else:
-        fd, name = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=f".tmp{suffix}", dir=target.parent)
-        os.close(fd)
-        tmp = Path(name)
+    for _ in range(100):
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}{suffix}"
+        try:
+            if folder:
+                os.mkdir(tmp, 0o777)
+            else:
+                os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        except FileExistsError:
+            continue
+        except OSError as exc:
+            raise OutputError(f"{path}: cannot create a temporary in {path.parent} ({one_line(exc)})") from exc
+        return tmp
+    raise OutputError(f"{path}: cannot find a free temporary name in {path.parent}")
+
+
+@contextmanager
+def atomic_file(path: Path) -> Iterator[Path]:
+    """Yield a temporary file next to ``path`` (same suffix); rename it over ``path`` on success."""
+    tmp = _temp_sibling(path, f".tmp{_suffixes(path)}", folder=False)
     try:
         yield tmp
-        if directory and target.is_dir():
-            shutil.rmtree(target)
-        os.replace(tmp, target)
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise OutputError(f"{path}: write failed ({one_line(exc)})") from exc
     except BaseException:
-        if tmp.is_dir():
-            shutil.rmtree(tmp, ignore_errors=True)
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+@contextmanager
+def atomic_folder(path: Path) -> Iterator[Path]:
+    """Yield a temporary folder next to ``path``; on success it replaces ``path``.
+
+    An existing ``path`` (already vetted by the caller) is first renamed aside and removed
+    only after the new folder is in place, so a failure never loses it.
+    """
+    tmp = _temp_sibling(path, ".tmp", folder=True)
+    try:
+        yield tmp
+        if path.exists():
+            aside = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
+            os.replace(path, aside / path.name)
+            try:
+                os.replace(tmp, path)
+            except OSError:
+                os.replace(aside / path.name, path)
+                shutil.rmtree(aside, ignore_errors=True)
+                raise
+            shutil.rmtree(aside, ignore_errors=True)
         else:
-            tmp.unlink(missing_ok=True)
+            os.replace(tmp, path)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise OutputError(f"{path}: write failed ({one_line(exc)})") from exc
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
         raise

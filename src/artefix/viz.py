@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from artefix.atomic import atomic_path
+from artefix.atomic import atomic_file
 from artefix.fft import fft2c
 
 
@@ -58,7 +58,7 @@ def simulation_preview(clean: np.ndarray, corrupted: np.ndarray, path: Path, tit
             fig.colorbar(im, ax=ax, shrink=0.8)
     if title:
         fig.suptitle(title)
-    with atomic_path(Path(path)) as tmp:
+    with atomic_file(Path(path)) as tmp:
         fig.savefig(tmp, dpi=90, format="png")
     plt.close(fig)
     return Path(path)

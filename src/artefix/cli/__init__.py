@@ -11,6 +11,7 @@ import sys
 
 import typer
 
+from artefix.cli import model_info as _model_info
 from artefix.cli import simulate as _simulate
 
 app = typer.Typer(
@@ -22,6 +23,7 @@ app = typer.Typer(
 )
 
 app.command("simulate")(_simulate.simulate_command)
+app.command("model-info")(_model_info.model_info_command)
 
 
 @app.callback()
@@ -30,24 +32,16 @@ def _root() -> None:
 
 
 def main() -> None:
-    """Entry point of the ``artefix`` script."""
+    """Entry point of the ``artefix`` script.
+
+    Usage errors (unknown option, bad value type) are reported by typer with exit code 2; artefix's own
+    errors (unreadable input, unsafe output, bad values found later) become ``error: ...`` on one line,
+    also with exit code 2.
+    """
     from artefix.errors import ArtefixError
 
     try:
-        app(standalone_mode=False)
+        app()
     except ArtefixError as exc:
         typer.echo(f"error: {exc}", err=True)
         sys.exit(2)
-    except (typer.Exit, SystemExit) as exc:
-        code = exc.exit_code if isinstance(exc, typer.Exit) else exc.code
-        sys.exit(code)
-    except typer.Abort:
-        typer.echo("aborted", err=True)
-        sys.exit(130)
-    except Exception as exc:  # click usage errors arrive here in non-standalone mode
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(2)
-        raise

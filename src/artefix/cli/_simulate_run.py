@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from artefix.atomic import atomic_path, check_output_path
+from artefix.atomic import atomic_file, check_output_path
 from artefix.data.io import Volume, write_volume
 from artefix.errors import InputError
 from artefix.simulation import simulate_with_params, validate_image
@@ -84,7 +84,7 @@ def run_simulate(
     log.info("wrote %s", output)
     if params_out is not None:
         record = {"artefact": artefact, "severity": severity, "seed": seed, "slices": sim.to_records()}
-        with atomic_path(params_out) as tmp:
+        with atomic_file(params_out) as tmp:
             tmp.write_text(json.dumps(record, indent=1))
     if preview is not None:
         from artefix.viz import simulation_preview

@@ -23,12 +23,8 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
 import os
-import secrets
-import shutil
-import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -36,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from artefix.atomic import atomic_file, atomic_folder, same_path
 from artefix.errors import InputError, OutputError
 
 FORMATS = ("nifti", "dicom", "fastmri-h5", "npy", "npz", "png")
@@ -226,10 +223,10 @@ def write_volume(volume: Volume, path: str | Path, *, overwrite: bool = False, l
     if fmt == "dicom":
         from artefix.data.io_dicom import write_dicom
 
-        with _atomic_folder(path) as tmp:
+        with atomic_folder(path) as tmp:
             write_dicom(array, ref, tmp)
         return path
-    with _atomic_file(path) as tmp:
+    with atomic_file(path) as tmp:
         if fmt == "nifti":
             from artefix.data.io_nifti import write_nifti
 
@@ -292,23 +289,9 @@ def _has_dicom_preamble(path: Path) -> bool:
     return len(head) == 132 and head[128:] == b"DICM"
 
 
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return text or type(exc).__name__
-
-
-def _same_path(a: Path, b: Path) -> bool:
-    try:
-        if a.exists() and b.exists():
-            return os.path.samefile(a, b)
-    except OSError:
-        pass
-    return a.resolve() == b.resolve()
-
-
 def _check_output(path: Path, sources: tuple[Path | None, ...], *, overwrite: bool, folder: bool) -> None:
     for source in sources:
-        if source is not None and _same_path(path, Path(source)):
+        if source is not None and same_path(path, Path(source)):
             raise OutputError(f"{path}: output is the input {source}; choose another output path")
         if folder and source is not None and path.resolve() in Path(source).resolve().parents:
             raise OutputError(f"{path}: output folder holds the input {source}; choose another output path")
@@ -328,69 +311,3 @@ def _check_output(path: Path, sources: tuple[Path | None, ...], *, overwrite: bo
             )
     elif path.is_dir():
         raise OutputError(f"{path}: is a folder; cannot replace it with a file")
-
-
-def _temp_sibling(path: Path, suffix: str, *, folder: bool) -> Path:
-    """Create a hidden, uniquely named file or folder next to ``path``.
-
-    Unlike :func:`tempfile.mkstemp` (mode 0600) it is created with the usual permissions (0666 or 0777
-    less the umask), which the output keeps after the rename.
-    """
-    for _ in range(100):
-        tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}{suffix}"
-        try:
-            if folder:
-                os.mkdir(tmp, 0o777)
-            else:
-                os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
-        except FileExistsError:
-            continue
-        except OSError as exc:
-            raise OutputError(f"{path}: cannot create a temporary in {path.parent} ({_one_line(exc)})") from exc
-        return tmp
-    raise OutputError(f"{path}: cannot find a free temporary name in {path.parent}")
-
-
-@contextlib.contextmanager
-def _atomic_file(path: Path) -> Iterator[Path]:
-    """Yield a temporary file next to ``path`` (same suffix); rename it over ``path`` on success."""
-    tmp = _temp_sibling(path, f".tmp{_suffix(path)}", folder=False)
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise OutputError(f"{path}: write failed ({_one_line(exc)})") from exc
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-@contextlib.contextmanager
-def _atomic_folder(path: Path) -> Iterator[Path]:
-    """Yield a temporary folder next to ``path``; on success it replaces ``path``.
-
-    An existing ``path`` (already vetted by :func:`_check_output`) is first renamed aside and removed
-    only after the new folder is in place, so a failure never loses it.
-    """
-    tmp = _temp_sibling(path, ".tmp", folder=True)
-    try:
-        yield tmp
-        if path.exists():
-            aside = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
-            os.replace(path, aside / path.name)
-            try:
-                os.replace(tmp, path)
-            except OSError:
-                os.replace(aside / path.name, path)
-                shutil.rmtree(aside, ignore_errors=True)
-                raise
-            shutil.rmtree(aside, ignore_errors=True)
-        else:
-            os.replace(tmp, path)
-    except OSError as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise OutputError(f"{path}: write failed ({_one_line(exc)})") from exc
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise

@@ -14,7 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from artefix.data.io import Volume, _one_line
+from artefix.atomic import one_line
+from artefix.data.io import Volume
 from artefix.errors import InputError, OutputError
 
 log = logging.getLogger(__name__)
@@ -50,9 +51,9 @@ def read_numpy(path: Path, fmt: str, key: str | None) -> Volume:
     try:
         loaded = np.load(path, allow_pickle=False)
     except ValueError as exc:
-        raise InputError(f"{path}: cannot load ({_one_line(exc)}); object/pickled arrays are refused") from exc
+        raise InputError(f"{path}: cannot load ({one_line(exc)}); object/pickled arrays are refused") from exc
     except (OSError, EOFError, zlib.error) as exc:
-        raise InputError(f"{path}: not a readable {fmt} file ({_one_line(exc)})") from exc
+        raise InputError(f"{path}: not a readable {fmt} file ({one_line(exc)})") from exc
     if fmt == "npz":
         with loaded:
             keys = list(loaded.files)
@@ -68,9 +69,9 @@ def read_numpy(path: Path, fmt: str, key: str | None) -> Volume:
             try:
                 array = loaded[key]
             except ValueError as exc:
-                raise InputError(f"{path}: cannot load {key!r} ({_one_line(exc)})") from exc
+                raise InputError(f"{path}: cannot load {key!r} ({one_line(exc)})") from exc
             except (OSError, EOFError, zlib.error) as exc:
-                raise InputError(f"{path}: truncated or corrupt npz ({_one_line(exc)})") from exc
+                raise InputError(f"{path}: truncated or corrupt npz ({one_line(exc)})") from exc
         meta["key"] = key
     else:
         array = loaded
@@ -101,7 +102,7 @@ def read_png(path: Path) -> Volume:
                 array = np.asarray(gray)
                 bit_depth = 8 if array.dtype == np.uint8 else 16
     except (OSError, UnidentifiedImageError, SyntaxError) as exc:
-        raise InputError(f"{path}: not a readable PNG ({_one_line(exc)})") from exc
+        raise InputError(f"{path}: not a readable PNG ({one_line(exc)})") from exc
     meta = {"slice_axis": None, "bit_depth": bit_depth}
     return Volume(as_image_array(array, path), format="png", source=path, meta=meta)
 

@@ -24,7 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from artefix.data.io import Volume, _has_dicom_preamble, _one_line
+from artefix.atomic import one_line
+from artefix.data.io import Volume, _has_dicom_preamble
 from artefix.errors import InputError, OutputError
 
 log = logging.getLogger(__name__)
@@ -91,7 +92,7 @@ def _read_header(path: Path) -> Any:
         return None
     except (OSError, EOFError, ValueError, struct.error, KeyError) as exc:
         if _has_dicom_preamble(path):
-            raise InputError(f"{path}: corrupt DICOM header ({_one_line(exc)})") from exc
+            raise InputError(f"{path}: corrupt DICOM header ({one_line(exc)})") from exc
         return None
     sop_class = str(getattr(ds.get("file_meta", None), "MediaStorageSOPClassUID", ""))
     if sop_class == _DICOMDIR_CLASS or "Rows" not in ds or "Columns" not in ds:
@@ -108,7 +109,7 @@ def _read_full(path: Path) -> tuple[Any, np.ndarray]:
     try:
         ds = pydicom.dcmread(path)
     except (InvalidDicomError, OSError, EOFError, ValueError, struct.error, KeyError) as exc:
-        raise InputError(f"{path}: not a readable DICOM file ({_one_line(exc)})") from exc
+        raise InputError(f"{path}: not a readable DICOM file ({one_line(exc)})") from exc
     if int(ds.get("NumberOfFrames", 1) or 1) > 1:
         raise InputError(f"{path}: multi-frame (enhanced) DICOM is not supported; convert it with dcm2niix")
     if int(ds.get("SamplesPerPixel", 1) or 1) != 1:
@@ -121,7 +122,7 @@ def _read_full(path: Path) -> tuple[Any, np.ndarray]:
         syntax = getattr(ds.get("file_meta", None), "TransferSyntaxUID", "unknown")
         raise InputError(
             f"{path}: cannot decode pixel data (transfer syntax {syntax}; truncated, or a compressed "
-            f"syntax needing pylibjpeg/GDCM): {_one_line(exc)}"
+            f"syntax needing pylibjpeg/GDCM): {one_line(exc)}"
         ) from exc
     slope = _number(ds, "RescaleSlope", 1.0)
     intercept = _number(ds, "RescaleIntercept", 0.0)

@@ -18,7 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from artefix.data.io import Volume, _one_line
+from artefix.atomic import one_line
+from artefix.data.io import Volume
 from artefix.errors import InputError
 from artefix.fft import ifft2c
 
@@ -90,7 +91,7 @@ def read_fastmri(path: Path, *, key: str | None = None) -> Volume:
     try:
         f = h5py.File(path, "r")
     except OSError as exc:
-        raise InputError(f"{path}: not a readable HDF5 file ({_one_line(exc)})") from exc
+        raise InputError(f"{path}: not a readable HDF5 file ({one_line(exc)})") from exc
     with f:
         names = sorted(f.keys())
         if key is None:
@@ -112,7 +113,7 @@ def read_fastmri(path: Path, *, key: str | None = None) -> Volume:
                 space = "reconSpace"
             header = _xml(f)
         except (OSError, ValueError, TypeError) as exc:
-            raise InputError(f"{path}: cannot read dataset {key!r} ({_one_line(exc)})") from exc
+            raise InputError(f"{path}: cannot read dataset {key!r} ({one_line(exc)})") from exc
         attrs = {k: _plain(v) for k, v in f.attrs.items()}
     if array.ndim not in (2, 3) or array.size == 0:
         raise InputError(f"{path}: dataset {key!r} of shape {array.shape} is not (slices, H, W)")

@@ -15,7 +15,8 @@ import numpy as np
 from nibabel.filebasedimages import ImageFileError
 from nibabel.spatialimages import HeaderDataError
 
-from artefix.data.io import Volume, _one_line
+from artefix.atomic import one_line
+from artefix.data.io import Volume
 from artefix.errors import InputError, OutputError
 
 
@@ -34,13 +35,13 @@ def read_nifti(path: Path) -> Volume:
     try:
         img = nib.load(path, mmap=False)
     except errors as exc:
-        raise InputError(f"{path}: unreadable NIfTI ({_one_line(exc)})") from exc
+        raise InputError(f"{path}: unreadable NIfTI ({one_line(exc)})") from exc
     if not isinstance(img, nib.Nifti1Image):
         raise InputError(f"{path}: not a single-file NIfTI image ({type(img).__name__})")
     try:
         data = np.asarray(img.get_fdata(dtype=np.float32))
     except errors as exc:
-        raise InputError(f"{path}: unreadable or truncated NIfTI ({_one_line(exc)})") from exc
+        raise InputError(f"{path}: unreadable or truncated NIfTI ({one_line(exc)})") from exc
     while data.ndim > 3 and data.shape[-1] == 1:
         data = data[..., 0]
     if data.ndim > 3:
@@ -105,4 +106,4 @@ def write_nifti(array: np.ndarray, ref: Volume, tmp: Path, path: Path) -> None:
     try:
         nib.save(img, tmp)
     except (ValueError, TypeError) as exc:
-        raise OutputError(f"{path}: cannot write NIfTI ({_one_line(exc)})") from exc
+        raise OutputError(f"{path}: cannot write NIfTI ({one_line(exc)})") from exc
