@@ -1,0 +1,136 @@
+"""Model files: safetensors weights plus a JSON model card (no pickle anywhere).
+
+A model ``NAME`` is two files side by side:
+
+* ``NAME.safetensors``: the ``state_dict`` tensors, with the architecture (:class:`ModelConfig` as
+  JSON) in the safetensors metadata, so the weights alone are enough to rebuild the model;
+* ``NAME.json``: the model card (preset, parameter count, training data and command, metrics, ...)
+  including the ``sha256`` of the weights file, checked on every load.
+
+Example:
+    >>> from artefix.models import build_model
+    >>> from artefix.models.checkpoint import save_model, load_model
+    >>> path = save_model(build_model("tiny"), tmp / "m.safetensors", card={"name": "m"})  # doctest: +SKIP
+    >>> model, card = load_model(path)                                                      # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from artefix.atomic import atomic_file, one_line
+from artefix.errors import InputError
+from artefix.models.dual_domain import DualDomainModel, ModelConfig
+from artefix.models.presets import count_parameters
+
+FORMAT_VERSION = "1"
+WEIGHTS_SUFFIX = ".safetensors"
+
+
+def sha256_of(path: Path, chunk: int = 1 << 20) -> str:
+    """Hex SHA-256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def card_path(weights: Path) -> Path:
+    """The model card next to a weights file (``x.safetensors`` -> ``x.json``)."""
+    return Path(weights).with_suffix(".json")
+
+
+def save_model(model: DualDomainModel, path: Path, card: dict[str, Any] | None = None) -> Path:
+    """Write ``model``'s weights (safetensors) and its model card (JSON), both atomically.
+
+    Args:
+        model: The model; its ``config`` is stored in the weights' metadata.
+        path: Target ``*.safetensors`` path.
+        card: Extra model-card fields (name, training, metrics, ...). ``config``, ``parameters``,
+            ``heads`` and ``sha256`` are filled in.
+
+    Returns:
+        The weights path.
+    """
+    path = Path(path)
+    if path.suffix != WEIGHTS_SUFFIX:
+        raise ValueError(f"weights must be saved as {WEIGHTS_SUFFIX}, got {path.name}")
+    config = model.config.to_dict()
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    metadata = {"format": "artefix", "format_version": FORMAT_VERSION, "model_config": json.dumps(config)}
+    with atomic_file(path) as tmp:
+        save_file(tensors, str(tmp), metadata=metadata)
+    full_card = dict(card or {})
+    full_card.update(
+        config=config,
+        parameters=count_parameters(model),
+        heads=list(model.config.heads),
+        weights=path.name,
+        sha256=sha256_of(path),
+    )
+    with atomic_file(card_path(path)) as tmp:
+        tmp.write_text(json.dumps(full_card, indent=2) + "\n")
+    return path
+
+
+def read_card(weights: Path) -> dict[str, Any] | None:
+    """The model card next to ``weights``, or None if there is none."""
+    path = card_path(weights)
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise InputError(f"{path}: unreadable model card ({one_line(exc)})") from exc
+
+
+def load_model(
+    path: Path, *, verify: bool = True, device: str | torch.device = "cpu"
+) -> tuple[DualDomainModel, dict[str, Any]]:
+    """Rebuild a model from its safetensors file (architecture from the metadata), in eval mode.
+
+    Args:
+        path: ``*.safetensors`` written by :func:`save_model`.
+        verify: Check the file's SHA-256 against the model card next to it (when there is a card).
+        device: Where to put the weights.
+
+    Returns:
+        ``(model, card)``; ``card`` is ``{}`` when the file has none.
+
+    Raises:
+        InputError: Missing or unreadable file, checksum mismatch, or weights that do not fit the
+            architecture in their metadata.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: model file not found")
+    if path.suffix != WEIGHTS_SUFFIX:
+        raise InputError(f"{path}: weights load from {WEIGHTS_SUFFIX} files only (no pickle)")
+    card = read_card(path) or {}
+    if verify and card.get("sha256") and sha256_of(path) != card["sha256"]:
+        raise InputError(f"{path}: checksum mismatch with its model card (corrupted or replaced weights)")
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as fh:
+            metadata = fh.metadata() or {}
+        tensors = load_file(str(path), device=str(device))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise InputError(f"{path}: unreadable safetensors file ({one_line(exc)})") from exc
+    if "model_config" not in metadata:
+        raise InputError(f"{path}: no artefix model configuration in the safetensors metadata")
+    try:
+        config = ModelConfig.from_dict(json.loads(metadata["model_config"]))
+        model = DualDomainModel(config)
+        model.load_state_dict(tensors, strict=True)
+    except (ValueError, RuntimeError, json.JSONDecodeError) as exc:
+        raise InputError(f"{path}: weights do not match their architecture ({one_line(exc)})") from exc
+    return model.to(device).eval(), card

@@ -1,0 +1,64 @@
+import json
+
+import pytest
+import torch
+
+from artefix.errors import InputError
+from artefix.models import build_model
+from artefix.models.checkpoint import card_path, load_model, save_model, sha256_of
+
+
+@pytest.fixture()
+def saved(tmp_path):
+    model = build_model("tiny", seed=0).eval()
+    with torch.no_grad():  # make BN statistics non-trivial so they must round-trip too
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.1, 0.1)
+    path = save_model(model, tmp_path / "m.safetensors", card={"name": "m", "note": "test"})
+    return model, path
+
+
+def test_round_trip_is_exact(saved):
+    model, path = saved
+    loaded, card = load_model(path)
+    assert not loaded.training
+    for (k, a), (k2, b) in zip(model.state_dict().items(), loaded.state_dict().items(), strict=True):
+        assert k == k2 and torch.equal(a, b)
+    x = torch.randn(2, 1, 24, 20)
+    with torch.no_grad():
+        assert torch.equal(model(x).output, loaded(x).output)
+    assert card["name"] == "m" and card["sha256"] == sha256_of(path)
+    assert card["parameters"] == sum(p.numel() for p in model.parameters())
+    assert card["heads"] == ["bias", "subsampling", "motion", "noise"]
+
+
+def test_checksum_mismatch_refused(saved):
+    _, path = saved
+    card = json.loads(card_path(path).read_text())
+    card["sha256"] = "0" * 64
+    card_path(path).write_text(json.dumps(card))
+    with pytest.raises(InputError, match="checksum"):
+        load_model(path)
+    load_model(path, verify=False)
+
+
+def test_truncated_and_foreign_files(tmp_path, saved):
+    _, path = saved
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(path.read_bytes()[:100])
+    with pytest.raises(InputError, match="unreadable"):
+        load_model(bad)
+    (tmp_path / "x.pt").write_bytes(b"")
+    with pytest.raises(InputError, match="safetensors files only"):
+        load_model(tmp_path / "x.pt")
+    with pytest.raises(InputError, match="not found"):
+        load_model(tmp_path / "none.safetensors")
+
+
+def test_no_pickle_in_weights(saved):
+    _, path = saved
+    assert path.read_bytes()[:8] != b"\x80\x02\x8a\x0a"  # not a torch pickle
+    header_len = int.from_bytes(path.read_bytes()[:8], "little")
+    header = json.loads(path.read_bytes()[8 : 8 + header_len])
+    assert json.loads(header["__metadata__"]["model_config"])["base_width"] == 4
