@@ -81,7 +81,7 @@ def discover_scans(roots: str | Path | Iterable[str | Path]) -> list[Path]:
     DICOM (``.dcm``/``.ima`` suffix or the ``DICM`` preamble at byte 128); the folder itself is returned
     and not searched further. Hidden files and folders (name starting with ``.``) are skipped. A root may
     itself be a scan file or a series folder. A multi-array ``.npz`` is one scan (its default array, see
-    :func:`artefix.data.io.read_volume`).
+    :func:`artefix.data.io.read_volume`). Symbolic links to folders below a root are not followed.
 
     Args:
         roots: One folder/file or several.
