@@ -23,6 +23,7 @@ residuals are cropped back to ``H x W`` before they are added to the unpadded ``
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -223,6 +224,9 @@ class DualDomainModel(nn.Module):
 
     Args:
         config: Architecture; see :class:`ModelConfig` and :mod:`artefix.models.presets`.
+        seed: When given, every convolution is (re-)initialised from a private generator seeded with it
+            (PyTorch's default scheme, ``kaiming_uniform_(a=sqrt(5))``), so equal seeds give equal
+            models. PyTorch's layer constructors still advance the global RNG, as for any module.
 
     Example:
         >>> import torch
@@ -233,7 +237,7 @@ class DualDomainModel(nn.Module):
         ((2, 1, 37, 50), (2, 4, 37, 50))
     """
 
-    def __init__(self, config: ModelConfig | None = None) -> None:
+    def __init__(self, config: ModelConfig | None = None, seed: int | None = None) -> None:
         super().__init__()
         self.config = config if config is not None else ModelConfig()
         c = self.config
@@ -248,6 +252,24 @@ class DualDomainModel(nn.Module):
         self.kspace_branch = SRResUNet(2, 2 * k, **kwargs) if "kspace" in c.branches else None
         # NHWC weights let oneDNN pick its fast convolutions on CPU (about 1.5x here); numerics are equal.
         self.to(memory_format=torch.channels_last)
+        if seed is not None:
+            self.reset_parameters(seed)
+
+    def reset_parameters(self, seed: int) -> None:
+        """Re-initialise all weights deterministically from ``seed`` (batch norms to identity)."""
+        g = torch.Generator(device="cpu")
+        g.manual_seed(int(seed) % (2**63 - 1))
+        with torch.no_grad():
+            for m in self.modules():
+                if isinstance(m, nn.Conv2d):
+                    w = torch.empty(m.weight.shape)
+                    nn.init.kaiming_uniform_(w, a=math.sqrt(5), generator=g)
+                    m.weight.copy_(w)
+                    if m.bias is not None:
+                        bound = 1.0 / math.sqrt(m.weight[0].numel())
+                        m.bias.copy_(torch.empty(m.bias.shape).uniform_(-bound, bound, generator=g))
+                elif isinstance(m, nn.BatchNorm2d):
+                    m.reset_parameters()
 
     @property
     def head_names(self) -> tuple[str, ...]:

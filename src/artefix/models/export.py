@@ -67,12 +67,12 @@ def export_torchscript(
     model.eval()
     try:
         with warnings.catch_warnings():
-            # The deprecation notice of torch.jit and the tracer's "shape as constant" notes are expected.
+            # torch.jit's deprecation notices and the tracer's "shape as constant" notes are expected.
             warnings.simplefilter("ignore", DeprecationWarning)
             warnings.simplefilter("ignore", torch.jit.TracerWarning)
             with torch.no_grad():
                 traced = torch.jit.trace(ExportWrapper(model), example, check_trace=False)
-        torch.jit.save(traced, str(path))
+            torch.jit.save(traced, str(path))
     finally:
         model.train(was_training)
     return path

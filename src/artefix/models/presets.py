@@ -88,12 +88,14 @@ def get_config(preset: str | ModelConfig = "compact", **overrides: Any) -> Model
     return config.replace(**overrides) if overrides else config
 
 
-def build_model(preset: str | ModelConfig = "compact", **overrides: Any) -> DualDomainModel:
+def build_model(preset: str | ModelConfig = "compact", *, seed: int | None = None, **overrides: Any) -> DualDomainModel:
     """Build a freshly initialised :class:`DualDomainModel` (input ``(B, 1, H, W)``, any ``H, W``).
 
     Args:
         preset: A name in :data:`PRESETS` (``"paper"``, ``"compact"``, ``"tiny"``) or a
             :class:`ModelConfig` (e.g. ``ModelConfig.from_dict(checkpoint["model_config"])``).
+        seed: Seed of a private generator for the initial weights (reproducible models); ``None``
+            uses PyTorch's default initialisation.
         **overrides: :class:`ModelConfig` fields to change.
 
     Returns:
@@ -108,20 +110,25 @@ def build_model(preset: str | ModelConfig = "compact", **overrides: Any) -> Dual
         >>> build_model("tiny", heads=("noise",)).head_names
         ('noise',)
     """
-    return DualDomainModel(get_config(preset, **overrides))
+    return DualDomainModel(get_config(preset, **overrides), seed=seed)
 
 
 def build_single_task_model(
-    artefact: str | Artefact, preset: str | ModelConfig = "compact", **overrides: Any
+    artefact: str | Artefact,
+    preset: str | ModelConfig = "compact",
+    *,
+    seed: int | None = None,
+    **overrides: Any,
 ) -> DualDomainModel:
     """One of the paper's single-task models: the preset's architecture with one residual head.
 
     Args:
         artefact: ``"bias"``, ``"subsampling"``, ``"motion"`` or ``"noise"`` (or an :class:`Artefact`).
         preset: As for :func:`build_model`.
+        seed: As for :func:`build_model`.
         **overrides: Other :class:`ModelConfig` fields to change.
     """
-    return build_model(preset, heads=(artefact,), **overrides)
+    return build_model(preset, seed=seed, heads=(artefact,), **overrides)
 
 
 def count_parameters(model: Any, trainable_only: bool = False) -> int:

@@ -1,7 +1,8 @@
 """The U-Net-shaped SRResNet branch of the dual-domain model.
 
-One branch maps ``(B, in_channels, H, W)`` to ``(B, out_channels, H, W)``; ``H`` and ``W`` must be
-multiples of :attr:`SRResUNet.stride` ``= 2**depth`` (the dual-domain model pads for you). With base
+One branch maps ``(B, in_channels, H, W)`` to ``(B, out_channels, H, W)``. ``H`` and ``W`` should be
+multiples of :attr:`SRResUNet.stride` ``= 2**depth`` (the dual-domain model pads for you); other sizes
+run, but each upsampling then resizes unevenly to its skip's size. With base
 width ``b`` and depth ``D`` the layers are, by resolution level ``l`` (level ``l`` has ``H / 2**l`` rows):
 
 1. a stem block at level 0 with ``b`` channels;
@@ -48,7 +49,7 @@ class SRResUNet(nn.Module):
         negative_slope: LeakyReLU slope (paper: 0.2).
 
     Shapes:
-        ``(B, in_channels, H, W) -> (B, out_channels, H, W)`` with ``H, W`` multiples of ``2**depth``.
+        ``(B, in_channels, H, W) -> (B, out_channels, H, W)``, ``H, W`` ideally multiples of ``2**depth``.
     """
 
     def __init__(
@@ -81,7 +82,7 @@ class SRResUNet(nn.Module):
 
     @property
     def stride(self) -> int:
-        """Total downsampling factor ``2**depth``; ``H`` and ``W`` must be multiples of it."""
+        """Total downsampling factor ``2**depth``; ``H`` and ``W`` should be multiples of it."""
         return 2**self.depth
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,254 @@
+import numpy as np
+import pytest
+import torch
+
+from artefix.artefacts.base import Artefact, znorm
+from artefix.fft import fft2c, ifft2c
+from artefix.models import (
+    ALL_HEADS,
+    DualDomainModel,
+    ModelConfig,
+    ModelOutput,
+    apply_residuals,
+    build_model,
+    head_weights,
+)
+
+ATOL = 1e-5
+
+
+def _record_input(store):
+    def hook(module, inputs, output):
+        store["in"] = inputs[0]
+
+    return hook
+
+
+def _x(shape, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return znorm(torch.randn(shape, generator=g))
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return build_model("tiny", seed=0).eval()
+
+
+@pytest.mark.parametrize("preset", ["tiny", "compact"])
+@pytest.mark.parametrize("shape", [(1, 1, 33, 47), (3, 1, 20, 17), (3, 1, 32, 64), (1, 1, 5, 7)])
+def test_output_shapes_any_size_and_batch(preset, shape):
+    model = build_model(preset, seed=1).eval()
+    with torch.no_grad():
+        out = model(_x(shape))
+    assert isinstance(out, ModelOutput)
+    assert out.output.shape == shape
+    assert out.residuals.shape == (shape[0], 4, *shape[2:])
+    assert torch.isfinite(out.output).all() and torch.isfinite(out.residuals).all()
+    # Z-normalised output: zero mean and unit (population) std per slice
+    torch.testing.assert_close(out.output.mean(dim=(-2, -1)), torch.zeros(shape[0], 1), atol=1e-5, rtol=0)
+    torch.testing.assert_close(out.output.std(dim=(-2, -1), unbiased=False), torch.ones(shape[0], 1), atol=1e-4, rtol=0)
+
+
+def test_forward_is_znorm_of_input_plus_sum_of_residuals(tiny):
+    x = _x((2, 1, 24, 30))
+    with torch.no_grad():
+        out = tiny(x)
+    torch.testing.assert_close(out.output, znorm(x + out.residuals.sum(1, keepdim=True)), atol=ATOL, rtol=0)
+
+
+def test_disabling_all_heads_gives_znorm_of_input(tiny):
+    x = 3.0 * _x((2, 1, 21, 18)) + 5.0  # not normalised: the output layer normalises
+    with torch.no_grad():
+        out = tiny(x, heads=[False] * 4)
+        names = tiny(x, heads=[])
+    torch.testing.assert_close(out.output, znorm(x), atol=ATOL, rtol=0)
+    torch.testing.assert_close(names.output, znorm(x), atol=ATOL, rtol=0)
+
+
+@pytest.mark.parametrize("k", range(4))
+def test_disabling_one_head_removes_exactly_that_residual(tiny, k):
+    x = _x((2, 1, 24, 24), seed=k)
+    mask = torch.ones(4)
+    mask[k] = 0
+    with torch.no_grad():
+        full = tiny(x)
+        part = tiny(x, heads=mask)
+    # residuals are returned unmasked, and the selection does not change them
+    torch.testing.assert_close(part.residuals, full.residuals, atol=0, rtol=0)
+    before_all = apply_residuals(x, full.residuals, None, normalize=False)
+    before_part = apply_residuals(x, full.residuals, mask, normalize=False)
+    torch.testing.assert_close(before_all - before_part, full.residuals[:, k : k + 1], atol=1e-6, rtol=0)
+    expected = znorm(x + full.residuals.sum(1, keepdim=True) - full.residuals[:, k : k + 1])
+    torch.testing.assert_close(part.output, expected, atol=ATOL, rtol=0)
+
+
+def test_head_selection_forms_agree(tiny):
+    x = _x((2, 1, 16, 20))
+    with torch.no_grad():
+        ref = tiny(x, heads=torch.tensor([1, 0, 1, 1])).output
+        for sel in (
+            [True, False, True, True],
+            [1, 0, 1, 1],
+            ["bias", "motion", "noise"],
+            ["noise", Artefact.BIAS, "motion"],
+            torch.tensor([[1, 0, 1, 1], [1, 0, 1, 1]], dtype=torch.bool),
+        ):
+            torch.testing.assert_close(tiny(x, heads=sel).output, ref, atol=0, rtol=0)
+
+
+def test_per_sample_head_selection(tiny):
+    x = _x((2, 1, 16, 16))
+    with torch.no_grad():
+        both = tiny(x, heads=torch.tensor([[1.0, 1, 1, 1], [0, 0, 0, 0]]))
+        full = tiny(x)
+    torch.testing.assert_close(both.output[0], full.output[0], atol=ATOL, rtol=0)
+    torch.testing.assert_close(both.output[1], znorm(x[1]), atol=ATOL, rtol=0)
+
+
+@pytest.mark.parametrize(
+    ("heads", "match"),
+    [
+        ([1, 0, 1], "expected 4 head flags"),
+        (["blur"], r"not in this model's heads"),
+        (["bias", 1], "all names or all"),
+        (torch.ones(3), r"shape \(K,\) or \(B, K\)"),
+    ],
+)
+def test_bad_head_selection_raises(heads, match):
+    with pytest.raises(ValueError, match=match):
+        head_weights(heads, ALL_HEADS)
+
+
+def test_single_task_model_has_one_head_and_rejects_others():
+    model = build_model("tiny", heads=("motion",), seed=0).eval()
+    assert model.head_names == ("motion",)
+    x = _x((1, 1, 12, 12))
+    with torch.no_grad():
+        out = model(x)
+    assert out.residuals.shape == (1, 1, 12, 12)
+    assert model.image_branch.head.out_channels == 1 and model.kspace_branch.head.out_channels == 2
+    with pytest.raises(ValueError, match="not in this model's heads"):
+        model(x, heads=["noise"])
+
+
+def test_kspace_branch_sees_real_and_imaginary_kspace(tiny):
+    x = _x((2, 1, 16, 20))  # multiple of the stride 4: no padding
+    seen = {}
+    handle = tiny.kspace_branch.register_forward_hook(_record_input(seen))
+    try:
+        with torch.no_grad():
+            tiny(x)
+    finally:
+        handle.remove()
+    k = fft2c(x[:, 0])
+    torch.testing.assert_close(seen["in"], torch.stack([k.real, k.imag], dim=1), atol=1e-6, rtol=0)
+
+
+def test_kspace_branch_output_goes_through_inverse_fourier_transform():
+    model = build_model("tiny", branches=("kspace",), seed=0).eval()
+    x = _x((1, 1, 8, 12))
+    y = torch.randn(1, 8, 8, 12, generator=torch.Generator().manual_seed(5))
+    handle = model.kspace_branch.register_forward_hook(lambda m, inp, out: y)
+    try:
+        with torch.no_grad():
+            res = model(x).residuals
+    finally:
+        handle.remove()
+    # head i reads channels (2i, 2i+1) as real and imaginary k-space; residual = Re(ifft2c(.))
+    expected = ifft2c(torch.complex(y[:, 0::2], y[:, 1::2])).real
+    torch.testing.assert_close(res, expected, atol=1e-6, rtol=0)
+    # a k-space delta at DC is a constant image 1/sqrt(HW) (orthonormal transform)
+    y = torch.zeros(1, 8, 8, 12)
+    y[0, 0, 4, 6] = 1.0
+    handle = model.kspace_branch.register_forward_hook(lambda m, inp, out: y)
+    try:
+        with torch.no_grad():
+            res = model(x).residuals
+    finally:
+        handle.remove()
+    torch.testing.assert_close(res[0, 0], torch.full((8, 12), 1 / np.sqrt(96)), atol=1e-6, rtol=0)
+
+
+def test_branch_residuals_are_summed():
+    both = build_model("tiny", seed=3).eval()
+    image = build_model("tiny", branches=("image",)).eval()
+    kspace = build_model("tiny", branches=("kspace",)).eval()
+    state = both.state_dict()
+    image.load_state_dict({k: v for k, v in state.items() if k.startswith("image_branch.")})
+    kspace.load_state_dict({k: v for k, v in state.items() if k.startswith("kspace_branch.")})
+    x = _x((2, 1, 19, 22))
+    with torch.no_grad():
+        total = both.residuals(x)
+        parts = image.residuals(x) + kspace.residuals(x)
+    torch.testing.assert_close(total, parts, atol=1e-5, rtol=0)
+
+
+def test_padding_is_centred_and_cropped_back():
+    model = build_model("tiny", branches=("image",), seed=0).eval()
+    seen = {}
+    handle = model.image_branch.register_forward_hook(_record_input(seen))
+    x = _x((1, 1, 13, 10))
+    try:
+        with torch.no_grad():
+            res = model(x).residuals
+    finally:
+        handle.remove()
+    padded = seen["in"]
+    assert padded.shape == (1, 1, 16, 12)  # next multiples of the stride 4
+    torch.testing.assert_close(padded[..., 1:14, 1:11], x, atol=0, rtol=0)  # 3 rows: 1 top, 2 bottom
+    assert padded[..., 0, :].abs().max() == 0 and padded[..., 14:, :].abs().max() == 0
+    assert res.shape == (1, 4, 13, 10)
+
+
+@pytest.mark.parametrize("pad_mode", ["reflect", "replicate"])
+def test_other_pad_modes(pad_mode):
+    model = build_model("tiny", pad_mode=pad_mode, seed=0).eval()
+    with torch.no_grad():
+        assert model(_x((1, 1, 9, 11))).output.shape == (1, 1, 9, 11)
+    small = build_model("compact", pad_mode=pad_mode).eval()  # stride 32
+    if pad_mode == "reflect":
+        with pytest.raises(ValueError, match="reflect"):
+            small(_x((1, 1, 5, 7)))
+    else:
+        assert small(_x((1, 1, 5, 7))).output.shape == (1, 1, 5, 7)
+
+
+def test_input_shape_is_checked(tiny):
+    with pytest.raises(ValueError, match=r"\(B, 1, H, W\)"):
+        tiny(torch.zeros(1, 2, 8, 8))
+    with pytest.raises(ValueError, match=r"\(B, 1, H, W\)"):
+        tiny(torch.zeros(8, 8))
+
+
+def test_gradients_reach_both_branches():
+    model = build_model("tiny", seed=0).train()
+    x, target = _x((3, 1, 16, 16), seed=1), _x((3, 1, 16, 16), seed=2)
+    out = model(x)
+    loss = torch.nn.functional.mse_loss(out.output, target) + 0.1 * out.residuals.pow(2).mean()
+    loss.backward()
+    for branch in (model.image_branch, model.kspace_branch):
+        for name in ("stem.0.weight", "down.0.0.weight", "up.1.block.0.weight", "head.weight"):
+            grad = branch.get_parameter(name).grad
+            assert grad is not None and grad.abs().sum() > 0, name
+
+
+def test_eval_mode_is_deterministic_and_batch_independent(tiny):
+    x = _x((3, 1, 20, 20))
+    with torch.no_grad():
+        a, b = tiny(x), tiny(x)
+        single = tiny(x[1:2])
+    assert torch.equal(a.output, b.output) and torch.equal(a.residuals, b.residuals)
+    torch.testing.assert_close(single.residuals, a.residuals[1:2], atol=1e-5, rtol=1e-5)
+
+
+def test_seeded_initialisation_is_reproducible_whatever_the_global_rng_state():
+    a = build_model("tiny", seed=7)
+    torch.rand(100)  # move the global RNG on: the seeded initialisation must not depend on it
+    b = DualDomainModel(ModelConfig(base_width=4, depth=2), seed=7)
+    c = build_model("tiny", seed=8)
+    for key, value in a.state_dict().items():
+        assert torch.equal(value, b.state_dict()[key]), key
+    assert not torch.equal(a.image_branch.stem[0].weight, c.image_branch.stem[0].weight)
+    # the default PyTorch scale: kaiming_uniform_(a=sqrt(5)) is U(-1/sqrt(fan_in), 1/sqrt(fan_in))
+    w = a.image_branch.down[0][0].weight  # fan_in = 4 channels * 9
+    assert w.abs().max() <= 1 / 6 and w.abs().max() > 0.8 / 6

@@ -1,0 +1,46 @@
+import pytest
+import torch
+
+from artefix.artefacts.base import znorm
+from artefix.models import build_model
+from artefix.models.export import export_onnx, export_torchscript
+
+
+def _x(shape, seed=0):
+    return znorm(torch.randn(shape, generator=torch.Generator().manual_seed(seed)))
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:DeprecationWarning")
+@pytest.mark.parametrize(("preset", "shape"), [("tiny", (2, 1, 37, 50)), ("compact", (1, 1, 48, 40))])
+def test_torchscript_matches_eager(tmp_path, preset, shape):
+    model = build_model(preset, seed=0)
+    path = export_torchscript(model, tmp_path / "model.pt", example_shape=shape)
+    assert model.training  # training flag restored
+    loaded = torch.jit.load(str(path))
+    x = _x((3, *shape[1:]))  # another batch size than the example
+    model.eval()
+    with torch.no_grad():
+        eager = model(x)
+        output, residuals = loaded(x)
+    torch.testing.assert_close(output, eager.output, atol=1e-4, rtol=0)
+    torch.testing.assert_close(residuals, eager.residuals, atol=1e-4, rtol=0)
+
+
+def test_onnx_matches_eager(tmp_path):
+    pytest.importorskip("onnxscript", reason="ONNX export needs onnxscript")
+    ort = pytest.importorskip("onnxruntime")
+    model = build_model("tiny", seed=0)
+    path = export_onnx(model, tmp_path / "model.onnx", example_shape=(2, 1, 37, 50))
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    assert [i.name for i in session.get_inputs()] == ["image"]
+    x = _x((3, 1, 37, 50))  # dynamic batch axis
+    output, residuals = session.run(["output", "residuals"], {"image": x.numpy()})
+    with torch.no_grad():
+        eager = model.eval()(x)
+    torch.testing.assert_close(torch.from_numpy(output), eager.output, atol=1e-4, rtol=0)
+    torch.testing.assert_close(torch.from_numpy(residuals), eager.residuals, atol=1e-4, rtol=0)
+
+
+def test_export_rejects_bad_example_shape(tmp_path):
+    with pytest.raises(ValueError, match="example_shape"):
+        export_torchscript(build_model("tiny"), tmp_path / "m.pt", example_shape=(1, 2, 8, 8))
