@@ -51,8 +51,9 @@ What we chose, and why (see :mod:`artefix.models.unet` for the layer plan):
 COMPACT = ModelConfig(base_width=8, depth=5, convs_per_block=3)
 """The default shipped model: the paper's layout at 1/8 of the width (1.18 M parameters).
 
-Measured on the 2-core development CPU (``benchmarks/model.py``): about 3.5 GFLOP and 40-55 ms per
-320x320 slice at batch 8, versus about 13 GFLOP / 140 ms for base width 16 at depth 4. The fifth
+Measured on the 2-core development CPU (``benchmarks/model.py``, shared cores): about 3.5 GFLOP
+and 45-60 ms per 320x320 slice (batch 1 is a little faster per slice than batch 8, whose activations
+outgrow the caches), versus about 13 GFLOP / 140 ms for base width 16 at depth 4. The fifth
 strided level costs almost no FLOPs at 10x10 px but adds most of the parameters (receptive field and
 capacity for motion and subsampling, whose artefacts are global).
 """
