@@ -1,0 +1,143 @@
+"""``artefix correct``: correct a real scan with a trained model and show what was corrected."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from artefix.errors import InputError
+
+HEADS = ("bias", "subsampling", "motion", "noise")
+
+
+def parse_only(text: str | None) -> list[str] | None:
+    """Parse ``--only``: comma-separated head names; ``""`` or ``none`` selects no head; None all heads.
+
+    Raises:
+        InputError: For an unknown or repeated head name.
+    """
+    if text is None:
+        return None
+    names = [t.strip().lower() for t in text.split(",") if t.strip()]
+    if names == ["none"]:
+        return []
+    unknown = [n for n in names if n not in HEADS]
+    if unknown:
+        raise InputError(f"--only: unknown artefact(s) {', '.join(unknown)}; choose from {', '.join(HEADS)}")
+    if len(set(names)) != len(names):
+        raise InputError(f"--only: an artefact is listed twice in {text!r}")
+    return names
+
+
+def correct_command(
+    input: Annotated[
+        str,
+        typer.Argument(help="Scan to correct: NIfTI, DICOM series folder, fastMRI .h5, .npy/.npz or PNG."),
+    ],
+    output: Annotated[
+        str,
+        typer.Argument(
+            help="Corrected scan, same family: .nii/.nii.gz (input's affine and header kept), a folder (new "
+            "DICOM series), .npy, .npz, .h5 or .png."
+        ),
+    ],
+    model: Annotated[
+        str | None,
+        typer.Option("--model", "-m", help="Shipped model name (see 'artefix models') or a .safetensors path."),
+    ] = None,
+    only: Annotated[
+        str | None,
+        typer.Option(help="Apply only these corrections, comma-separated: bias,subsampling,motion,noise."),
+    ] = None,
+    residuals: Annotated[
+        Path | None, typer.Option(help="Folder for the residual volumes (bias, subsampling, motion, noise).")
+    ] = None,
+    report: Annotated[
+        Path | None, typer.Option(help="Self-contained HTML QC report; a JSON summary is written next to it.")
+    ] = None,
+    axis: Annotated[
+        int | None, typer.Option(help="Slice axis (default: the header's acquisition axis, else the last).")
+    ] = None,
+    batch_size: Annotated[int, typer.Option(min=1, help="Slices per model call (bounds the memory).")] = 8,
+    device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
+    key: Annotated[
+        str | None, typer.Option(help="Array/series to read: npz key, .h5 dataset or DICOM SeriesInstanceUID.")
+    ] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace existing outputs.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary table.")] = False,
+) -> None:
+    """Correct bias field, subsampling, motion and noise artefacts slice by slice."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from artefix.atomic import one_line
+    from artefix.correction import correct_file
+    from artefix.errors import ArtefixError
+
+    heads = parse_only(only)
+    progress = Progress(
+        TextColumn("correcting"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("slices"),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        transient=True,
+        disable=quiet,
+    )
+    with progress:
+        task = progress.add_task("correct", total=None)
+
+        def update(done: int, total: int) -> None:
+            progress.update(task, completed=done, total=total)
+
+        try:
+            run = correct_file(
+                input,
+                output,
+                model=model,
+                only=heads,
+                residuals=residuals,
+                report=report,
+                axis=axis,
+                batch_size=batch_size,
+                device=device,
+                overwrite=overwrite,
+                key=key,
+                progress=update,
+            )
+        except ArtefixError:
+            raise
+        except ValueError as exc:
+            raise InputError(one_line(exc)) from exc
+    if not quiet:
+        _print_summary(run, Console())
+
+
+def _print_summary(run, console) -> None:  # noqa: ANN001 - CorrectionRun, rich Console (lazy imports)
+    from rich.table import Table
+
+    record = run.record
+    flagged = record.flagged()
+    overall = record.overall()
+    table = Table(title=f"{run.input.name} -> {run.output.name} ({run.model_card.get('name')})")
+    table.add_column("artefact")
+    table.add_column("applied")
+    table.add_column("mean |residual|", justify="right")
+    table.add_column("flagged slices")
+    for head in record.heads:
+        table.add_row(
+            head,
+            "yes" if head in record.applied else "no",
+            f"{overall[head]:.4g}",
+            ", ".join(map(str, flagged[head])) or "-",
+        )
+    console.print(table)
+    rate = record.n_slices / record.seconds if record.seconds > 0 else float("inf")
+    console.print(f"{record.n_slices} slices in {record.seconds:.2f} s ({rate:.1f} slices/s) on {record.device}")
+    for head, path in run.residual_paths.items():
+        console.print(f"residual {head}: {path}")
+    if run.report is not None:
+        console.print(f"report: {run.report} (summary {run.summary})")

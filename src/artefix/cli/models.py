@@ -1,0 +1,49 @@
+"""``artefix models``: list the shipped models and their cards."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+
+
+def models_command(
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of a table.")] = False,
+) -> None:
+    """List the installed (shipped) models with their model cards."""
+    from artefix.models.registry import DEFAULT_MODEL, WEIGHTS_ENV, list_models, weights_dir
+
+    infos = list_models()
+    folder = weights_dir()
+    if as_json:
+        data = {"weights_dir": str(folder), "default": DEFAULT_MODEL, "models": [m.to_dict() for m in infos]}
+        typer.echo(json.dumps(data))
+        return
+    if not infos:
+        typer.echo(
+            f"No models are installed in {folder} (the default model {DEFAULT_MODEL} included). "
+            f"Pass --model PATH/TO/MODEL.safetensors to 'artefix correct', or set {WEIGHTS_ENV} to a folder "
+            "holding NAME.safetensors + NAME.json."
+        )
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"artefix models in {folder}")
+    for column in ("name", "heads", "parameters", "matrix", "description", "sha256", "size"):
+        table.add_column(column)
+    for info in infos:
+        card = info.card
+        size = info.weights.stat().st_size / 1e6
+        matrix = card.get("matrix")
+        table.add_row(
+            f"{info.name} (default)" if info.name == DEFAULT_MODEL else info.name,
+            ", ".join(info.heads),
+            f"{card['parameters']:,}" if isinstance(card.get("parameters"), int) else "?",
+            "x".join(map(str, matrix)) if matrix else "native",
+            info.description or "-",
+            (info.sha256 or "-")[:12],
+            f"{size:.1f} MB",
+        )
+    Console().print(table)

@@ -1,0 +1,41 @@
+"""Artefact correction of real scans with a trained multi-task model (``artefix correct``).
+
+* :mod:`artefix.correction.core`: the per-batch maths (z-normalise, model matrix, head selection, map
+  back to the input's units).
+* :mod:`artefix.correction.volume`: :func:`correct_volume`, a whole :class:`~artefix.data.io.Volume`
+  streamed in slice batches, with a QC record.
+* :mod:`artefix.correction.files`: :func:`correct_file`, file in, file(s) out, atomically.
+
+Example:
+    >>> from artefix.correction import correct_volume
+    >>> from artefix.models.registry import load_named_model
+    >>> model, card = load_named_model("mt-lc-brain")                          # doctest: +SKIP
+    >>> result = correct_volume(volume, model, only=["bias", "noise"])         # doctest: +SKIP
+    >>> result.volume.array.shape == volume.array.shape                        # doctest: +SKIP
+    True
+"""
+
+from artefix.correction.core import correct_batch, slice_moments, working_shape
+from artefix.correction.files import CorrectionRun, correct_file, output_suffix, residual_paths
+from artefix.correction.volume import (
+    FLAG_MADS,
+    CorrectionRecord,
+    CorrectionResult,
+    SliceSnapshot,
+    correct_volume,
+)
+
+__all__ = [
+    "FLAG_MADS",
+    "CorrectionRecord",
+    "CorrectionResult",
+    "CorrectionRun",
+    "SliceSnapshot",
+    "correct_batch",
+    "correct_file",
+    "correct_volume",
+    "output_suffix",
+    "residual_paths",
+    "slice_moments",
+    "working_shape",
+]

@@ -1,0 +1,126 @@
+r"""Slice-batch maths of artefact correction: intensity mapping, model matrix, residual selection.
+
+For an input slice ``x`` (scanner units) with mean ``mu`` and standard deviation ``sigma`` (population,
+over the slice) the model sees ``u = (x - mu) / sigma`` and predicts one residual ``p_i`` per head. The
+corrected slice and the residuals are returned in the input's units:
+
+.. math::  y = \mu + \sigma\,\operatorname{Znorm}\Bigl(u + \sum_i m_i\,p_i\Bigr), \qquad r_i = \sigma\,p_i,
+
+i.e. ``y`` is ``x + sum_i m_i r_i`` re-standardised to the input slice's own mean and standard deviation
+(the model's output layer is a Z-normalisation, so a trained model fixes the residuals only up to that
+affine map). ``m_i`` is the head selection (``--only``): with no head selected ``y = x`` up to float32
+round-off, and two selections differ exactly by the excluded ``r_i`` before the re-standardisation.
+
+A constant slice (``max == min``) has no contrast to normalise: it is passed through unchanged with zero
+residuals and never reaches the model.
+
+Model matrix: the network is fully convolutional (it pads to its stride internally), so by default it
+runs at the slice's native size. When a model card declares its training ``matrix`` ``(Hm, Wm)``, each
+slice is Fourier-resized (:func:`artefix.fft.fourier_resize`: field of view kept, resolution changed) to
+the pixel size the training slices had, the residuals are predicted there and Fourier-resized back to
+the native matrix, where they are added to the native ``u`` (see :func:`working_shape`). Residual
+content above the working matrix's Nyquist frequency is therefore not corrected when the native matrix
+is finer than the training one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from artefix.artefacts.base import znorm
+from artefix.fft import fourier_resize
+
+
+def slice_moments(stack: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-slice mean, standard deviation and constancy of a stack, in float64.
+
+    Args:
+        stack: Slices, shape ``(N, H, W)``, any real dtype.
+
+    Returns:
+        ``(mean, std, constant)``, each of shape ``(N,)``; ``std`` is the population standard deviation
+        and ``constant[z]`` is True when slice ``z`` has ``max == min``.
+    """
+    arr = np.asarray(stack)
+    flat = arr.reshape(arr.shape[0], -1)
+    mean = flat.mean(axis=1, dtype=np.float64)
+    std = flat.std(axis=1, dtype=np.float64)
+    constant = flat.max(axis=1) == flat.min(axis=1)
+    return mean, std, constant
+
+
+def working_shape(
+    shape: tuple[int, int], spacing: Sequence[float] = (1.0, 1.0), matrix: Sequence[int] | None = None
+) -> tuple[int, int]:
+    r"""The in-plane size at which the model sees a slice.
+
+    Without a declared training ``matrix`` it is the native ``shape``. With one, the slice is resampled to
+    square pixels of the size the training slices had after the dataset's ``fit="pad"`` preprocessing
+    (zero-pad to the matrix's aspect ratio, then Fourier-resize to the matrix):
+
+    .. math::  p = \max\bigl(H\,\Delta_y / H_m,\; W\,\Delta_x / W_m\bigr), \qquad
+        (H', W') = \operatorname{round}\bigl(H\,\Delta_y / p,\; W\,\Delta_x / p\bigr),
+
+    so the longer physical side fills the matrix and the aspect ratio is kept (no padding is needed: the
+    model is fully convolutional).
+
+    Args:
+        shape: Native ``(H, W)`` in pixels.
+        spacing: In-plane pixel size ``(dy, dx)`` in mm (any common unit; only ratios matter).
+        matrix: Training matrix ``(Hm, Wm)``, or None.
+
+    Returns:
+        ``(H', W')``, each at least 2.
+
+    Raises:
+        ValueError: For a matrix that is not two integers >= 2 or a non-positive spacing.
+    """
+    h, w = int(shape[0]), int(shape[1])
+    if matrix is None:
+        return h, w
+    if len(matrix) != 2 or any(isinstance(m, bool) or int(m) != m or int(m) < 2 for m in matrix):
+        raise ValueError(f"model matrix must be two integers >= 2, got {matrix!r}")
+    dy, dx = (float(s) for s in spacing)
+    if not (dy > 0 and dx > 0 and np.isfinite(dy) and np.isfinite(dx)):
+        dy = dx = 1.0
+    pixel = max(h * dy / int(matrix[0]), w * dx / int(matrix[1]))
+    return max(2, round(h * dy / pixel)), max(2, round(w * dx / pixel))
+
+
+def correct_batch(
+    model: torch.nn.Module,
+    batch: torch.Tensor,
+    mean: torch.Tensor,
+    std: torch.Tensor,
+    weights: torch.Tensor,
+    work_shape: tuple[int, int] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Correct a batch of non-constant slices, returning the image and residuals in input units.
+
+    Args:
+        model: Called as ``model(u)`` with ``u`` of shape ``(B, 1, H', W')``; returns an object whose
+            ``residuals`` is ``(B, K, H', W')`` (:class:`artefix.models.ModelOutput`).
+        batch: Slices ``x`` in input units, ``(B, H, W)`` float32.
+        mean: Per-slice mean ``mu``, ``(B,)``.
+        std: Per-slice standard deviation ``sigma > 0``, ``(B,)``.
+        weights: Head selection ``m``, ``(K,)`` of 0/1.
+        work_shape: Size at which the model runs (default: native ``(H, W)``).
+
+    Returns:
+        ``(y, r)``: corrected slices ``(B, H, W)`` and residuals ``(B, K, H, W)``, float32, input units.
+    """
+    h, w = int(batch.shape[-2]), int(batch.shape[-1])
+    mu = mean.to(batch.dtype)[:, None, None]
+    sigma = std.to(batch.dtype)[:, None, None]
+    u = (batch - mu) / sigma
+    shape = (h, w) if work_shape is None else (int(work_shape[0]), int(work_shape[1]))
+    model_in = u if shape == (h, w) else fourier_resize(u, shape)
+    p = model(model_in.unsqueeze(1).contiguous()).residuals
+    if shape != (h, w):
+        p = fourier_resize(p, (h, w))
+    combined = u + (weights.to(p.dtype)[None, :, None, None] * p).sum(dim=1)
+    y = mu + sigma * znorm(combined)
+    return y, p * sigma.unsqueeze(1)

@@ -1,0 +1,334 @@
+"""Correct a whole :class:`~artefix.data.io.Volume` slice-wise, streaming batches, with a QC record.
+
+The volume is cut into slices along its slice axis; non-constant slices go through the model in batches
+of at most ``batch_size`` (under :func:`torch.inference_mode`) and each corrected batch is written
+straight into a preallocated output array, so the memory beyond the input and output arrays is bounded
+by the batch: residual volumes are kept only on request (in memory, or memory-mapped in a scratch
+folder), and the QC record holds per-slice numbers plus a few snapshots of the largest corrections.
+See :mod:`artefix.correction.core` for the maths.
+"""
+
+from __future__ import annotations
+
+import heapq
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from artefix.correction.core import correct_batch, slice_moments, working_shape
+from artefix.data.io import Volume, check_finite
+from artefix.errors import InputError
+from artefix.models.dual_domain import head_weights
+
+FLAG_MADS = 3.0
+"""A slice is flagged for an artefact when its mean |residual| exceeds the median over the volume's
+slices by more than this many (normal-consistent) median absolute deviations."""
+
+
+@dataclass(frozen=True)
+class SliceSnapshot:
+    """One slice kept for the QC report (the largest corrections).
+
+    Attributes:
+        index: Slice index along the slice axis.
+        score: Sum over the applied heads of the slice's mean |residual| (input units).
+        before: Input slice ``(H, W)``.
+        after: Corrected slice ``(H, W)``.
+        residuals: Residuals ``(K, H, W)`` in input units, channel order of ``CorrectionRecord.heads``.
+    """
+
+    index: int
+    score: float
+    before: np.ndarray
+    after: np.ndarray
+    residuals: np.ndarray
+
+
+@dataclass
+class CorrectionRecord:
+    """What a correction did, per slice and per artefact (the QC record; numbers in input units).
+
+    Attributes:
+        heads: The model's residual heads, in channel order.
+        applied: The heads whose residuals were added (``--only``).
+        axis: Slice axis of the volume (``None`` for a 2D image).
+        shape: Shape of the volume.
+        work_shape: In-plane size at which the model ran (the native size unless the card declared a matrix).
+        mean_abs_residual: ``(N, K)``: mean over slice ``z`` of ``|r_k|``; zero rows for constant slices.
+        slice_mean: ``(N,)`` input mean per slice.
+        slice_std: ``(N,)`` input standard deviation per slice.
+        constant_slices: Indices of slices passed through unchanged (constant).
+        snapshots: The largest corrections, largest first.
+        batch_size: Maximum slices per model call.
+        device: Device the model ran on.
+        seconds: Wall time of the correction (s).
+        max_batch_seen: Largest batch actually passed to the model.
+    """
+
+    heads: tuple[str, ...]
+    applied: tuple[str, ...]
+    axis: int | None
+    shape: tuple[int, ...]
+    work_shape: tuple[int, int]
+    mean_abs_residual: np.ndarray
+    slice_mean: np.ndarray
+    slice_std: np.ndarray
+    constant_slices: tuple[int, ...]
+    snapshots: tuple[SliceSnapshot, ...] = ()
+    batch_size: int = 8
+    device: str = "cpu"
+    seconds: float = 0.0
+    max_batch_seen: int = 0
+
+    @property
+    def n_slices(self) -> int:
+        """Number of slices along the slice axis."""
+        return int(self.mean_abs_residual.shape[0])
+
+    def overall(self) -> dict[str, float]:
+        """Mean |residual| over the whole volume per head (every slice has the same voxel count)."""
+        return {h: float(self.mean_abs_residual[:, k].mean()) for k, h in enumerate(self.heads)}
+
+    def flagged(self, n_mads: float = FLAG_MADS) -> dict[str, tuple[int, ...]]:
+        r"""Slices whose correction stands out, per head.
+
+        Slice ``z`` is flagged for head ``k`` when ``a_zk > median_z(a_zk) + n_mads * 1.4826 * MAD_z(a_zk)``
+        and ``a_zk > 0``, where ``a_zk`` is the mean |residual| and the statistics run over the
+        non-constant slices (at least three are needed; otherwise nothing is flagged).
+        """
+        keep = np.setdiff1d(np.arange(self.n_slices), np.asarray(self.constant_slices, dtype=int))
+        out: dict[str, tuple[int, ...]] = {}
+        for k, head in enumerate(self.heads):
+            if keep.size < 3:
+                out[head] = ()
+                continue
+            values = self.mean_abs_residual[keep, k]
+            median = float(np.median(values))
+            mad = 1.4826 * float(np.median(np.abs(values - median)))
+            limit = median + n_mads * mad
+            out[head] = tuple(int(z) for z in keep[(values > limit) & (values > 0)])
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly summary (per head: overall and per-slice mean |residual|, flagged slices)."""
+        flagged = self.flagged()
+        overall = self.overall()
+        return {
+            "heads": list(self.heads),
+            "applied": list(self.applied),
+            "axis": self.axis,
+            "shape": list(self.shape),
+            "slices": self.n_slices,
+            "work_shape": list(self.work_shape),
+            "batch_size": self.batch_size,
+            "device": self.device,
+            "units": "input intensity units",
+            "artefacts": {
+                head: {
+                    "applied": head in self.applied,
+                    "mean_abs_residual": overall[head],
+                    "per_slice": [float(v) for v in self.mean_abs_residual[:, k]],
+                    "flagged_slices": list(flagged[head]),
+                }
+                for k, head in enumerate(self.heads)
+            },
+            "constant_slices": list(self.constant_slices),
+            "largest_corrections": [s.index for s in self.snapshots],
+            "correction_seconds": self.seconds,
+        }
+
+
+@dataclass
+class CorrectionResult:
+    """A corrected volume, its residual volumes (when kept) and the QC record.
+
+    Attributes:
+        volume: Corrected volume, same shape, affine, header and format as the input (``source`` None).
+        residuals: Head name -> residual volume (same shape, input units); empty unless kept.
+        record: The :class:`CorrectionRecord`.
+    """
+
+    volume: Volume
+    residuals: dict[str, Volume] = field(default_factory=dict)
+    record: CorrectionRecord | None = None
+
+
+def _like(volume: Volume, array: np.ndarray) -> Volume:
+    return Volume(
+        array=array,
+        affine=volume.affine,
+        spacing=volume.spacing,
+        format=volume.format,
+        source=None,
+        header=volume.header,
+        meta=dict(volume.meta),
+    )
+
+
+def _slice_axis(volume: Volume, axis: int | None) -> int | None:
+    ndim = volume.array.ndim
+    if ndim == 2:
+        if axis not in (None, -1, 0, 1, 2):
+            raise InputError(f"--axis {axis} does not apply to a 2D image")
+        return None
+    chosen = axis if axis is not None else volume.meta.get("slice_axis")
+    if chosen is None:
+        return ndim - 1
+    if isinstance(chosen, bool) or not -ndim <= int(chosen) < ndim:
+        raise InputError(f"slice axis {chosen} is out of range for a volume of shape {volume.array.shape}")
+    return int(chosen) % ndim
+
+
+def _stack_view(array: np.ndarray, axis: int | None) -> np.ndarray:
+    return array[None] if axis is None else np.moveaxis(array, axis, 0)
+
+
+def _head_names(model: torch.nn.Module) -> tuple[str, ...]:
+    names = getattr(model, "head_names", None)
+    if names is None:
+        names = model.config.heads
+    return tuple(names)
+
+
+def _model_device(model: torch.nn.Module) -> torch.device:
+    for p in model.parameters():
+        return p.device
+    return torch.device("cpu")
+
+
+def _allocate(shape: tuple[int, ...], scratch_dir: Path | None, name: str) -> np.ndarray:
+    if scratch_dir is None:
+        return np.zeros(shape, dtype=np.float32)
+    return np.lib.format.open_memmap(Path(scratch_dir) / f"{name}.npy", mode="w+", dtype=np.float32, shape=shape)
+
+
+def correct_volume(
+    volume: Volume,
+    model: torch.nn.Module,
+    *,
+    only: Sequence[str] | None = None,
+    axis: int | None = None,
+    batch_size: int = 8,
+    matrix: Sequence[int] | None = None,
+    keep_residuals: bool = False,
+    scratch_dir: Path | None = None,
+    top_k: int = 3,
+    progress: Callable[[int, int], None] | None = None,
+) -> CorrectionResult:
+    """Correct every slice of ``volume`` with ``model`` and map the result back to the input's units.
+
+    Args:
+        volume: 2D image or 3D volume (finite values; at least one non-constant slice).
+        model: A :class:`artefix.models.DualDomainModel` (or a module with the same call and
+            ``head_names``), on the device to use; it is put in eval mode.
+        only: Heads whose residuals are applied (the paper's selective correction); ``None`` applies all
+            of the model's heads, ``[]`` none (the output then equals the input up to round-off).
+        axis: Slice axis; default the header's acquisition axis (``meta["slice_axis"]``), else the last.
+        batch_size: Maximum number of slices per model call.
+        matrix: Training matrix ``(Hm, Wm)`` of the model (its card's ``matrix``), or None to run at the
+            native size; see :func:`artefix.correction.core.working_shape`.
+        keep_residuals: Return the residual volumes (``(shape)`` float32 each, input units).
+        scratch_dir: Existing folder where kept residual volumes are memory-mapped instead of held in
+            memory (the caller removes it).
+        top_k: Number of largest-correction slices kept as snapshots for the report.
+        progress: Called as ``progress(slices_done, slices_total)`` after each batch.
+
+    Returns:
+        :class:`CorrectionResult`.
+
+    Raises:
+        InputError: Non-finite voxels, an all-constant volume, a bad axis, a head the model lacks, a slice
+            smaller than 2x2.
+        ValueError: ``batch_size`` or ``top_k`` not a positive / non-negative integer.
+    """
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 0:
+        raise ValueError(f"top_k must be a non-negative integer, got {top_k!r}")
+    check_finite(volume)
+    heads = _head_names(model)
+    if isinstance(only, str):
+        only = [only]
+    try:
+        weights = head_weights(None if only is None else list(only), heads)
+    except ValueError as exc:
+        raise InputError(f"--only: {exc}") from None
+
+    applied = tuple(h for h, m in zip(heads, weights.tolist(), strict=True) if m)
+    slice_axis = _slice_axis(volume, axis)
+    src = _stack_view(volume.array, slice_axis)
+    n, h, w = src.shape
+    if h < 2 or w < 2:
+        raise InputError(f"slices must be at least 2x2, got {h}x{w} (axis {slice_axis})")
+    mean, std, constant = slice_moments(src)
+    if constant.all():
+        name = volume.source if volume.source is not None else "input"
+        raise InputError(f"{name}: every slice is constant; there is nothing to correct")
+    spacing = volume.spacing if len(volume.spacing) == volume.array.ndim else (1.0,) * volume.array.ndim
+    in_plane = [s for i, s in enumerate(spacing) if i != (slice_axis if slice_axis is not None else -1)]
+    work = working_shape((h, w), in_plane[-2:], matrix)
+
+    out_array = np.array(volume.array, dtype=np.float32, copy=True)
+    out = _stack_view(out_array, slice_axis)
+    res_arrays = [_allocate(volume.array.shape, scratch_dir, head) for head in heads] if keep_residuals else []
+    res_views = [_stack_view(a, slice_axis) for a in res_arrays]
+    mean_abs = np.zeros((n, len(heads)), dtype=np.float64)
+    applied_idx = [k for k, head in enumerate(heads) if head in applied] or list(range(len(heads)))
+    snapshots: list[tuple[float, int, SliceSnapshot]] = []
+    todo = np.flatnonzero(~constant)
+
+    model.eval()
+    device = _model_device(model)
+    weights = weights.to(device)
+    max_seen = 0
+    start = time.perf_counter()
+    with torch.inference_mode():
+        for first in range(0, todo.size, batch_size):
+            idx = todo[first : first + batch_size]
+            batch = torch.from_numpy(np.ascontiguousarray(src[idx], dtype=np.float32)).to(device)
+            mu = torch.from_numpy(mean[idx]).to(device)
+            sigma = torch.from_numpy(std[idx]).to(device)
+            y, r = correct_batch(model, batch, mu, sigma, weights, work)
+            max_seen = max(max_seen, int(idx.size))
+            y_np = y.cpu().numpy()
+            r_np = r.cpu().numpy()
+            out[idx] = y_np
+            for k, view in enumerate(res_views):
+                view[idx] = r_np[:, k]
+            mean_abs[idx] = np.abs(r_np).mean(axis=(2, 3), dtype=np.float64)
+            for j, z in enumerate(idx):
+                score = float(mean_abs[z, applied_idx].sum())
+                if top_k and (len(snapshots) < top_k or score > snapshots[0][0]):
+                    snap = SliceSnapshot(int(z), score, np.array(src[z]), y_np[j].copy(), r_np[j].copy())
+                    item = (score, int(z), snap)
+                    if len(snapshots) < top_k:
+                        heapq.heappush(snapshots, item)
+                    else:
+                        heapq.heapreplace(snapshots, item)
+            if progress is not None:
+                progress(int(min(first + batch_size, todo.size) + (n - todo.size)), n)
+    seconds = time.perf_counter() - start
+
+    record = CorrectionRecord(
+        heads=heads,
+        applied=tuple(applied),
+        axis=slice_axis,
+        shape=tuple(volume.array.shape),
+        work_shape=work,
+        mean_abs_residual=mean_abs,
+        slice_mean=mean,
+        slice_std=std,
+        constant_slices=tuple(int(z) for z in np.flatnonzero(constant)),
+        snapshots=tuple(s for _, _, s in sorted(snapshots, key=lambda t: (-t[0], t[1]))),
+        batch_size=batch_size,
+        device=str(device),
+        seconds=seconds,
+        max_batch_seen=max_seen,
+    )
+    residuals = {head: _like(volume, a) for head, a in zip(heads, res_arrays, strict=True)}
+    return CorrectionResult(_like(volume, out_array), residuals, record)
