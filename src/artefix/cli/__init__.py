@@ -11,7 +11,10 @@ import sys
 
 import typer
 
+from artefix.cli import correct as _correct
+from artefix.cli import demo as _demo
 from artefix.cli import model_info as _model_info
+from artefix.cli import models as _models
 from artefix.cli import simulate as _simulate
 
 app = typer.Typer(
@@ -24,6 +27,9 @@ app = typer.Typer(
 
 app.command("simulate")(_simulate.simulate_command)
 app.command("model-info")(_model_info.model_info_command)
+app.command("correct")(_correct.correct_command)
+app.command("models")(_models.models_command)
+app.command("demo")(_demo.demo_command)
 
 
 @app.callback()
