@@ -77,9 +77,7 @@ def main() -> None:
             ("motion", None),
         ):
             params = make_params(name, rng, (320, 320), severity)
-            seconds = (
-                best_time(lambda p=params, x=x: to_output(apply_params(x, p), "magnitude"), args.repeats) / batch
-            )
+            seconds = best_time(lambda p=params, x=x: to_output(apply_params(x, p), "magnitude"), args.repeats) / batch
             if name == "motion":
                 n_seg = len(params.segments)
                 ref, ref_name = n_seg * warp, f"{n_seg} x (warp+FFT)"
@@ -97,14 +95,16 @@ def main() -> None:
         subject = tio.ScalarImage(tensor=torch.from_numpy(image)[None, :, :, None])
         transform = tio.RandomBiasField()
         tio_s = best_time(lambda: transform(subject), args.repeats)
-        ours = best_time(
-            lambda: apply_params(image, make_params("bias", rng, (320, 320))), args.repeats
+        ours = best_time(lambda: apply_params(image, make_params("bias", rng, (320, 320))), args.repeats)
+        print(
+            f"\nTorchIO RandomBiasField: {tio_s * 1e3:.2f} ms/slice; artefix bias (sample+apply): "
+            f"{ours * 1e3:.2f} ms/slice; speed-up {tio_s / ours:.1f}x"
         )
-        print(f"\nTorchIO RandomBiasField: {tio_s * 1e3:.2f} ms/slice; artefix bias (sample+apply): "
-              f"{ours * 1e3:.2f} ms/slice; speed-up {tio_s / ours:.1f}x")
     else:
-        print("\nTorchIO is not installed in this environment: RandomBiasField comparison skipped "
-              "(it was measured at about 13 ms per 320x320 slice on this machine class).")
+        print(
+            "\nTorchIO is not installed in this environment: RandomBiasField comparison skipped "
+            "(it was measured at about 13 ms per 320x320 slice on this machine class)."
+        )
 
     volume = np.repeat(artefix.fft.fourier_resize(image, (256, 256))[None], 160, axis=0)
     print("\n| 256x256x160 volume, slice-wise `artefix.simulate` | seconds | slices / s |")

@@ -225,9 +225,7 @@ def test_masked_kspace_is_exactly_zero(kind, monkeypatch):
     k_out = fft2c(out)  # after the round trip only round-off remains outside the mask
     assert np.abs(k_out[:, ~mask]).max() < 1e-12 * np.abs(full).max()
     # Parseval: the zero-filled image carries exactly the sampled k-space energy
-    np.testing.assert_allclose(
-        (np.abs(out) ** 2).sum((1, 2)), (np.abs(full[:, mask]) ** 2).sum(1), rtol=1e-12
-    )
+    np.testing.assert_allclose((np.abs(out) ** 2).sum((1, 2)), (np.abs(full[:, mask]) ** 2).sum(1), rtol=1e-12)
 
 
 @pytest.mark.parametrize(
@@ -350,15 +348,11 @@ def test_training_sampler_distribution_and_determinism():
 def test_severity_line_masks():
     for r in ACCELERATIONS:
         for mask in LINE_KINDS:
-            p = subsampling_params_for_severity(
-                r, (320, 320), np.random.default_rng(r), mask=mask, pe_axis=-1
-            )
+            p = subsampling_params_for_severity(r, (320, 320), np.random.default_rng(r), mask=mask, pe_axis=-1)
             assert (p.kind, p.acceleration, p.center_fraction, p.pe_axis) == (
                 mask, float(r), CENTER_FRACTIONS[r], -1
             )  # fmt: skip
-            assert achieved_acceleration(subsampling_mask(p, (320, 320))) == pytest.approx(
-                320 / expected_lines(320, r)
-            )
+            assert achieved_acceleration(subsampling_mask(p, (320, 320))) == pytest.approx(320 / expected_lines(320, r))
     with pytest.raises(ValueError, match="5"):
         subsampling_params_for_severity(5, (64, 64), 0, mask="random")
     with pytest.raises(ValueError, match="0.5"):

@@ -292,9 +292,7 @@ def _resolve_pe_axis(rng: np.random.Generator, pe_axis: int | None) -> int:
     return int(pe_axis)
 
 
-def sample_subsampling_params(
-    rng: RngLike, shape: tuple[int, int], pe_axis: int | None = None
-) -> SubsamplingParams:
+def sample_subsampling_params(rng: RngLike, shape: tuple[int, int], pe_axis: int | None = None) -> SubsamplingParams:
     """Draw one corruption from the paper's training distribution.
 
     R is uniform over {2, 3, 4, 8} with centre fraction 0.16/0.12/0.08/0.04 (fastMRI centre band, or
@@ -367,6 +365,4 @@ def subsampling_params_for_severity(
         )
     gen = as_rng(rng)
     axis = _resolve_pe_axis(gen, pe_axis)
-    return SubsamplingParams(
-        kind=mask, acceleration=r, center_fraction=fraction, pe_axis=axis, seed=draw_seed(gen)
-    )
+    return SubsamplingParams(kind=mask, acceleration=r, center_fraction=fraction, pe_axis=axis, seed=draw_seed(gen))
