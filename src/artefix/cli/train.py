@@ -1,0 +1,48 @@
+"""``artefix train``: train a correction model from a YAML configuration (PyTorch Lightning)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+SET_HELP = (
+    "Override a configuration value, KEY=VALUE with a dotted key and a YAML value; repeatable. "
+    "E.g. --set trainer.max_epochs=3 --set data.roots=/data/brain --set trainer.devices=4 (lists in YAML flow style)."
+)
+DATA_ROOT_HELP = "Folder the config's data.roots are relative to (overrides data.base), e.g. a copy of shared/data."
+
+
+def train_command(
+    config: Annotated[Path, typer.Argument(help="Training configuration (YAML), e.g. configs/tiny.yaml.")],
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Run folder (default: runs/NAME, NAME from the config).")
+    ] = None,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue the run in --out from its last checkpoint (last.ckpt).")
+    ] = False,
+    overrides: Annotated[list[str] | None, typer.Option("--set", help=SET_HELP)] = None,
+    data_root: Annotated[Path | None, typer.Option("--data-root", help=DATA_ROOT_HELP)] = None,
+    check: Annotated[
+        bool, typer.Option("--check", help="Validate the configuration, print it resolved, and stop.")
+    ] = False,
+) -> None:
+    """Train a model; DIR receives best/last weights (safetensors + model card), logs and the resolved config."""
+    import yaml
+
+    from artefix.training.config import load_config
+
+    cfg = load_config(config, overrides or (), data_root=data_root)
+    if check:
+        typer.echo(yaml.safe_dump(cfg.to_dict(), sort_keys=False, default_flow_style=None, width=120), nl=False)
+        return
+    from artefix.training.engine import fit
+
+    out_dir = out if out is not None else Path("runs") / cfg.name
+    result = fit(cfg, out_dir, resume=resume)
+    best = f"{result.best_score:.6g} (epoch {result.best_epoch})" if result.best_score is not None else "n/a"
+    typer.echo(
+        f"{result.status}: {result.epochs} epochs in {result.wall_time_s:.1f} s, best validation MSE {best}\n"
+        f"weights: {result.best_path}\nrun folder: {result.out_dir}"
+    )

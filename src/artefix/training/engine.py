@@ -1,0 +1,292 @@
+"""One training run with PyTorch Lightning: :func:`fit`.
+
+A run folder ``DIR`` receives
+
+=====================  ==============================================================================
+``config.yaml``        the resolved configuration (absolute paths; ``artefix train DIR/config.yaml``
+                       trains the same model again)
+``split.json``         the patient split that was used (``source: files``)
+``best.safetensors``   weights with the lowest validation MSE, ``best.json`` its model card
+``last.safetensors``   weights after the last completed epoch, ``last.json`` its model card
+``last.ckpt``          Lightning's resumable training state (optimizer, epoch, RNG, early stopping);
+                       read only by ``--resume``; not a model file to ship
+``run.json``           status, epoch in progress, best epoch, per-epoch validation metrics
+``logs/metrics.csv``   Lightning CSV log; ``tensorboard/`` TensorBoard events (``tensorboard --logdir DIR``)
+=====================  ==============================================================================
+
+Multi-GPU data-parallel training is a configuration change: ``trainer.devices: 4`` and
+``trainer.strategy: ddp`` (one process per GPU, gradients averaged every step, batch size per device);
+mixed precision: ``trainer.precision: bf16-mixed`` or ``16-mixed``.
+
+Global RNG: a run starts with ``lightning.seed_everything(config.seed, workers=True)`` (Lightning relies on
+the global generators for dropout-free layers, DDP and worker seeding). Everything this package draws
+itself (weights, corruptions, training order) comes from explicit seeds.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import logging
+import os
+import shlex
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from artefix.errors import InputError, OutputError
+from artefix.training.callbacks import RUN_FILE, ModelExport, read_run_file
+from artefix.training.config import ConfigError, TrainConfig, save_config
+
+log = logging.getLogger(__name__)
+
+__all__ = ["RESUMABLE_CHANGES", "FitResult", "fit"]
+
+CHECKPOINT = "last.ckpt"
+CONFIG_FILE = "config.yaml"
+SPLIT_FILE = "split.json"
+
+RESUMABLE_CHANGES: tuple[str, ...] = (
+    "trainer.max_epochs",
+    "trainer.patience",
+    "trainer.progress_bar",
+    "trainer.accelerator",
+    "trainer.devices",
+    "trainer.strategy",
+    "trainer.num_nodes",
+    "trainer.precision",
+    "data.num_workers",
+    "data.base",
+    "data.split",
+)
+"""Configuration keys that may differ between a run and its ``--resume`` (everything else must match)."""
+
+
+@dataclass(frozen=True)
+class FitResult:
+    """What a training run produced (read back from ``run.json``, so it also works for spawned processes).
+
+    Attributes:
+        out_dir: The run folder.
+        status: ``finished``, ``interrupted``, ``failed`` or ``running``.
+        best_path: ``best.safetensors`` (``None`` if no epoch completed).
+        last_path: ``last.safetensors`` (``None`` if no epoch completed).
+        best_score: Lowest validation MSE.
+        best_epoch: Epoch (0-based) of ``best_score``.
+        epochs: Completed epochs.
+        stopped_early: Whether early stopping ended the run before ``max_epochs``.
+        wall_time_s: Training time over all resumed segments, seconds.
+        history: Validation metrics per completed epoch.
+    """
+
+    out_dir: Path
+    status: str
+    best_path: Path | None
+    last_path: Path | None
+    best_score: float | None
+    best_epoch: int | None
+    epochs: int
+    stopped_early: bool
+    wall_time_s: float
+    history: list[dict[str, float]] = field(default_factory=list)
+
+    @property
+    def metrics(self) -> dict[str, float]:
+        """Validation metrics of the last completed epoch."""
+        return dict(self.history[-1]) if self.history else {}
+
+    @classmethod
+    def read(cls, out_dir: Path) -> FitResult:
+        """Summarise the run in ``out_dir`` from its ``run.json``."""
+        out_dir = Path(out_dir)
+        doc = read_run_file(out_dir)
+        best, last = out_dir / "best.safetensors", out_dir / "last.safetensors"
+        return cls(
+            out_dir=out_dir,
+            status=str(doc.get("status", "unknown")),
+            best_path=best if best.is_file() else None,
+            last_path=last if last.is_file() else None,
+            best_score=doc.get("best_score"),
+            best_epoch=doc.get("best_epoch"),
+            epochs=int(doc.get("completed_epochs", 0)),
+            stopped_early=bool(doc.get("stopped_early", False)),
+            wall_time_s=float(doc.get("wall_time_s", 0.0)),
+            history=list(doc.get("history", [])),
+        )
+
+
+def _is_secondary_process() -> bool:
+    """Whether this is a DDP process other than global rank 0 (set by Lightning's launcher / torchrun)."""
+    return any(int(os.environ.get(k, "0") or 0) > 0 for k in ("LOCAL_RANK", "NODE_RANK", "RANK"))
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and k != "deltas":
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def _check_resume_config(config: TrainConfig, saved_path: Path) -> None:
+    from artefix.training.config import load_config
+
+    saved = _flatten(load_config(saved_path).to_dict())
+    now = _flatten(config.to_dict())
+    changed = sorted(k for k in saved.keys() | now.keys() if saved.get(k) != now.get(k) and k not in RESUMABLE_CHANGES)
+    if changed:
+        raise ConfigError(
+            f"cannot resume {saved_path.parent}: the configuration differs from the saved one in {', '.join(changed)}"
+            f" (only {', '.join(RESUMABLE_CHANGES)} may change)"
+        )
+
+
+def _data_sources(config: TrainConfig) -> list[dict[str, str]]:
+    """Where the training data came from, with the attribution files found next to it."""
+    if config.data.source == "sample":
+        return [{"root": "artefix built-in sample", "sources": "artefix/data/sample/LICENSE.md"}]
+    base = Path(config.data.base) if config.data.base else None
+    out = []
+    for root in config.data.roots:
+        path = base / root if base is not None else Path(root)
+        folder = path if path.is_dir() else path.parent
+        sources = folder / "SOURCES.md"
+        out.append({"root": str(path), "sources": str(sources) if sources.is_file() else ""})
+    return out
+
+
+def _card(config: TrainConfig, plan: Any, out_dir: Path, command: str) -> dict[str, Any]:
+    import lightning
+    import torch
+
+    import artefix
+
+    split_file = out_dir / SPLIT_FILE if config.data.source == "files" else None
+    return {
+        "name": config.name,
+        "preset": config.model.preset,
+        "artefix_version": getattr(artefix, "__version__", "unknown"),
+        "torch_version": torch.__version__,
+        "lightning_version": lightning.__version__,
+        "training_config": config.to_dict(),
+        "seed": config.seed,
+        "model_seed": config.model_seed,
+        "data_seed": config.data_seed,
+        "data": {
+            "source": config.data.source,
+            "split_file": str(split_file) if split_file is not None and split_file.is_file() else config.data.split,
+            "attribution": _data_sources(config),
+            **plan.describe(),
+        },
+        "command": command,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def _progress_bar(kind: str) -> Any:
+    from artefix.training.callbacks import RichBar, TqdmBar
+
+    return RichBar() if kind == "rich" else TqdmBar() if kind == "tqdm" else None
+
+
+def fit(
+    config: TrainConfig,
+    out_dir: str | Path,
+    *,
+    resume: bool = False,
+    callbacks: Sequence[Any] = (),
+    command: str | None = None,
+    quiet: bool = False,
+) -> FitResult:
+    """Train ``config`` into ``out_dir`` (see the module docstring for the files).
+
+    Args:
+        config: The validated configuration.
+        out_dir: Run folder; created. A folder that already holds a run needs ``resume=True``.
+        resume: Continue the run in ``out_dir`` from ``last.ckpt`` (at most the epoch in progress when it
+            stopped is lost). A finished run is not trained again.
+        callbacks: Extra Lightning callbacks (e.g. the pruning callback of :mod:`artefix.training.tune`).
+        command: The command line to record in the model card (default: ``sys.argv``).
+        quiet: No progress bar and no model summary (tuning trials).
+
+    Returns:
+        The :class:`FitResult`.
+
+    Raises:
+        OutputError: ``out_dir`` holds a run and ``resume`` is false.
+        InputError: ``resume`` without a checkpoint; unusable data.
+        ConfigError: ``resume`` with a configuration that differs from the saved one in a key outside
+            :data:`RESUMABLE_CHANGES`.
+    """
+    import lightning as L
+    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
+    from artefix.training.data import ArtefactDataModule, plan_data
+    from artefix.training.module import ArtefactCorrectionModule
+
+    out_dir = Path(out_dir).expanduser().absolute()
+    checkpoint = out_dir / CHECKPOINT
+    secondary = _is_secondary_process()
+    if not secondary:
+        if resume:
+            if not checkpoint.is_file():
+                raise InputError(f"{out_dir}: nothing to resume (no {CHECKPOINT}); run without --resume")
+            if (out_dir / CONFIG_FILE).is_file():
+                _check_resume_config(config, out_dir / CONFIG_FILE)
+            if read_run_file(out_dir).get("status") == "finished":
+                log.info("%s: the run already finished; nothing to resume", out_dir)
+                return FitResult.read(out_dir)
+        elif checkpoint.exists() or (out_dir / RUN_FILE).exists():
+            raise OutputError(f"{out_dir}: already holds a training run; pass --resume or choose another --out")
+        out_dir.mkdir(parents=True, exist_ok=True)
+        save_config(config, out_dir / CONFIG_FILE, header=f"resolved configuration of the run in {out_dir}")
+    if resume and config.data.split is None and (out_dir / SPLIT_FILE).is_file():
+        config = dataclasses.replace(config, data=dataclasses.replace(config.data, split=str(out_dir / SPLIT_FILE)))
+
+    L.seed_everything(config.seed, workers=True, verbose=False)
+    split_out = None if secondary or config.data.split is not None else out_dir / SPLIT_FILE
+    plan = plan_data(config.data, split_out)
+    datamodule = ArtefactDataModule(config.data, plan, config.data_seed)
+    module = ArtefactCorrectionModule(config)
+    t = config.trainer
+    export = ModelExport(out_dir, _card(config, plan, out_dir, command or shlex.join(sys.argv)))
+    all_callbacks: list[Any] = [
+        export,
+        EarlyStopping(monitor="val/mse", patience=t.patience, min_delta=t.min_delta, mode="min"),
+        ModelCheckpoint(dirpath=out_dir, filename="last", save_top_k=1, monitor=None, enable_version_counter=False),
+        *callbacks,
+    ]
+    bar = None if quiet else _progress_bar(t.progress_bar)
+    if bar is not None:
+        all_callbacks.append(bar)
+    trainer = L.Trainer(
+        default_root_dir=out_dir,
+        max_epochs=t.max_epochs,
+        accelerator=t.accelerator,
+        devices=list(t.devices) if isinstance(t.devices, tuple) else t.devices,
+        strategy=t.strategy,
+        num_nodes=t.num_nodes,
+        precision=t.precision,  # type: ignore[arg-type]
+        limit_train_batches=t.limit_train_batches,
+        limit_val_batches=t.limit_val_batches,
+        log_every_n_steps=t.log_every_n_steps,
+        gradient_clip_val=t.gradient_clip_val,
+        accumulate_grad_batches=t.accumulate_grad_batches,
+        num_sanity_val_steps=t.num_sanity_val_steps,
+        deterministic=t.deterministic,
+        logger=[
+            CSVLogger(out_dir, name="", version="logs"),
+            TensorBoardLogger(out_dir, name="", version="tensorboard", default_hp_metric=False),
+        ],
+        callbacks=all_callbacks,
+        enable_progress_bar=bar is not None,
+        enable_model_summary=not quiet,
+        reload_dataloaders_every_n_epochs=1,
+    )
+    trainer.fit(module, datamodule=datamodule, ckpt_path=checkpoint if resume else None, weights_only=False)
+    return FitResult.read(out_dir)

@@ -1,0 +1,131 @@
+r"""LightningModule: the dual-domain model, the multi-task loss, the optimiser and validation metrics.
+
+Training minimises the multi-task loss of Eq. 6,
+
+.. math:: L = \sum_k \delta_k\,\mathrm{MSE}\bigl(I_k * v,\; I_k * \mathrm{Znorm}(u + p_y)\bigr)
+    + \alpha \sum_i \overline{p_i^2},
+
+where only the residual ``p_y`` of the artefact applied to each slice enters the first term
+(:class:`artefix.losses.MultiTaskLoss`). Validation runs the model as at inference (all residuals added,
+``v_hat = Znorm(u + sum_i p_i)``) and reports, per epoch, the mean over validation slices of
+
+* ``val/mse`` = mean((v_hat - v)^2) on the Z-normalised images (early stopping and tuning monitor it),
+* ``val/ssim`` and ``val/vif`` (:mod:`artefix.evaluation.metrics`, on the CPU, when enabled),
+* each of them per artefact (``val/mse/bias``, ...), and the loss (``val/loss``).
+
+Sums and counts are reduced over all processes before the means are taken, so the numbers are exact
+under data-parallel training (up to the few slices a distributed sampler repeats to even out ranks).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+
+from artefix.artefacts.sampler import get_spec
+from artefix.data.dataset import TrainingSample
+from artefix.losses import MultiTaskLoss
+from artefix.models import ALL_HEADS, DualDomainModel, build_model
+from artefix.training.config import TrainConfig
+
+__all__ = ["ArtefactCorrectionModule"]
+
+
+class ArtefactCorrectionModule(L.LightningModule):
+    """Trains a :class:`~artefix.models.DualDomainModel` on :class:`~artefix.data.dataset.TrainingSample` batches.
+
+    Args:
+        config: The training configuration (model, loss, optimizer, data.artefacts and
+            trainer.val_metrics are used).
+
+    Attributes:
+        model: The network; its weights are what :mod:`artefix.training.callbacks` exports.
+        criterion: The multi-task loss.
+    """
+
+    def __init__(self, config: TrainConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.model: DualDomainModel = build_model(
+            config.model.preset, seed=config.model_seed, heads=config.model.head_names
+        )
+        self.criterion = MultiTaskLoss(deltas=config.loss.delta_values, alpha=config.loss.alpha)
+        heads = self.model.head_names
+        head_map = torch.tensor([heads.index(h) if h in heads else -1 for h in ALL_HEADS], dtype=torch.int64)
+        self.register_buffer("head_map", head_map, persistent=False)
+        self.artefacts: tuple[str, ...] = config.data.artefacts
+        self.metric_names: tuple[str, ...] = config.trainer.val_metrics
+        self._sums: torch.Tensor | None = None
+
+    def forward(self, x: torch.Tensor) -> Any:
+        """The model's :class:`~artefix.models.ModelOutput` for ``x`` of shape ``(B, 1, H, W)``."""
+        return self.model(x)
+
+    def _loss(self, batch: TrainingSample) -> tuple[Any, torch.Tensor]:
+        out = self.model(batch.corrupted)
+        index = None if len(self.model.head_names) == 1 else self.head_map[batch.artefact]
+        return self.criterion(batch.clean, batch.corrupted, out.residuals, index), out.output
+
+    def training_step(self, batch: TrainingSample, batch_idx: int) -> torch.Tensor:
+        """One optimisation step's loss; logs ``train/loss`` (+ reconstruction and regulariser)."""
+        loss, _ = self._loss(batch)
+        size = batch.corrupted.shape[0]
+        self.log("train/loss", loss.total, prog_bar=True, on_step=True, on_epoch=True, batch_size=size)
+        self.log("train/reconstruction", loss.reconstruction, on_epoch=True, batch_size=size)
+        self.log("train/regulariser", loss.regulariser, on_epoch=True, batch_size=size)
+        return loss.total
+
+    def on_validation_epoch_start(self) -> None:
+        """Reset the metric sums: shape ``(metrics + 1, artefacts)``, the last row counts slices."""
+        shape = (len(self.metric_names) + 1, len(self.artefacts))
+        self._sums = torch.zeros(shape, dtype=torch.float64, device=self.device)
+
+    def validation_step(self, batch: TrainingSample, batch_idx: int) -> None:
+        """Accumulate loss, MSE, SSIM and VIF per artefact for the validation slices of ``batch``."""
+        from artefix.evaluation.metrics import ssim, vif
+
+        loss, output = self._loss(batch)
+        size = batch.corrupted.shape[0]
+        self.log("val/loss", loss.total, on_epoch=True, sync_dist=True, batch_size=size)
+        values = {"mse": ((output.float() - batch.clean.float()) ** 2).mean(dim=(1, 2, 3)).double()}
+        if "ssim" in self.metric_names or "vif" in self.metric_names:
+            ref = batch.clean[:, 0].float().cpu().numpy().astype(np.float64)
+            img = output[:, 0].detach().float().cpu().numpy().astype(np.float64)
+            for name, fn in (("ssim", ssim), ("vif", vif)):
+                if name in self.metric_names:
+                    scores = [fn(r, i) for r, i in zip(ref, img, strict=True)]
+                    values[name] = torch.tensor(scores, dtype=torch.float64, device=self.device)
+        which = torch.tensor(
+            [self.artefacts.index(json.loads(p)["artefact"]) for p in batch.params], device=self.device
+        )
+        onehot = torch.nn.functional.one_hot(which, len(self.artefacts)).to(torch.float64)
+        rows = [values[name] for name in self.metric_names]
+        rows.append(torch.ones(size, dtype=torch.float64, device=self.device))
+        assert self._sums is not None
+        self._sums += torch.stack(rows) @ onehot
+
+    def on_validation_epoch_end(self) -> None:
+        """Reduce the sums over processes and log the means (overall and per artefact)."""
+        if self._sums is None:
+            return
+        sums = self.trainer.strategy.reduce(self._sums, reduce_op="sum") if self.trainer.world_size > 1 else self._sums
+        counts = sums[-1]
+        total = counts.sum().clamp_min(1.0)
+        for row, name in enumerate(self.metric_names):
+            self.log(f"val/{name}", (sums[row].sum() / total).float(), prog_bar=name == "mse", sync_dist=True)
+            for col, artefact in enumerate(self.artefacts):
+                if counts[col] > 0:
+                    value = (sums[row, col] / counts[col]).float()
+                    self.log(f"val/{name}/{get_spec(artefact).name}", value, sync_dist=True)
+        self.log("val/slices", counts.sum().float(), sync_dist=True)
+        self._sums = None
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        """RMSprop or Adam with ``lr = 10 ** optimizer.log10_lr`` (PyTorch defaults otherwise)."""
+        opt = self.config.optimizer
+        cls = torch.optim.RMSprop if opt.name == "rmsprop" else torch.optim.Adam
+        return cls(self.model.parameters(), lr=opt.lr, weight_decay=opt.weight_decay)
