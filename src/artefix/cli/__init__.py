@@ -16,6 +16,8 @@ from artefix.cli import demo as _demo
 from artefix.cli import model_info as _model_info
 from artefix.cli import models as _models
 from artefix.cli import simulate as _simulate
+from artefix.cli import train as _train
+from artefix.cli import tune as _tune
 
 app = typer.Typer(
     name="artefix",
@@ -30,6 +32,8 @@ app.command("model-info")(_model_info.model_info_command)
 app.command("correct")(_correct.correct_command)
 app.command("models")(_models.models_command)
 app.command("demo")(_demo.demo_command)
+app.command("train")(_train.train_command)
+app.command("tune")(_tune.tune_command)
 
 
 @app.callback()
