@@ -38,7 +38,7 @@ from artefix.artefacts.base import (
     to_tensor,
     torch_generator,
 )
-from artefix.fft import fft2c, ifft2c
+from artefix.fft import fft2c
 
 SNR_DB_RANGE = (-12.0, 10.0)
 """Training range of the k-space SNR in dB (paper: uniform in [-12, 10])."""
@@ -119,7 +119,8 @@ def apply_noise(image: Any, params: NoiseParams) -> Any:
     """Add complex white Gaussian noise of a given SNR to the k-space of image(s).
 
     ``K_noisy = K + N (n_re + j n_im)`` with ``n_re, n_im ~ N(0, 1)`` i.i.d. and
-    ``N = mean|K| * 10^(-SNR/20)`` per slice. The realisation is drawn on the CPU from
+    ``N = mean|K| * 10^(-SNR/20)`` per slice. Since the centred orthonormal FFT is unitary, the
+    noise is drawn directly in image space (same distribution, one FFT fewer). The realisation is drawn on the CPU from
     ``base.torch_generator(params.seed)`` (so it is the same on every device); each slice of a batch
     gets its own realisation.
 
@@ -137,12 +138,15 @@ def apply_noise(image: Any, params: NoiseParams) -> Any:
     t = t.to(_complex_dtype(t))
     if params.snr_db == math.inf:
         return from_tensor(t, was_numpy)
-    k = fft2c(t)
-    sigma = k.abs().mean(dim=(-2, -1), keepdim=True) * 10.0 ** (-float(params.snr_db) / 20.0)
+    # S needs the k-space; the noise does not: the centred orthonormal FFT is unitary, so i.i.d.
+    # complex Gaussian noise of std N in k-space is i.i.d. complex Gaussian noise of std N in image
+    # space. Adding it there gives the same distribution as ifft2c(K + N n) without a second FFT.
+    signal = fft2c(t).abs().mean(dim=(-2, -1), keepdim=True)
+    sigma = signal * 10.0 ** (-float(params.snr_db) / 20.0)
     real_dtype = torch.float64 if t.dtype == torch.complex128 else torch.float32
     white = torch.randn((*t.shape, 2), generator=torch_generator(params.seed), dtype=real_dtype)
     noise = torch.view_as_complex(white).to(t.device)
-    return from_tensor(ifft2c(k + sigma * noise), was_numpy)
+    return from_tensor(t + sigma * noise, was_numpy)
 
 
 def _as_numpy(x: Any) -> np.ndarray:
