@@ -77,15 +77,16 @@ def correct_command(
     from artefix.errors import ArtefixError
 
     heads = parse_only(only)
+    err_console = Console(stderr=True)
     progress = Progress(
         TextColumn("correcting"),
         BarColumn(),
         MofNCompleteColumn(),
         TextColumn("slices"),
         TimeRemainingColumn(),
-        console=Console(stderr=True),
+        console=err_console,
         transient=True,
-        disable=quiet,
+        disable=quiet or not err_console.is_terminal,
     )
     with progress:
         task = progress.add_task("correct", total=None)

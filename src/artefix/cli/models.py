@@ -31,15 +31,16 @@ def models_command(
     from rich.table import Table
 
     table = Table(title=f"artefix models in {folder}")
-    for column in ("name", "heads", "parameters", "matrix", "description", "sha256", "size"):
-        table.add_column(column)
+    table.add_column("name", no_wrap=True)
+    for column in ("heads", "parameters", "matrix", "description", "sha256", "size"):
+        table.add_column(column, overflow="fold")
     for info in infos:
         card = info.card
         size = info.weights.stat().st_size / 1e6
         matrix = card.get("matrix")
         table.add_row(
             f"{info.name} (default)" if info.name == DEFAULT_MODEL else info.name,
-            ", ".join(info.heads),
+            "all four" if len(info.heads) == 4 else ", ".join(info.heads),
             f"{card['parameters']:,}" if isinstance(card.get("parameters"), int) else "?",
             "x".join(map(str, matrix)) if matrix else "native",
             info.description or "-",

@@ -330,5 +330,5 @@ def correct_volume(
         seconds=seconds,
         max_batch_seen=max_seen,
     )
-    residuals = {head: _like(volume, a) for head, a in zip(heads, res_arrays, strict=True)}
+    residuals = {head: _like(volume, a) for head, a in zip(heads, res_arrays, strict=False)}
     return CorrectionResult(_like(volume, out_array), residuals, record)

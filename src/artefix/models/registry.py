@@ -10,7 +10,7 @@ Model-card fields read here (all optional except ``sha256`` for shipped models):
 ``description``, ``preset``, ``heads``, ``parameters``, ``matrix`` (the training matrix ``[H, W]``;
 :mod:`artefix.correction` resamples slices to that resolution), ``training``, ``metrics``, ``licence``.
 
-Listing reads JSON only; torch is imported only when a model is loaded.
+Listing reads the JSON cards only; weights are read (and checksummed) only when a model is loaded.
 
 Example:
     >>> from artefix.models.registry import list_models, DEFAULT_MODEL

@@ -1,0 +1,328 @@
+"""``artefix correct`` and ``artefix models`` end to end: formats, geometry, selection, errors, atomicity."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pydicom
+import pytest
+from PIL import Image
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
+
+from artefix.cli import main
+from artefix.data.io import read_volume
+from artefix.errors import InputError, OutputError
+from artefix.models import build_model
+from artefix.models.checkpoint import save_model
+from artefix.models.registry import WEIGHTS_ENV
+
+HEADS = ("bias", "subsampling", "motion", "noise")
+
+
+def run(args, monkeypatch, capsys, command="correct"):
+    monkeypatch.setattr(sys, "argv", ["artefix", command, *map(str, args)])
+    with pytest.raises(SystemExit) as exc:
+        main()
+        raise SystemExit(0)
+    out = capsys.readouterr()
+    return exc.value.code or 0, out.out, out.err
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("weights")
+    save_model(build_model("tiny", seed=5), folder / "mt-lc-brain.safetensors", card={"description": "tiny test"})
+    return folder
+
+
+@pytest.fixture()
+def env(weights, monkeypatch):
+    monkeypatch.setenv(WEIGHTS_ENV, str(weights))
+    return weights
+
+
+def _phantom(shape=(40, 36, 6), seed=0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    blob = 300 * np.exp(-(((yy - shape[0] / 2) / 9.0) ** 2 + ((xx - shape[1] / 2) / 7.0) ** 2))
+    return blob[..., None] * np.linspace(0.5, 1.0, shape[2]) + rng.random(shape) * 20
+
+
+@pytest.fixture()
+def nifti(tmp_path):
+    affine = np.array([[0, -0.8, 0, 40], [0.9, 0, 0, -30], [0, 0, 3.0, 5], [0, 0, 0, 1]])
+    img = nib.Nifti1Image(_phantom().astype(np.int16), affine)
+    img.header.set_dim_info(slice=2)
+    img.header.set_qform(affine, code=1)
+    img.header.set_sform(affine, code=2)
+    img.header.set_xyzt_units("mm", "sec")
+    path = tmp_path / "scan.nii.gz"
+    nib.save(img, path)
+    return path
+
+
+def _write_dicom_series(folder: Path, n: int = 4) -> np.ndarray:
+    folder.mkdir()
+    rng = np.random.default_rng(1)
+    stored = (_phantom((24, 20, n), seed=2) + rng.random((24, 20, n))).astype(np.uint16)
+    series = generate_uid()
+    for k in range(n):
+        meta = FileMetaDataset()
+        meta.MediaStorageSOPClassUID = MRImageStorage
+        meta.MediaStorageSOPInstanceUID = generate_uid()
+        meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds = Dataset()
+        ds.file_meta = meta
+        ds.SOPClassUID = MRImageStorage
+        ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+        ds.StudyInstanceUID = "1.2.3.4"
+        ds.SeriesInstanceUID = series
+        ds.PatientID = "ANON"
+        ds.Modality = "MR"
+        ds.ImageType = ["ORIGINAL", "PRIMARY", "M", "ND"]
+        ds.SeriesDescription = "t2_tse_tra"
+        ds.InstanceNumber = k + 1
+        ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+        ds.ImagePositionPatient = [-20.0, 30.0, 10.0 + 2.5 * k]
+        ds.PixelSpacing = [0.8, 0.6]
+        ds.SliceThickness = 2.5
+        ds.SamplesPerPixel = 1
+        ds.PhotometricInterpretation = "MONOCHROME2"
+        ds.Rows, ds.Columns = 24, 20
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
+        ds.PixelData = stored[:, :, k].astype("<u2").tobytes()
+        ds.save_as(folder / f"{k:03d}.dcm", enforce_file_format=True)
+    return stored.astype(np.float32)
+
+
+def _files(folder: Path) -> set[str]:
+    return {str(p.relative_to(folder)) for p in folder.rglob("*")}
+
+
+def test_nifti_keeps_geometry_and_header(env, nifti, tmp_path, monkeypatch, capsys):
+    out, res, report = tmp_path / "out.nii.gz", tmp_path / "res", tmp_path / "qc.html"
+    code, stdout, err = run([nifti, out, "--residuals", res, "--report", report], monkeypatch, capsys)
+    assert code == 0, err
+    src, dst = nib.load(nifti), nib.load(out)
+    assert dst.shape == src.shape and dst.get_data_dtype() == np.float32
+    np.testing.assert_array_equal(dst.affine, src.affine)
+    for getter in ("get_qform", "get_sform"):
+        (a, ca), (b, cb) = getattr(src.header, getter)(coded=True), getattr(dst.header, getter)(coded=True)
+        np.testing.assert_allclose(a, b)
+        assert ca == cb
+    assert dst.header.get_dim_info() == src.header.get_dim_info()
+    assert dst.header.get_zooms() == src.header.get_zooms() and dst.header.get_xyzt_units() == ("mm", "sec")
+    for head in HEADS:
+        r = nib.load(res / f"{head}.nii.gz")
+        assert r.shape == src.shape
+        np.testing.assert_array_equal(r.affine, src.affine)
+    summary = json.loads(report.with_suffix(".json").read_text())
+    assert summary["axis"] == 2  # the header's slice axis (dim_info)
+    assert "mean |residual|" in stdout and report.is_file()
+
+
+def test_only_none_returns_the_input(env, nifti, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "same.nii"
+    code, _, err = run([nifti, out, "--only", "none", "-q"], monkeypatch, capsys)
+    assert code == 0, err
+    x = np.asarray(nib.load(nifti).dataobj, dtype=np.float64)
+    np.testing.assert_allclose(nib.load(out).get_fdata(), x, atol=1e-4 * np.abs(x).max())
+
+
+def test_npy_axis_and_batch(env, tmp_path, monkeypatch, capsys):
+    data = np.moveaxis(_phantom((32, 28, 9)), -1, 0).astype(np.float32)
+    src = tmp_path / "stack.npy"
+    np.save(src, data)
+    out, res = tmp_path / "out.npy", tmp_path / "res"
+    code, _, err = run([src, out, "--axis", "0", "--batch-size", "4", "--residuals", res, "-q"], monkeypatch, capsys)
+    assert code == 0, err
+    y = np.load(out)
+    assert y.shape == data.shape and y.dtype == np.float32
+    # per slice along axis 0 the output keeps the input's mean and standard deviation
+    np.testing.assert_allclose(y.mean(axis=(1, 2)), data.mean(axis=(1, 2)), rtol=1e-4)
+    np.testing.assert_allclose(y.std(axis=(1, 2)), data.std(axis=(1, 2)), rtol=1e-4)
+    assert sorted(p.name for p in res.iterdir()) == sorted(f"{h}.npy" for h in HEADS)
+
+
+def test_png_slice(env, tmp_path, monkeypatch, capsys):
+    src = tmp_path / "slice.png"
+    Image.fromarray(np.clip(_phantom((40, 36, 1))[..., 0] * 0.7, 0, 255).astype(np.uint8)).save(src)
+    out, res = tmp_path / "out.png", tmp_path / "res"
+    code, _, err = run([src, out, "--residuals", res, "-q"], monkeypatch, capsys)
+    assert code == 0, err
+    with Image.open(out) as img:
+        assert img.size == (36, 40) and np.asarray(img).dtype == np.uint8
+    # a PNG cannot hold signed values in input units: the residuals are .npy
+    assert np.load(res / "noise.npy").shape == (40, 36)
+
+
+def test_dicom_series_becomes_a_new_derived_series(env, tmp_path, monkeypatch, capsys):
+    src = tmp_path / "series"
+    _write_dicom_series(src)
+    out, res = tmp_path / "corrected", tmp_path / "res"
+    code, _, err = run([src, out, "--residuals", res, "-q"], monkeypatch, capsys)
+    assert code == 0, err
+    before = {int(d.InstanceNumber): d for d in (pydicom.dcmread(p) for p in src.glob("*.dcm"))}
+    after = {int(d.InstanceNumber): d for d in (pydicom.dcmread(p) for p in out.glob("*.dcm"))}
+    assert sorted(after) == sorted(before)
+    assert len({d.SeriesInstanceUID for d in after.values()}) == 1
+    new_series = next(iter(after.values())).SeriesInstanceUID
+    assert new_series != next(iter(before.values())).SeriesInstanceUID
+    for k, d in after.items():
+        assert d.SOPInstanceUID != before[k].SOPInstanceUID and d.ImageType[0] == "DERIVED"
+        for tag in ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing", "StudyInstanceUID"):
+            assert d.get(tag) == before[k].get(tag)
+    v_in, v_out = read_volume(src), read_volume(out)
+    np.testing.assert_allclose(v_out.affine, v_in.affine)
+    assert v_out.array.shape == v_in.array.shape
+    assert sorted(p.name for p in res.iterdir()) == sorted(HEADS)
+    assert read_volume(res / "bias").array.shape == v_in.array.shape
+
+
+def test_overwrite(env, nifti, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "out.nii.gz"
+    out.write_bytes(b"old")
+    code, _, err = run([nifti, out, "-q"], monkeypatch, capsys)
+    assert code == 2 and "--overwrite" in err and out.read_bytes() == b"old"
+    code, _, err = run([nifti, out, "-q", "--overwrite"], monkeypatch, capsys)
+    assert code == 0, err
+    assert nib.load(out).shape == nib.load(nifti).shape
+
+
+def _truncated_nifti(folder: Path) -> Path:
+    path = folder / "cut.nii"
+    nib.save(nib.Nifti1Image(_phantom().astype(np.float32), np.eye(4)), path)
+    path.write_bytes(path.read_bytes()[:2000])
+    return path
+
+
+def _npy(folder: Path, name: str, array: np.ndarray) -> Path:
+    np.save(folder / name, array)
+    return folder / name
+
+
+def _constant(folder: Path) -> Path:
+    return _npy(folder, "flat.npy", np.full((16, 16, 3), 5.0, np.float32))
+
+
+def _nan(folder: Path) -> Path:
+    data = _phantom((16, 16, 3)).astype(np.float32)
+    data[3, 4, 1] = np.nan
+    return _npy(folder, "nan.npy", data)
+
+
+ERROR_CASES = {
+    "missing input": (lambda d: d / "nope.nii.gz", "out.nii.gz", [], "no such file"),
+    "truncated nifti": (_truncated_nifti, "out.nii", [], "cut.nii"),
+    "4D array": (lambda d: _npy(d, "four.npy", np.ones((4, 4, 4, 4), np.float32)), "out.npy", [], "4"),
+    "1D array": (lambda d: _npy(d, "one.npy", np.ones(16, np.float32)), "out.npy", [], "1"),
+    "NaN voxels": (_nan, "out.npy", [], "NaN"),
+    "constant volume": (_constant, "out.npy", [], "constant"),
+    "unknown --only": (lambda d: _npy(d, "a.npy", _phantom()), "out.npy", ["--only", "blur"], "blur"),
+    "DICOM output for npy input": (lambda d: _npy(d, "a.npy", _phantom()), "dicom_out", [], "DICOM"),
+    "bad extension": (lambda d: _npy(d, "a.npy", _phantom()), "out.tiff", [], "unsupported"),
+    "report not html": (lambda d: _npy(d, "a.npy", _phantom()), "out.npy", ["--report", "r.txt"], "html"),
+    "bad device": (lambda d: _npy(d, "a.npy", _phantom()), "out.npy", ["--device", "tpu"], "device"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(ERROR_CASES))
+def test_errors_are_one_line_exit_2_and_leave_nothing(case, env, tmp_path, monkeypatch, capsys):
+    make, out_name, extra, needle = ERROR_CASES[case]
+    src = make(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    before = _files(tmp_path)
+    code, _, err = run([src, tmp_path / out_name, "--residuals", tmp_path / "res", *extra], monkeypatch, capsys)
+    assert code == 2
+    assert err.startswith("error: ") and err.count("\n") == 1 and needle in err, err
+    assert _files(tmp_path) == before
+
+
+def test_output_equal_to_input(env, nifti, tmp_path, monkeypatch, capsys):
+    before = nifti.read_bytes()
+    code, _, err = run([nifti, nifti, "--overwrite"], monkeypatch, capsys)
+    assert code == 2 and "input" in err and err.count("\n") == 1
+    assert nifti.read_bytes() == before and _files(tmp_path) == {"scan.nii.gz"}
+
+
+def test_default_model_not_installed(nifti, tmp_path, monkeypatch, capsys):
+    empty = tmp_path / "none"
+    empty.mkdir()
+    monkeypatch.setenv(WEIGHTS_ENV, str(empty))
+    code, _, err = run([nifti, tmp_path / "out.nii.gz"], monkeypatch, capsys)
+    assert code == 2 and "default model 'mt-lc-brain' is not installed" in err and "--model PATH" in err
+    assert err.count("\n") == 1 and not (tmp_path / "out.nii.gz").exists()
+
+
+def test_model_checksum_mismatch(weights, nifti, tmp_path, monkeypatch, capsys):
+    model = tmp_path / "m.safetensors"
+    data = bytearray((weights / "mt-lc-brain.safetensors").read_bytes())
+    data[-1] ^= 0x01
+    model.write_bytes(bytes(data))
+    (tmp_path / "m.json").write_text((weights / "mt-lc-brain.json").read_text())
+    before = _files(tmp_path)
+    code, _, err = run([nifti, tmp_path / "out.nii.gz", "--model", model], monkeypatch, capsys)
+    assert code == 2 and "checksum" in err and err.count("\n") == 1
+    assert _files(tmp_path) == before
+
+
+def test_failure_during_inference_leaves_no_output(env, nifti, tmp_path, monkeypatch, capsys):
+    import artefix.correction.volume as volume_module
+
+    real = volume_module.correct_batch
+    calls = []
+
+    def failing(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise InputError("simulated failure in batch 2")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(volume_module, "correct_batch", failing)
+    before = _files(tmp_path)
+    args = [nifti, tmp_path / "out.nii.gz", "--residuals", tmp_path / "res", "--report", tmp_path / "r.html"]
+    code, _, err = run([*args, "--batch-size", "2"], monkeypatch, capsys)
+    assert code == 2 and "batch 2" in err and len(calls) == 2
+    assert _files(tmp_path) == before
+
+
+def test_failure_while_writing_removes_what_the_run_wrote(env, nifti, tmp_path, monkeypatch, capsys):
+    import artefix.correction.files as files_module
+
+    real = files_module.write_volume
+    calls = []
+
+    def failing(volume, path, **kwargs):
+        calls.append(path)
+        if len(calls) == 3:
+            raise OutputError(f"{path}: disk full")
+        return real(volume, path, **kwargs)
+
+    monkeypatch.setattr(files_module, "write_volume", failing)
+    before = _files(tmp_path)
+    code, _, err = run([nifti, tmp_path / "out.nii.gz", "--residuals", tmp_path / "res"], monkeypatch, capsys)
+    assert code == 2 and "disk full" in err
+    assert len(calls) == 3  # output and one residual were written, then removed again with the folder
+    assert _files(tmp_path) == before
+
+
+def test_models_listing(env, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("COLUMNS", "200")
+    code, out, _ = run(["--json"], monkeypatch, capsys, command="models")
+    data = json.loads(out)
+    assert code == 0 and [m["name"] for m in data["models"]] == ["mt-lc-brain"]
+    assert data["models"][0]["default"] and len(data["models"][0]["sha256"]) == 64
+    code, out, _ = run([], monkeypatch, capsys, command="models")
+    assert code == 0 and "mt-lc-brain" in out and "tiny test" in out
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    monkeypatch.setenv(WEIGHTS_ENV, str(empty))
+    code, out, _ = run([], monkeypatch, capsys, command="models")
+    assert code == 0 and "No models are installed" in out and "--model" in out
+    code, out, _ = run(["--json"], monkeypatch, capsys, command="models")
+    assert json.loads(out)["models"] == []

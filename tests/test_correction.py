@@ -1,0 +1,247 @@
+"""Correction core: intensity mapping back to input units, head selection algebra, streaming, QC record."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from artefix.correction import (
+    CorrectionRecord,
+    correct_volume,
+    slice_moments,
+    working_shape,
+)
+from artefix.data.io import Volume
+from artefix.errors import InputError
+from artefix.fft import fourier_resize
+from artefix.models import ModelOutput, build_model
+
+HEADS = ("bias", "subsampling", "motion", "noise")
+
+
+def _volume(shape=(40, 36, 7), seed=0, scale=300.0, offset=50.0, axis=None) -> Volume:
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    blob = np.exp(-(((yy - shape[0] / 2) / 9.0) ** 2 + ((xx - shape[1] / 2) / 7.0) ** 2))
+    data = blob[..., None] * np.linspace(0.5, 1.5, shape[2]) * scale + offset + rng.random(shape) * 10
+    return Volume(data.astype(np.float32), meta={"slice_axis": axis})
+
+
+def _renorm(z: np.ndarray, like: np.ndarray) -> np.ndarray:
+    """Re-standardise each slice (axis 0 = slices) of ``z`` to the mean/std of ``like``'s slice."""
+    z = z.astype(np.float64)
+    zn = (z - z.mean(axis=(1, 2), keepdims=True)) / z.std(axis=(1, 2), keepdims=True)
+    return like.mean(axis=(1, 2), keepdims=True) + like.std(axis=(1, 2), keepdims=True) * zn
+
+
+class Stub(nn.Module):
+    """A 'model' with known residuals: p_k = factors[k] * u + offsets[k]; records the input shapes."""
+
+    def __init__(self, factors=(0.0, 0.0, 0.0, 0.0), offsets=(0.0, 0.0, 0.0, 0.0), heads=HEADS):
+        super().__init__()
+        self.head_names = tuple(heads)
+        self.factors = torch.tensor(factors, dtype=torch.float32)
+        self.offsets = torch.tensor(offsets, dtype=torch.float32)
+        self.seen: list[tuple[int, ...]] = []
+        self.weight = nn.Parameter(torch.zeros(()))
+
+    def forward(self, x, heads=None):
+        self.seen.append(tuple(x.shape))
+        p = self.factors[None, :, None, None] * x + self.offsets[None, :, None, None]
+        return ModelOutput(x, p)
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return build_model("tiny", seed=3).eval()
+
+
+def test_no_head_selected_is_identity_in_input_units(tiny):
+    vol = _volume()
+    res = correct_volume(vol, tiny, only=[], batch_size=3)
+    # y = mu + sigma * Znorm(u) with u = (x - mu) / sigma: the input, up to float32 round-off
+    np.testing.assert_allclose(res.volume.array, vol.array, rtol=0, atol=1e-5 * float(np.abs(vol.array).max()))
+    assert res.record.applied == ()
+    assert res.volume.array.dtype == np.float32 and res.volume.array.shape == vol.array.shape
+
+
+def test_selection_differs_exactly_by_excluded_residuals(tiny):
+    vol = _volume(seed=1)
+    full = correct_volume(vol, tiny, keep_residuals=True, batch_size=4)
+    x = np.moveaxis(vol.array, -1, 0).astype(np.float64)
+    r = {h: np.moveaxis(full.residuals[h].array, -1, 0).astype(np.float64) for h in HEADS}
+    for only in (["bias", "noise"], ["motion"], list(HEADS)):
+        out = correct_volume(vol, tiny, only=only, batch_size=4)
+        expected = _renorm(x + sum(r[h] for h in only), x)
+        got = np.moveaxis(out.volume.array, -1, 0)
+        np.testing.assert_allclose(got, expected, atol=2e-4 * float(x.std()))
+        assert out.record.applied == tuple(only)
+    # the default (None) applies every head
+    np.testing.assert_array_equal(full.volume.array, correct_volume(vol, tiny, batch_size=4).volume.array)
+
+
+def test_residuals_are_in_input_units():
+    # p_bias = a * u  ->  r_bias = sigma * a * u = a * (x - mu); output Znorm(u (1 + a)) = u -> y = x
+    vol = _volume(seed=2, scale=1000.0, offset=-200.0)
+    a = 0.5
+    res = correct_volume(vol, Stub(factors=(a, 0, 0, 0)), keep_residuals=True)
+    x = vol.array.astype(np.float64)
+    mu = x.mean(axis=(0, 1), keepdims=True)
+    np.testing.assert_allclose(res.residuals["bias"].array, a * (x - mu), atol=1e-3)
+    np.testing.assert_allclose(res.residuals["noise"].array, 0.0, atol=0)
+    np.testing.assert_allclose(res.volume.array, x, atol=1e-3)
+    per_slice = np.abs(a * (x - mu)).mean(axis=(0, 1))
+    np.testing.assert_allclose(res.record.mean_abs_residual[:, 0], per_slice, rtol=1e-5)
+
+
+def test_output_keeps_input_mean_and_std_per_slice():
+    # p_noise = -u + 0.3: the model 'replaces' the slice by a constant plus nothing; mixed with u it rescales
+    vol = _volume(seed=4)
+    res = correct_volume(vol, Stub(factors=(0, 0, 0, -0.5), offsets=(0, 0, 0, 0.3)))
+    x, y = vol.array.astype(np.float64), res.volume.array.astype(np.float64)
+    np.testing.assert_allclose(y.mean(axis=(0, 1)), x.mean(axis=(0, 1)), rtol=1e-5)
+    np.testing.assert_allclose(y.std(axis=(0, 1)), x.std(axis=(0, 1)), rtol=1e-4)
+
+
+def test_streaming_calls_model_with_at_most_batch_size_slices(tiny):
+    vol = _volume(shape=(24, 20, 23), seed=5)
+    calls: list[int] = []
+    original = tiny.forward
+
+    def counting(x, heads=None):
+        calls.append(int(x.shape[0]))
+        return original(x, heads)
+
+    tiny.forward = counting
+    try:
+        progress: list[tuple[int, int]] = []
+        res = correct_volume(vol, tiny, batch_size=5, progress=lambda d, t: progress.append((d, t)))
+    finally:
+        del tiny.forward
+    assert calls == [5, 5, 5, 5, 3]
+    assert res.record.max_batch_seen == 5
+    assert progress[-1] == (23, 23) and [d for d, _ in progress] == sorted(d for d, _ in progress)
+    # eval-mode batch norm: the batch size does not change the result
+    one = correct_volume(vol, tiny, batch_size=1)
+    np.testing.assert_allclose(one.volume.array, res.volume.array, atol=1e-3)
+
+
+def test_constant_slice_passes_through_and_never_reaches_the_model():
+    vol = _volume(seed=6)
+    vol.array[:, :, 2] = 7.0
+    stub = Stub(factors=(0.2, 0.1, 0, 0), offsets=(0.5, 0, 0, 0))
+    res = correct_volume(vol, stub, keep_residuals=True, batch_size=16)
+    np.testing.assert_array_equal(res.volume.array[:, :, 2], 7.0)
+    for h in HEADS:
+        np.testing.assert_array_equal(res.residuals[h].array[:, :, 2], 0.0)
+    assert res.record.constant_slices == (2,)
+    assert stub.seen == [(6, 1, 40, 36)]
+    assert np.all(res.record.mean_abs_residual[2] == 0)
+
+
+def test_all_constant_volume_is_an_error():
+    vol = Volume(np.full((8, 9, 3), 4.0, np.float32))
+    with pytest.raises(InputError, match="constant"):
+        correct_volume(vol, Stub())
+
+
+def test_non_finite_and_bad_options(tiny):
+    vol = _volume()
+    bad = Volume(vol.array.copy())
+    bad.array[0, 0, 0] = np.nan
+    with pytest.raises(InputError, match="NaN"):
+        correct_volume(bad, tiny)
+    with pytest.raises(InputError, match="--only"):
+        correct_volume(vol, tiny, only=["blur"])
+    with pytest.raises(InputError, match="out of range"):
+        correct_volume(vol, tiny, axis=3)
+    with pytest.raises(ValueError, match="batch_size"):
+        correct_volume(vol, tiny, batch_size=0)
+    single = Stub(heads=("noise",))
+    single.factors, single.offsets = torch.zeros(1), torch.zeros(1)
+    with pytest.raises(InputError, match="bias"):
+        correct_volume(vol, single, only=["bias"])
+    res = correct_volume(vol, single, keep_residuals=True)
+    assert list(res.residuals) == ["noise"] and res.record.heads == ("noise",)
+
+
+def test_axis_choice_and_header_axis(tiny):
+    vol = _volume(shape=(20, 24, 6), seed=7)
+    moved = Volume(np.ascontiguousarray(np.moveaxis(vol.array, -1, 0)), meta={"slice_axis": 0})
+    a = correct_volume(vol, tiny).volume.array
+    b = correct_volume(moved, tiny).volume.array  # header axis 0 is used by default
+    np.testing.assert_allclose(np.moveaxis(b, 0, -1), a, atol=1e-4)
+    c = correct_volume(moved, tiny, axis=0).volume.array
+    np.testing.assert_array_equal(b, c)
+    assert correct_volume(moved, tiny, axis=0).record.axis == 0
+
+
+def test_two_dimensional_image(tiny):
+    img = Volume(_volume().array[:, :, 3].copy(), format="png")
+    res = correct_volume(img, tiny, keep_residuals=True)
+    assert res.volume.array.shape == img.array.shape and res.record.axis is None
+    assert res.record.n_slices == 1 and res.residuals["motion"].array.shape == img.array.shape
+
+
+def test_working_shape_matches_training_pixel_size():
+    assert working_shape((512, 512), (0.5, 0.5), (320, 320)) == (320, 320)
+    assert working_shape((448, 406), (1.0, 1.0), (320, 320)) == (320, 290)  # aspect kept: 406 * 320 / 448
+    assert working_shape((256, 256), (1.0, 2.0), (320, 320)) == (160, 320)  # square pixels of 1.6 mm
+    assert working_shape((37, 50)) == (37, 50)
+    with pytest.raises(ValueError, match="matrix"):
+        working_shape((10, 10), (1, 1), (320,))
+
+
+def test_declared_matrix_runs_model_there_and_resizes_residuals_back():
+    vol = _volume(shape=(40, 36, 3), seed=8)
+    stub = Stub(offsets=(0, 0, 0, 0), factors=(0, 0, 0.25, 0))
+    res = correct_volume(vol, stub, matrix=(64, 64), keep_residuals=True)
+    assert {s[-2:] for s in stub.seen} == {(64, 58)}
+    assert res.record.work_shape == (64, 58)
+    # p = 0.25 * resize(u) at 64x58, Fourier-resized back to 40x36 (the round trip keeps every frequency
+    # of u but halves the even-size Nyquist lines) and scaled by sigma into input units
+    x = np.moveaxis(vol.array, -1, 0).astype(np.float64)
+    mu, sd = x.mean(axis=(1, 2), keepdims=True), x.std(axis=(1, 2), keepdims=True)
+    u = (x - mu) / sd
+    back = fourier_resize(fourier_resize(u, (64, 58)), (40, 36))
+    np.testing.assert_allclose(np.moveaxis(res.residuals["motion"].array, -1, 0), 0.25 * sd * back, atol=2e-3)
+    assert np.abs(back - u).max() < 0.1 * np.abs(u).max()
+    ident = correct_volume(vol, build_model("tiny", seed=0), only=[], matrix=(64, 64))
+    np.testing.assert_allclose(ident.volume.array, vol.array, atol=1e-3)
+
+
+def test_record_numbers_and_flags(tiny):
+    vol = _volume(seed=9)
+    res = correct_volume(vol, tiny, keep_residuals=True, top_k=2)
+    rec = res.record
+    for k, h in enumerate(HEADS):
+        arr = res.residuals[h].array.astype(np.float64)
+        np.testing.assert_allclose(rec.mean_abs_residual[:, k], np.abs(arr).mean(axis=(0, 1)), rtol=1e-5)
+        assert rec.overall()[h] == pytest.approx(np.abs(arr).mean(), rel=1e-5)
+    scores = rec.mean_abs_residual.sum(axis=1)
+    assert [s.index for s in rec.snapshots] == list(np.argsort(-scores)[:2])
+    snap = rec.snapshots[0]
+    np.testing.assert_array_equal(snap.before, vol.array[:, :, snap.index])
+    np.testing.assert_array_equal(snap.after, res.volume.array[:, :, snap.index])
+    d = rec.to_dict()
+    assert d["artefacts"]["noise"]["per_slice"] == pytest.approx(list(rec.mean_abs_residual[:, 3]))
+    # robust outlier rule: one slice far above the others is flagged, nothing else
+    values = np.tile(np.array([[1.0, 1, 1, 1]]), (9, 1)) + np.linspace(0, 0.01, 9)[:, None]
+    values[4, 2] = 5.0
+    flag = CorrectionRecord(HEADS, HEADS, 2, (4, 4, 9), (4, 4), values, np.zeros(9), np.ones(9), ()).flagged()
+    assert flag == {"bias": (), "subsampling": (), "motion": (4,), "noise": ()}
+
+
+def test_global_rng_untouched(tiny):
+    np_state, torch_state = np.random.get_state()[1].copy(), torch.get_rng_state().clone()
+    correct_volume(_volume(), tiny)
+    assert np.array_equal(np.random.get_state()[1], np_state) and torch.equal(torch.get_rng_state(), torch_state)
+
+
+def test_slice_moments_constant_detection():
+    stack = np.stack([np.ones((3, 3)), np.arange(9.0).reshape(3, 3)])
+    mean, std, constant = slice_moments(stack)
+    assert mean.tolist() == [1.0, 4.0] and std[0] == 0 and constant.tolist() == [True, False]
+    assert std[1] == pytest.approx(np.arange(9.0).std())

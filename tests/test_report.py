@@ -1,0 +1,124 @@
+"""QC report: self-contained HTML, JSON summary consistent with the residual volumes, orientation, atomicity."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+
+import numpy as np
+import pytest
+
+from artefix.correction import correct_file
+from artefix.data.io import Volume
+from artefix.errors import OutputError
+from artefix.models import build_model
+from artefix.models.checkpoint import save_model
+from artefix.models.registry import WEIGHTS_ENV
+from artefix.report import orthogonal_planes, write_report
+
+HEADS = ("bias", "subsampling", "motion", "noise")
+
+
+@pytest.fixture(scope="module")
+def corrected(tmp_path_factory):
+    root = tmp_path_factory.mktemp("report")
+    weights = root / "weights"
+    weights.mkdir()
+    save_model(build_model("tiny", seed=4), weights / "mt-lc-brain.safetensors", card={"description": "tiny"})
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:32, :28]
+    blob = np.exp(-(((yy - 16) / 8.0) ** 2 + ((xx - 14) / 6.0) ** 2))
+    data = (blob[None] * np.linspace(50, 200, 12)[:, None, None] + rng.random((12, 32, 28)) * 5).astype(np.float32)
+    data[5] += 40 * rng.standard_normal((32, 28)).astype(np.float32)  # one much noisier slice
+    source = root / "scan.npy"
+    np.save(source, data)
+    mp = pytest.MonkeyPatch()
+    mp.setenv(WEIGHTS_ENV, str(weights))
+    try:
+        run = correct_file(source, root / "out.npy", residuals=root / "res", report=root / "qc.html", axis=0)
+    finally:
+        mp.undo()
+    return run, data
+
+
+def test_html_is_self_contained(corrected):
+    run, _ = corrected
+    text = run.report.read_text()
+    assert text.startswith("<!DOCTYPE html>")
+    assert 'src="http' not in text and "src='http" not in text and "<script" not in text and "<link" not in text
+    images = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', text)
+    assert len(images) == 3  # per-slice plot, largest corrections, orthogonal view
+    for b64 in images:
+        assert base64.b64decode(b64)[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "mt-lc-brain" in text and run.model_card["sha256"] in text
+    assert not list(run.report.parent.glob(".*tmp*"))
+
+
+def test_json_matches_residual_volumes(corrected):
+    run, data = corrected
+    summary = json.loads(run.summary.read_text())
+    assert summary["input"] == str(run.input) and summary["output"] == str(run.output)
+    assert summary["model"]["name"] == "mt-lc-brain" and summary["model"]["sha256"] == run.model_card["sha256"]
+    assert summary["axis"] == 0 and summary["slices"] == 12 and summary["applied"] == list(HEADS)
+    assert set(summary["timings_s"]) >= {"read", "load_model", "correct", "write", "total"}
+    for head in HEADS:
+        residual = np.load(summary["residuals"][head]).astype(np.float64)
+        assert residual.shape == data.shape
+        info = summary["artefacts"][head]
+        np.testing.assert_allclose(info["per_slice"], np.abs(residual).mean(axis=(1, 2)), rtol=1e-5)
+        assert info["mean_abs_residual"] == pytest.approx(np.abs(residual).mean(), rel=1e-5)
+        assert set(info["flagged_slices"]) <= set(range(12))
+    assert len(summary["largest_corrections"]) == 3
+    per_slice_total = sum(np.array(summary["artefacts"][h]["per_slice"]) for h in HEADS)
+    assert summary["largest_corrections"] == list(np.argsort(-per_slice_total)[:3])
+
+
+def test_report_refuses_existing_files_and_leaves_nothing(corrected, tmp_path, monkeypatch):
+    import artefix.report as report
+
+    run, data = corrected
+    before = Volume(data)
+    with pytest.raises(OutputError, match="exists"):
+        write_report(run, before, before)
+    run2 = type(run)(**{**run.__dict__, "report": tmp_path / "r.html", "summary": tmp_path / "r.json"})
+    real_atomic = report.atomic_file
+    uses = []
+
+    def failing_second(path):
+        uses.append(path)
+        if len(uses) == 2:
+            raise OutputError(f"{path}: disk full")
+        return real_atomic(path)
+
+    monkeypatch.setattr(report, "atomic_file", failing_second)
+    with pytest.raises(OutputError, match="disk full"):
+        write_report(run2, before, before)
+    assert [p.name for p in uses] == ["r.json", "r.html"]
+    assert list(tmp_path.iterdir()) == []  # the JSON written first was removed again
+    monkeypatch.setattr(report, "atomic_file", real_atomic)
+    created = write_report(run2, before, before)
+    assert sorted(p.name for p in created) == ["r.html", "r.json"]
+
+
+def test_orthogonal_planes_follow_the_affine():
+    rng = np.random.default_rng(1)
+    array = rng.random((6, 8, 10)).astype(np.float32)
+    spacing = (1.0, 2.0, 3.0)
+    ras = Volume(array, affine=np.diag([*spacing, 1.0]), format="nifti")
+    names = [p[0] for p in orthogonal_planes(ras)]
+    assert names == ["axial", "coronal", "sagittal"]
+    axial, coronal, sagittal = (p[1] for p in orthogonal_planes(ras))
+    np.testing.assert_array_equal(axial, array[:, :, 5].T)
+    np.testing.assert_array_equal(coronal, array[:, 4, :].T)
+    np.testing.assert_array_equal(sagittal, array[3, :, :].T)
+    assert [p[2] for p in orthogonal_planes(ras)] == [2.0, 3.0, 1.5]
+    # the same anatomy stored LPS (first two voxel axes flipped) gives the same planes
+    lps = np.array([[-1.0, 0, 0, 5], [0, -2, 0, 14], [0, 0, 3, 0], [0, 0, 0, 1]])  # voxel (i, j) -> (5 - i, 7 - j)
+    flipped = Volume(array[::-1, ::-1].copy(), affine=lps, format="nifti")
+    for (n1, p1, a1), (n2, p2, a2) in zip(orthogonal_planes(ras), orthogonal_planes(flipped), strict=True):
+        assert n1 == n2 and a1 == a2
+        np.testing.assert_array_equal(p1, p2)
+    # a slice axis stored first (sagittal acquisition): axes permuted by the affine
+    perm = Volume(np.ascontiguousarray(np.moveaxis(array, 2, 0)), affine=np.eye(4)[[2, 0, 1, 3]].T, format="nifti")
+    np.testing.assert_array_equal(orthogonal_planes(perm)[0][1], array[:, :, 5].T)
