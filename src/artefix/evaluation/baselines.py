@@ -25,9 +25,11 @@ Not included, and why:
 
 * The paper's second bias baseline, the implicitly trained bias-field CNN of Simko et al., is not
   published as a package or with weights; it is left out rather than imitated.
-* UniRes (the paper's learned super-resolution baseline) is not on PyPI, nor is its ``nitorch``
-  dependency. ``tv-sr`` stands in for it: the same kind of variational super-resolution (UniRes solves a
-  TV-regularised inverse problem too), with the exact forward model of the centred k-space crop.
+* UniRes (Brudfors et al., the paper's third super-resolution baseline) is not on PyPI, nor is its
+  ``nitorch`` dependency. ``tv-sr`` stands in for it: UniRes is itself a (multi-channel) total-variation
+  regularised super-resolution; ``tv-sr`` solves the single-channel problem with the exact forward model
+  of the centred k-space crop. It is implemented here (a small primal-dual solver) rather than taken from
+  ``sigpy``, which would add ``numba``/``llvmlite`` for a few lines of FFT-based code.
 
 Optional dependencies are imported inside the functions: ``SimpleITK`` (``pip install "artefix[eval]"``)
 for ``n4``/``cad`` and ``bm3d`` (``pip install "artefix[bm3d]"``; its binary is free for non-commercial
@@ -239,7 +241,8 @@ def n4(
     :func:`artefix.evaluation.metrics.foreground_mask` of the input: Otsu threshold, holes filled,
     dilated 2 px; the empty background carries no bias information and only dilutes the histogram) on
     the image shrunk by ``shrink`` (the standard N4 recipe: smoother, faster fits), and the fitted field
-    is evaluated at full resolution.
+    is evaluated at full resolution. On the built-in 320x320 T1 and FLAIR slices at 20 % bias this
+    beat :func:`n4_paper` in MSE; on tiny images (<= 96 px) the shrunk fitting grid is too coarse.
 
     Args:
         corrupted: Bias-corrupted slice ``(H, W)``, real.
@@ -298,8 +301,9 @@ def fourier_grid_coordinates(n_out: int, n_in: int) -> np.ndarray:
 
     ``u(i) = n_in // 2 + (i - n_out // 2) * n_in / n_out``.
 
-    Library resizers instead align pixel areas, ``u(i) = (i + 1/2) n_in / n_out - 1/2``: half a
-    high-resolution pixel off for even sizes and a factor 2.
+    Library resizers instead align pixel areas, ``u(i) = (i + 1/2) n_in / n_out - 1/2``: for a factor 2
+    between even sizes that is half a high-resolution pixel off (the two coincide only in special cases,
+    such as odd sizes and an odd factor).
 
     Args:
         n_out: Number of output samples.
@@ -391,10 +395,16 @@ def tv_sr(
     ``min_x 1/2 ||A x - y||^2 + weight * TV(x)``,  ``A x = F_h^-1(c crop(F_H x))``, ``c = sqrt(hw/HW)``,
 
     i.e. ``A`` is :func:`artefix.artefacts.subsampling.centre_crop_kspace_image` (``F`` the centred
-    orthonormal FFT) and ``TV`` the isotropic total variation ``sum |grad x|``, with the Chambolle-Pock
-    primal-dual algorithm (step sizes ``tau = sigma = 1/sqrt(8)``). The data-term proximal step is exact
-    and diagonal in k-space. The problem is solved on the z-normalised scale of ``y`` (so ``weight`` is in
-    units of the z-normalised image) and mapped back. This stands in for UniRes, which is not on PyPI.
+    orthonormal FFT) and ``TV`` the isotropic total variation ``sum |grad x|`` (forward differences),
+    with the Chambolle-Pock primal-dual algorithm (``tau sigma = 1/8``, ``tau / sigma = max(1, 0.03 /
+    weight)^2``, which converged fastest in tests). For real ``x`` the data-term proximal step is exact
+    and diagonal in k-space (``Re(A^H A) = F^-1 c^2 D_sym F`` with ``D_sym`` the crop window symmetrised
+    about DC). The problem is solved on the z-normalised scale of ``y`` (so ``weight`` is in units of the
+    z-normalised image) and mapped back. It starts from the zero-filled upsampling of ``y``. This stands
+    in for UniRes, which is not on PyPI.
+
+    The default weight 3e-3 had the lowest (or tied lowest) MSE of {1e-3, 3e-3, 1e-2} on the built-in T1, T2 and FLAIR
+    slices at x2, x3, x4; about 1.6 s for a 320x320 slice.
 
     Args:
         lowres: Low-resolution slice ``(h, w)`` (complex input is replaced by its magnitude).
@@ -527,10 +537,11 @@ def cad(
 ) -> np.ndarray:
     """Curvature anisotropic diffusion (SimpleITK), the paper's first denoising baseline.
 
-    Evolves ``u_t = |grad u| div(c(|grad u|) grad u / |grad u|)`` (the modified curvature diffusion
-    equation of Whitaker & Xue) for ``iterations`` steps of ``time_step``, with conductance
-    ``c(g) = exp(-(g / K)^2)``, ``K`` = ``conductance`` times the mean gradient magnitude (so the result
-    scales with the input). Pixel spacing is 1.
+    Evolves the modified curvature diffusion equation (Whitaker & Xue, ITK's MCDE filter)
+    ``u_t = |grad u| div(c(|grad u|) grad u / |grad u|)`` for ``iterations`` steps of ``time_step`` with
+    the conductance ``c(g) = exp(-g^2 / (K <g^2>))``, ``K`` = ``conductance`` and ``<g^2>`` the mean
+    squared gradient magnitude of the image, so the result is equivariant to affine intensity maps.
+    Pixel spacing is 1.
 
     Args:
         corrupted: Noisy slice ``(H, W)``, real.
@@ -555,6 +566,8 @@ def cad(
 
 def _bm3d_run(x: np.ndarray, sigma_of: Callable[[np.ndarray], float]) -> np.ndarray:
     bm3d_mod = _require("bm3d", _EXTRA_BM3D, "BM3D denoising")
+    if x.max() == x.min():
+        return x.copy()
     scaled, lo, scale = _minmax(x, 1.0)
     sigma = float(sigma_of(scaled))
     if not (np.isfinite(sigma) and sigma > 0):
@@ -568,7 +581,7 @@ def bm3d_paper(corrupted: Any, *, sigma: float = BM3D_PAPER_SIGMA) -> np.ndarray
 
     The image is min-max scaled to [0, 1], denoised with ``bm3d.bm3d(..., stage_arg=HARD_THRESHOLDING)``
     (collaborative 3D transform-domain hard thresholding of groups of similar blocks, aggregated), and
-    mapped back.
+    mapped back. ``bm3d`` (from Tampere University) is free for non-commercial use only.
 
     Args:
         corrupted: Noisy slice ``(H, W)``, real.
@@ -586,9 +599,11 @@ def bm3d(corrupted: Any) -> np.ndarray:
 
     As :func:`bm3d_paper`, but ``sigma_psd`` is ``skimage.restoration.estimate_sigma`` of the [0, 1]-scaled
     image (median absolute deviation of the finest diagonal wavelet coefficients / 0.6745, Donoho's
-    estimator). The paper's fixed 50/255 is several times the real noise at the paper's SNRs. Only the
-    hard-thresholding stage is run: on magnitude (Rician) MR noise it scored better than the full
-    two-stage BM3D (with Wiener filtering) on the built-in samples at 5 and 0 dB.
+    estimator). The paper's fixed 50/255 is several times the real noise at the paper's SNRs (estimated
+    0.029 at 0 dB on the built-in T1 slice). Only the hard-thresholding stage is run: on magnitude MR
+    noise it beat the full two-stage BM3D (with Wiener filtering). Measured MSE (z-normalised) on the
+    built-in 320x320 T1 slice at 5 / 0 / -5 dB: input 0.016 / 0.054 / 0.177, ``bm3d-paper`` 0.019 /
+    0.025 / 0.042, this 0.0045 / 0.012 / 0.031, full BM3D 0.0051 / 0.013 / 0.034 (FLAIR alike).
 
     Args:
         corrupted: Noisy slice ``(H, W)``, real.

@@ -293,7 +293,7 @@ def foreground_mask(ref: Any, dilation: int = 2) -> np.ndarray:
     Pixels above Otsu's threshold of ``ref`` (the threshold maximising the between-class variance of
     the intensity histogram), with enclosed holes filled (dark CSF, bone inside the head) and then
     dilated by ``dilation`` pixels (3x3 cross structuring element) so that the edge of the anatomy is
-    included.
+    included; holes closed off by the dilation are filled too.
 
     Args:
         ref: Reference slice ``(H, W)``, real, not constant.
@@ -311,7 +311,7 @@ def foreground_mask(ref: Any, dilation: int = 2) -> np.ndarray:
     mask = r > threshold_otsu(r)
     mask = ndimage.binary_fill_holes(mask)
     if dilation:
-        mask = ndimage.binary_dilation(mask, iterations=int(dilation))
+        mask = ndimage.binary_fill_holes(ndimage.binary_dilation(mask, iterations=int(dilation)))
     return np.asarray(mask, dtype=bool)
 
 

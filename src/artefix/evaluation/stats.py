@@ -178,9 +178,7 @@ def bold_group(M: Any, methods: Sequence[str], lower_is_better: bool, alpha: flo
     return {names[best]} | {m for m in names if float(row[m]) >= a}
 
 
-def summarise(
-    M: Any, methods: Sequence[str], lower_is_better: bool, alpha: float = ALPHA
-) -> list[dict[str, Any]]:
+def summarise(M: Any, methods: Sequence[str], lower_is_better: bool, alpha: float = ALPHA) -> list[dict[str, Any]]:
     """One table column: mean +- standard error per method, and whether it is bold.
 
     Args:
