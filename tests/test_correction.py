@@ -183,6 +183,8 @@ def test_two_dimensional_image(tiny):
     res = correct_volume(img, tiny, keep_residuals=True)
     assert res.volume.array.shape == img.array.shape and res.record.axis is None
     assert res.record.n_slices == 1 and res.residuals["motion"].array.shape == img.array.shape
+    with pytest.raises(InputError, match="2D"):
+        correct_volume(img, tiny, axis=0)
 
 
 def test_working_shape_matches_training_pixel_size():

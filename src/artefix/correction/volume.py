@@ -173,8 +173,8 @@ def _like(volume: Volume, array: np.ndarray) -> Volume:
 def _slice_axis(volume: Volume, axis: int | None) -> int | None:
     ndim = volume.array.ndim
     if ndim == 2:
-        if axis not in (None, -1, 0, 1, 2):
-            raise InputError(f"--axis {axis} does not apply to a 2D image")
+        if axis is not None:
+            raise InputError(f"--axis {axis} does not apply to a 2D image (it is one slice)")
         return None
     chosen = axis if axis is not None else volume.meta.get("slice_axis")
     if chosen is None:
