@@ -326,3 +326,30 @@ def test_models_listing(env, tmp_path, monkeypatch, capsys):
     assert code == 0 and "No models are installed" in out and "--model" in out
     code, out, _ = run(["--json"], monkeypatch, capsys, command="models")
     assert json.loads(out)["models"] == []
+
+
+def test_cuda_unavailable_is_a_one_line_error(env, nifti, tmp_path, monkeypatch, capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is available here")
+    code, _, err = run([nifti, tmp_path / "out.nii.gz", "--device", "cuda"], monkeypatch, capsys)
+    assert code == 2 and "CUDA is not available" in err and err.count("\n") == 1
+    assert not (tmp_path / "out.nii.gz").exists()
+
+
+@pytest.mark.shared_data
+def test_real_dicom_512_with_a_320_training_matrix(shared_data, tmp_path, monkeypatch, capsys):
+    series = shared_data / "niivue_demo_images" / "VS-SEG-001_t1_mpr_tra_gk_subset"
+    model = save_model(build_model("tiny", seed=1), tmp_path / "m.safetensors", card={"matrix": [320, 320]})
+    out, report = tmp_path / "corrected", tmp_path / "qc.html"
+    code, _, err = run([series, out, "--model", model, "--report", report, "-q"], monkeypatch, capsys)
+    assert code == 0, err
+    v_in, v_out = read_volume(series), read_volume(out)
+    assert v_out.array.shape == v_in.array.shape == (512, 512, 16)
+    np.testing.assert_allclose(v_out.affine, v_in.affine, atol=1e-6)
+    summary = json.loads(report.with_suffix(".json").read_text())
+    assert summary["work_shape"] == [320, 320] and summary["axis"] == 2
+    # the output keeps each slice's mean and standard deviation (input units), up to 16-bit DICOM quantisation
+    np.testing.assert_allclose(v_out.array.mean(axis=(0, 1)), v_in.array.mean(axis=(0, 1)), rtol=1e-3)
+    np.testing.assert_allclose(v_out.array.std(axis=(0, 1)), v_in.array.std(axis=(0, 1)), rtol=1e-3)
