@@ -49,10 +49,14 @@ def correct_command(
     ] = None,
     only: Annotated[
         str | None,
-        typer.Option(help="Apply only these corrections, comma-separated: bias,subsampling,motion,noise."),
+        typer.Option(help="Apply only these corrections, comma-separated: bias,subsampling,motion,noise; 'none': none."),
     ] = None,
     residuals: Annotated[
-        Path | None, typer.Option(help="Folder for the residual volumes (bias, subsampling, motion, noise).")
+        Path | None,
+        typer.Option(
+            help="Folder for the residual volumes in input units, one per model head (applied or not), "
+            "in OUTPUT's family (.npy for PNG)."
+        ),
     ] = None,
     report: Annotated[
         Path | None, typer.Option(help="Self-contained HTML QC report; a JSON summary is written next to it.")
@@ -68,7 +72,11 @@ def correct_command(
     overwrite: Annotated[bool, typer.Option(help="Replace existing outputs.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary table.")] = False,
 ) -> None:
-    """Correct bias field, subsampling, motion and noise artefacts slice by slice."""
+    """Correct bias field, subsampling, motion and noise artefacts slice by slice.
+
+    Each slice is z-normalised, corrected by the model and mapped back to its own mean and standard deviation,
+    so the output is in the input's units; nothing is written unless the whole volume was corrected.
+    """
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 

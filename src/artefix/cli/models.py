@@ -11,7 +11,11 @@ import typer
 def models_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of a table.")] = False,
 ) -> None:
-    """List the installed (shipped) models with their model cards."""
+    """List the installed (shipped) models with their model cards.
+
+    Models are NAME.safetensors + NAME.json pairs in the package's weights folder, or in the folder named by
+    the environment variable ARTEFIX_WEIGHTS_DIR when it is set.
+    """
     from artefix.models.registry import DEFAULT_MODEL, WEIGHTS_ENV, list_models, weights_dir
 
     infos = list_models()

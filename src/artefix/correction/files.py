@@ -9,9 +9,9 @@ already created are removed again.
 Output families follow ``OUTPUT``'s extension (:func:`artefix.data.io.write_volume`): NIfTI keeps the
 input's header and affine, a folder is a new DICOM series derived from a DICOM input, ``.npy``/``.npz``/
 ``.h5`` store float32, ``.png`` a 16-bit (or 8-bit) min-max scaled slice. Residual volumes
-(``--residuals DIR``) are written as ``DIR/<head><ext>`` in the output's family (``<head>/`` series
-folders for DICOM), except that a PNG output gets ``.npy`` residuals, since a PNG cannot hold signed
-values in the input's units.
+(``--residuals DIR``: one per model head, applied or not, in the input's units) are written as
+``DIR/<head><ext>`` in the output's family (``<head>/`` series folders for DICOM), except that a PNG
+output gets ``.npy`` residuals, since a PNG cannot hold signed values in the input's units.
 """
 
 from __future__ import annotations
