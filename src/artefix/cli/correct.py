@@ -49,7 +49,9 @@ def correct_command(
     ] = None,
     only: Annotated[
         str | None,
-        typer.Option(help="Apply only these corrections, comma-separated: bias,subsampling,motion,noise; 'none': none."),
+        typer.Option(
+            help="Apply only these corrections, comma-separated: bias,subsampling,motion,noise; 'none': none."
+        ),
     ] = None,
     residuals: Annotated[
         Path | None,
