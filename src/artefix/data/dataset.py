@@ -52,6 +52,7 @@ from artefix.artefacts.sampler import (
     head_of,
     sample_training_corruption,
 )
+from artefix.data.augment import Augmentation
 from artefix.data.slices import SliceIndex
 from artefix.data.splits import Split
 
@@ -67,6 +68,10 @@ __all__ = [
     "TrainingSample",
     "stable_entropy",
 ]
+
+
+#: Extra entropy word that separates the augmentation stream from the corruption stream.
+AUGMENT_STREAM = 0xA06
 
 
 class TrainingSample(NamedTuple):
@@ -117,6 +122,7 @@ class ArtefactDataset(Dataset[TrainingSample]):
         weights: Sequence[float] | None = None,
         output: Literal["magnitude", "real"] = "magnitude",
         seed: int = 0,
+        augment: Augmentation | None = None,
     ) -> None:
         """Wrap a :class:`SliceIndex`; see :meth:`from_files` and :meth:`from_split` to build one.
 
@@ -129,6 +135,8 @@ class ArtefactDataset(Dataset[TrainingSample]):
             weights: Probabilities of ``artefacts`` (normalised), default uniform.
             output: ``"magnitude"`` or ``"real"``.
             seed: Base seed (non-negative).
+            augment: Random flips/turns/gamma of the clean slice before corruption, in ``"train"``
+                mode only (drawn from a stream of its own, so the corruption parameters do not change).
 
         Raises:
             ValueError: On an unknown mode, artefact name or output, bad weights, or a Z-normalised index.
@@ -160,6 +168,7 @@ class ArtefactDataset(Dataset[TrainingSample]):
         self.weights: tuple[float, ...] | None = None if weights is None else tuple(float(x) for x in weights)
         self.output: Literal["magnitude", "real"] = output
         self.seed = int(seed)
+        self.augment = augment
         self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
 
     @classmethod
@@ -256,6 +265,8 @@ class ArtefactDataset(Dataset[TrainingSample]):
         i = int(i) % len(self)
         params = self.params_for(i)
         clean = np.array(self.index.slice(i), dtype=np.float32)
+        if self.augment is not None and self.mode == "train":
+            clean = self.augment(clean, np.random.default_rng([self.seed, self.epoch, i, AUGMENT_STREAM]))
         corrupted = to_output(apply_params(clean, params), self.output)
         clean = to_output(clean, self.output)
         return TrainingSample(
