@@ -489,39 +489,54 @@ _WORKER: dict[str, Any] = {}
 
 @contextmanager
 def _threads(n: int) -> Iterator[None]:
-    """Run torch and SimpleITK with ``n`` threads, restoring the previous counts afterwards."""
+    """Run torch and SimpleITK with ``n`` threads and BM3D with one, restoring the settings afterwards.
+
+    BM3D's multi-threaded block matching (``bm3d`` package, ``num_threads = 0`` by default) gives slightly
+    different results on every call; single-threaded it is deterministic.
+    """
     import torch
 
     before = torch.get_num_threads()
-    sitk = _sitk()
-    sitk_before = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads() if sitk else None
-    torch.set_num_threads(n)
-    if sitk:
-        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(n)
+    sitk = _optional("SimpleITK")
+    sitk_before = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads() if sitk else 0
+    bm3d = _optional("bm3d")
+    bm3d_before = bm3d.BM3DProfile.num_threads if bm3d else 0
+    _set_threads(n)
     try:
         yield
     finally:
         torch.set_num_threads(before)
         if sitk and sitk_before:
             sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(sitk_before)
+        if bm3d:
+            bm3d.BM3DProfile.num_threads = bm3d_before
 
 
-def _sitk() -> Any:
+def _set_threads(n: int) -> None:
+    import torch
+
+    torch.set_num_threads(n)
+    sitk = _optional("SimpleITK")
+    if sitk:
+        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(n)
+    bm3d = _optional("bm3d")
+    if bm3d:
+        bm3d.BM3DProfile.num_threads = 1
+
+
+def _optional(module: str) -> Any:
+    """The module if it is installed and imports, else None."""
+    import importlib
+
     try:
-        import SimpleITK
-    except ImportError:
+        return importlib.import_module(module)
+    except (ImportError, OSError):
         return None
-    return SimpleITK
 
 
 def _init_worker(plan: _Plan) -> None:
     """Process-pool initializer: fix the thread counts and load every model once."""
-    import torch
-
-    torch.set_num_threads(plan.threads)
-    sitk = _sitk()
-    if sitk:
-        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(plan.threads)
+    _set_threads(plan.threads)
     pool = ModelPool({m.name: m for m in plan.models}, plan.device)
     pool.load_all()
     _WORKER["plan"] = plan

@@ -156,7 +156,9 @@ def markdown_report(result: EvaluationResult, figures: Mapping[str, str] | None 
     ]
     if "seconds" in run:
         lines.append(f"- Run time: {run['seconds']:.1f} s.")
-    lines += ["", "## Notes", ""] + [f"- {n}" for n in result.notes] + [""]
+    lines.append("")
+    if result.notes:
+        lines += ["## Notes", ""] + [f"- {n}" for n in result.notes] + [""]
     for exp, methods in result.methods.items():
         lines += [f"## {exp}", ""]
         if exp in SCENARIOS:
@@ -167,8 +169,8 @@ def markdown_report(result: EvaluationResult, figures: Mapping[str, str] | None 
             better = "lower" if _lower_is_better(metric) else "higher"
             n = {cells[(exp, s, metric, methods[0])]["n"] for s in sevs if (exp, s, metric, methods[0]) in cells}
             lines += [
-                f"### {exp}: {METRIC_TITLES.get(metric, metric)} ({better} is better; n = "
-                f"{', '.join(map(str, sorted(n)))})",
+                f"### {exp}: {METRIC_TITLES.get(metric, metric)}, {better} is better "
+                f"(n = {', '.join(map(str, sorted(n)))} slices)",
                 "",
             ]
             lines.append("| method | " + " | ".join(severity_label(exp, s) for s in sevs) + " |")
@@ -330,7 +332,8 @@ def example_figure(examples: Sequence[Example], path: Path, title: str = "") -> 
                 ax.set_yticks([])
             if j == 0:
                 top.set_ylabel(label, fontsize=8)
-                bottom.set_ylabel("|error|", fontsize=8)
+            if j == 1:
+                bottom.set_ylabel("|output - clean|", fontsize=8)
             if name == "clean":
                 bottom.axis("off")
     first = examples[0]
