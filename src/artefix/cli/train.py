@@ -37,10 +37,12 @@ def train_command(
     if check:
         typer.echo(yaml.safe_dump(cfg.to_dict(), sort_keys=False, default_flow_style=None, width=120), nl=False)
         return
-    from artefix.training.engine import fit
+    from artefix.training.engine import fit, is_secondary_process
 
     out_dir = out if out is not None else Path("runs") / cfg.name
     result = fit(cfg, out_dir, resume=resume)
+    if is_secondary_process():
+        return
     best = f"{result.best_score:.6g} (epoch {result.best_epoch})" if result.best_score is not None else "n/a"
     typer.echo(
         f"{result.status}: {result.epochs} epochs in {result.wall_time_s:.1f} s, best validation MSE {best}\n"

@@ -37,12 +37,15 @@ def tune_command(
     """Search optimiser, learning rate, alpha (and the LC deltas); write the best trial as a config."""
     import logging
 
+    import lightning  # noqa: F401 (configures its loggers on import; quieten them afterwards)
+
     from artefix.training.config import load_config
     from artefix.training.tune import tune
 
     cfg = load_config(config, overrides or (), data_root=data_root)
     out_dir = out if out is not None else Path("runs") / f"tune-{cfg.name}"
-    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+    for name in ("lightning.pytorch", "lightning.fabric"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     result = tune(
         cfg, out_dir, trials, storage=storage, study_name=study, seed=seed, timeout=timeout, max_total=max_total
     )

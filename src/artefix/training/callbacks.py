@@ -61,6 +61,12 @@ def _hardware(trainer: L.Trainer) -> dict[str, Any]:
     return info
 
 
+def _flush_logs(trainer: L.Trainer) -> None:
+    """Write buffered log lines (the CSV logger keeps up to 100 steps in memory by default)."""
+    for logger in trainer.loggers:
+        logger.save()
+
+
 class ModelExport(L.Callback):
     """Export best/last weights as safetensors with model cards and keep ``run.json`` up to date.
 
@@ -133,6 +139,11 @@ class ModelExport(L.Callback):
             if improved:
                 save_model(model, self.out_dir / "best.safetensors", card={**card, "kind": "best"})
         self._write_status(trainer, "running")
+        _flush_logs(trainer)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Write the epoch's training metrics to the log files now, so a killed run keeps them."""
+        _flush_logs(trainer)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """Mark the run finished (or interrupted by Ctrl-C)."""

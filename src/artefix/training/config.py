@@ -28,6 +28,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
+import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,6 +61,7 @@ PROGRESS_BARS: tuple[str, ...] = ("rich", "tqdm", "none")
 VAL_METRICS: tuple[str, ...] = ("mse", "ssim", "vif")
 SAMPLERS: tuple[str, ...] = ("tpe", "gp", "random")
 PRUNERS: tuple[str, ...] = ("median", "none")
+MONITORS: tuple[str, ...] = ("val/mse", "val/loss")
 PATH_KEYS: tuple[str, ...] = ("data.base", "data.split")
 
 
@@ -251,6 +253,9 @@ class DataSection:
         cache_size: Prepared scans kept per worker; the training order shuffles groups of this many scans.
         axis: Slice axis of every scan (``None``: each file's own).
         seed: Seed of the corruptions; ``None`` takes the top-level ``seed``.
+        augment: Random flips, quarter turns and gamma of the training slices before corruption
+            (:class:`artefix.data.augment.Augmentation`), for generalisation to other scanners and
+            contrasts; validation is never augmented.
     """
 
     source: str = "files"
@@ -274,6 +279,7 @@ class DataSection:
     cache_size: int = 4
     axis: int | None = None
     seed: int | None = None
+    augment: bool = False
 
     def __post_init__(self) -> None:
         from artefix.artefacts.sampler import ARTEFACT_NAMES
@@ -292,8 +298,9 @@ class DataSection:
         if not math.isclose(sum(fractions), 1.0, abs_tol=1e-6) or fractions[0] <= 0 or fractions[1] <= 0:
             raise ValueError(f"data.fractions must add up to 1 with positive train and val parts, got {fractions}")
         object.__setattr__(self, "fractions", fractions)
-        if not isinstance(self.stratify, bool):
-            raise ValueError(f"data.stratify must be true or false, got {self.stratify!r}")
+        for key in ("stratify", "augment"):
+            if not isinstance(getattr(self, key), bool):
+                raise ValueError(f"data.{key} must be true or false, got {getattr(self, key)!r}")
         _int(self.split_seed, "data.split_seed", 0)
         object.__setattr__(self, "train_samples", _names(self.train_samples, "data.train_samples", SAMPLE_NAMES))
         object.__setattr__(self, "val_samples", _names(self.val_samples, "data.val_samples", SAMPLE_NAMES))
@@ -333,8 +340,11 @@ class TrainerSection:
 
     Attributes:
         max_epochs: Upper bound on epochs.
-        patience: Early stopping: epochs without a lower validation MSE before stopping (paper: 10).
-        min_delta: Smallest decrease of the validation MSE that counts as an improvement.
+        patience: Early stopping: epochs without a lower ``monitor`` value before stopping (paper: 10).
+        min_delta: Smallest decrease of ``monitor`` that counts as an improvement.
+        monitor: What early stopping, the best checkpoint and tuning minimise: ``val/mse`` (default, the
+            paper: MSE of the model's output with all residuals added, as at inference) or ``val/loss``
+            (the training loss on the validation set, with the residual of the applied artefact only).
         accelerator: ``auto``, ``cpu``, ``gpu``, ``cuda``, ``mps``.
         devices: ``auto``, a device count (``4``) or a list of device indices (``[0, 2]``).
         strategy: ``auto``, ``ddp`` (data-parallel, one process per device), ``ddp_spawn``, ...
@@ -354,6 +364,7 @@ class TrainerSection:
     max_epochs: int = 200
     patience: int = 10
     min_delta: float = 0.0
+    monitor: str = "val/mse"
     accelerator: str = "auto"
     devices: int | str | tuple[int, ...] = "auto"
     strategy: str = "auto"
@@ -373,6 +384,7 @@ class TrainerSection:
         _int(self.max_epochs, "trainer.max_epochs", 1)
         _int(self.patience, "trainer.patience", 1)
         object.__setattr__(self, "min_delta", _float(self.min_delta, "trainer.min_delta", 0.0))
+        _choice(self.monitor, "trainer.monitor", MONITORS)
         if not isinstance(self.accelerator, str) or not self.accelerator:
             raise ValueError(f"trainer.accelerator must be a name such as auto, cpu or gpu, got {self.accelerator!r}")
         devices = self.devices
@@ -521,14 +533,12 @@ class TrainConfig:
             if not isinstance(data, Mapping):
                 raise ValueError(f"a configuration must be a mapping, got {type(data).__name__}")
             _unknown_keys(data, cls.KEYS, "")
-            sections: dict[str, Any] = {}
-            for key, section_cls in _SECTIONS.items():
-                raw = data.get(key) or {}
+            raws = {key: data.get(key) or {} for key in _SECTIONS}
+            for key, raw in raws.items():  # all unknown keys first: the likeliest mistake
                 if not isinstance(raw, Mapping):
                     raise ValueError(f"section {key!r} must be a mapping, got {raw!r}")
-                names = [f.name for f in dataclasses.fields(section_cls)]
-                _unknown_keys(raw, names, f"{key}.")
-                sections[key] = section_cls(**raw)
+                _unknown_keys(raw, [f.name for f in dataclasses.fields(_SECTIONS[key])], f"{key}.")
+            sections = {key: _SECTIONS[key](**raw) for key, raw in raws.items()}
             top = {k: data[k] for k in ("name", "seed") if k in data}
             return cls(**top, **sections, source=source)
         except ArtefixError as exc:
@@ -560,8 +570,8 @@ class TrainConfig:
 
 
 def _resolve(path: str, folder: Path) -> str:
-    p = Path(path).expanduser()
-    return str(p if p.is_absolute() else (folder / p).absolute())
+    """``path`` made absolute against ``folder`` and normalised (``a/../b`` -> ``b``)."""
+    return os.path.abspath(os.path.join(folder, os.path.expanduser(path)))
 
 
 def _resolve_paths(raw: dict[str, Any], folder: Path) -> dict[str, Any]:

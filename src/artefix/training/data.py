@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from artefix.data.augment import Augmentation
 from artefix.data.dataset import ArtefactDataset, GroupedShuffleSampler, TrainingSample, stable_entropy
 from artefix.data.io import Volume, read_volume
 from artefix.data.samples import load_sample
@@ -278,11 +279,16 @@ class ArtefactDataModule(L.LightningDataModule):
         for name, index in (("training", train_index), ("validation", val_index)):
             if len(index) == 0:
                 raise InputError(f"the {name} scans hold no slice with enough foreground: {list(index.files)}")
-        self.train_set = RepeatedDataset(train_index, d.repeats, self.seed, mode="train", **options)
+        augment = Augmentation() if d.augment else None
+        self.train_set = RepeatedDataset(train_index, d.repeats, self.seed, mode="train", augment=augment, **options)
         self.val_set = RepeatedDataset(val_index, d.val_repeats, self.seed, mode="val", **options)
         log.info("training on %d items, validating on %d", len(self.train_set), len(self.val_set))
 
-    def _loader(self, dataset: Dataset[TrainingSample], batch_size: int, sampler: Sampler[int] | None) -> DataLoader:
+    def _loader(
+        self, dataset: Dataset[TrainingSample], batch_size: int, sampler: Sampler[int] | None, epoch: int
+    ) -> DataLoader:
+        # A private generator: otherwise every DataLoader iterator draws its base seed from torch's global RNG.
+        generator = torch.Generator().manual_seed(stable_entropy(f"artefix-loader/{self.seed}/{epoch}", 1)[0])
         return DataLoader(
             dataset,
             batch_size=batch_size,
@@ -290,6 +296,7 @@ class ArtefactDataModule(L.LightningDataModule):
             num_workers=self.data.num_workers,
             pin_memory=torch.cuda.is_available(),
             drop_last=False,
+            generator=generator,
         )
 
     def train_dataloader(self) -> DataLoader:
@@ -299,9 +306,9 @@ class ArtefactDataModule(L.LightningDataModule):
         self.train_set.set_epoch(epoch)
         sampler = EpochSampler(self.train_set, self.seed, self.data.cache_size, grouped=not self.plan.cached)
         sampler.set_epoch(epoch)
-        return self._loader(self.train_set, self.data.batch_size, sampler)
+        return self._loader(self.train_set, self.data.batch_size, sampler, epoch)
 
     def val_dataloader(self) -> DataLoader:
         """The fixed validation set, in scan order."""
         assert self.val_set is not None, "setup() must run first"
-        return self._loader(self.val_set, self.data.val_batch_size or self.data.batch_size, None)
+        return self._loader(self.val_set, self.data.val_batch_size or self.data.batch_size, None, -1)

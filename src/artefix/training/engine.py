@@ -31,6 +31,7 @@ import logging
 import os
 import shlex
 import sys
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,7 +43,7 @@ from artefix.training.config import ConfigError, TrainConfig, save_config
 
 log = logging.getLogger(__name__)
 
-__all__ = ["RESUMABLE_CHANGES", "FitResult", "fit"]
+__all__ = ["RESUMABLE_CHANGES", "FitResult", "fit", "is_secondary_process"]
 
 CHECKPOINT = "last.ckpt"
 CONFIG_FILE = "config.yaml"
@@ -73,7 +74,7 @@ class FitResult:
         status: ``finished``, ``interrupted``, ``failed`` or ``running``.
         best_path: ``best.safetensors`` (``None`` if no epoch completed).
         last_path: ``last.safetensors`` (``None`` if no epoch completed).
-        best_score: Lowest validation MSE.
+        best_score: Lowest value of ``trainer.monitor`` (validation MSE by default).
         best_epoch: Epoch (0-based) of ``best_score``.
         epochs: Completed epochs.
         stopped_early: Whether early stopping ended the run before ``max_epochs``.
@@ -117,7 +118,7 @@ class FitResult:
         )
 
 
-def _is_secondary_process() -> bool:
+def is_secondary_process() -> bool:
     """Whether this is a DDP process other than global rank 0 (set by Lightning's launcher / torchrun)."""
     return any(int(os.environ.get(k, "0") or 0) > 0 for k in ("LOCAL_RANK", "NODE_RANK", "RANK"))
 
@@ -208,7 +209,8 @@ def fit(
         config: The validated configuration.
         out_dir: Run folder; created. A folder that already holds a run needs ``resume=True``.
         resume: Continue the run in ``out_dir`` from ``last.ckpt`` (at most the epoch in progress when it
-            stopped is lost). A finished run is not trained again.
+            stopped is lost). A finished run is trained further only when ``trainer.max_epochs`` grew and
+            it did not stop early.
         callbacks: Extra Lightning callbacks (e.g. the pruning callback of :mod:`artefix.training.tune`).
         command: The command line to record in the model card (default: ``sys.argv``).
         quiet: No progress bar and no model summary (tuning trials).
@@ -224,23 +226,25 @@ def fit(
     """
     import lightning as L
     from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
-    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+    from lightning.pytorch.loggers import TensorBoardLogger
 
     from artefix.training.data import ArtefactDataModule, plan_data
+    from artefix.training.logs import ResumableCSVLogger
     from artefix.training.module import ArtefactCorrectionModule
 
     out_dir = Path(out_dir).expanduser().absolute()
     checkpoint = out_dir / CHECKPOINT
-    secondary = _is_secondary_process()
+    secondary = is_secondary_process()
     if not secondary:
         if resume:
             if not checkpoint.is_file():
                 raise InputError(f"{out_dir}: nothing to resume (no {CHECKPOINT}); run without --resume")
             if (out_dir / CONFIG_FILE).is_file():
                 _check_resume_config(config, out_dir / CONFIG_FILE)
-            if read_run_file(out_dir).get("status") == "finished":
+            done = FitResult.read(out_dir)
+            if done.status == "finished" and (done.stopped_early or done.epochs >= config.trainer.max_epochs):
                 log.info("%s: the run already finished; nothing to resume", out_dir)
-                return FitResult.read(out_dir)
+                return done
         elif checkpoint.exists() or (out_dir / RUN_FILE).exists():
             raise OutputError(f"{out_dir}: already holds a training run; pass --resume or choose another --out")
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -254,10 +258,10 @@ def fit(
     datamodule = ArtefactDataModule(config.data, plan, config.data_seed)
     module = ArtefactCorrectionModule(config)
     t = config.trainer
-    export = ModelExport(out_dir, _card(config, plan, out_dir, command or shlex.join(sys.argv)))
+    export = ModelExport(out_dir, _card(config, plan, out_dir, command or shlex.join(sys.argv)), monitor=t.monitor)
     all_callbacks: list[Any] = [
         export,
-        EarlyStopping(monitor="val/mse", patience=t.patience, min_delta=t.min_delta, mode="min"),
+        EarlyStopping(monitor=t.monitor, patience=t.patience, min_delta=t.min_delta, mode="min"),
         ModelCheckpoint(dirpath=out_dir, filename="last", save_top_k=1, monitor=None, enable_version_counter=False),
         *callbacks,
     ]
@@ -280,7 +284,7 @@ def fit(
         num_sanity_val_steps=t.num_sanity_val_steps,
         deterministic=t.deterministic,
         logger=[
-            CSVLogger(out_dir, name="", version="logs"),
+            ResumableCSVLogger(out_dir, name="", version="logs"),
             TensorBoardLogger(out_dir, name="", version="tensorboard", default_hp_metric=False),
         ],
         callbacks=all_callbacks,
@@ -288,5 +292,8 @@ def fit(
         enable_model_summary=not quiet,
         reload_dataloaders_every_n_epochs=1,
     )
-    trainer.fit(module, datamodule=datamodule, ckpt_path=checkpoint if resume else None, weights_only=False)
+    with warnings.catch_warnings():
+        # The run folder holds config.yaml, logs and weights next to last.ckpt on purpose.
+        warnings.filterwarnings("ignore", message=r".*Checkpoint directory .* exists and is not empty")
+        trainer.fit(module, datamodule=datamodule, ckpt_path=checkpoint if resume else None, weights_only=False)
     return FitResult.read(out_dir)

@@ -26,13 +26,17 @@ import lightning as L
 import numpy as np
 import torch
 
-from artefix.artefacts.sampler import get_spec
 from artefix.data.dataset import TrainingSample
 from artefix.losses import MultiTaskLoss
 from artefix.models import ALL_HEADS, DualDomainModel, build_model
 from artefix.training.config import TrainConfig
 
 __all__ = ["ArtefactCorrectionModule"]
+
+
+def _float32_output(module: torch.nn.Module, inputs: Any, output: torch.Tensor) -> torch.Tensor:
+    """Forward hook: the output in float32 (a no-op in full precision)."""
+    return output.float()
 
 
 class ArtefactCorrectionModule(L.LightningModule):
@@ -53,6 +57,10 @@ class ArtefactCorrectionModule(L.LightningModule):
         self.model: DualDomainModel = build_model(
             config.model.preset, seed=config.model_seed, heads=config.model.head_names
         )
+        if self.model.kspace_branch is not None:
+            # Mixed precision: the k-space branch's output feeds torch.complex and an inverse FFT, which
+            # need float32 (no bfloat16 complex; half-precision FFTs only for powers of two on CUDA).
+            self.model.kspace_branch.register_forward_hook(_float32_output)
         self.criterion = MultiTaskLoss(deltas=config.loss.delta_values, alpha=config.loss.alpha)
         heads = self.model.head_names
         head_map = torch.tensor([heads.index(h) if h in heads else -1 for h in ALL_HEADS], dtype=torch.int64)
@@ -120,8 +128,11 @@ class ArtefactCorrectionModule(L.LightningModule):
             for col, artefact in enumerate(self.artefacts):
                 if counts[col] > 0:
                     value = (sums[row, col] / counts[col]).float()
-                    self.log(f"val/{name}/{get_spec(artefact).name}", value, sync_dist=True)
+                    self.log(f"val/{name}/{artefact}", value, sync_dist=True)
         self.log("val/slices", counts.sum().float(), sync_dist=True)
+        for col, artefact in enumerate(self.artefacts):
+            if counts[col] > 0:
+                self.log(f"val/slices/{artefact}", counts[col].float(), sync_dist=True)
         self._sums = None
 
     def configure_optimizers(self) -> torch.optim.Optimizer:

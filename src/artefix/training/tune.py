@@ -12,8 +12,8 @@ parameter       range                           searched
 ==============  ==============================  ============================================
 
 Each trial is a short training run (:func:`artefix.training.engine.fit` with ``tune.max_epochs`` and
-early-stopping patience ``tune.patience``) whose objective is the best validation MSE. A callback reports
-the validation MSE after every epoch, and trials that the pruner (median rule) finds hopeless stop early.
+early-stopping patience ``tune.patience``) whose objective is the best validation MSE (``trainer.monitor``).
+A callback reports it after every epoch, and trials that the pruner (median rule) finds hopeless stop early.
 Trials run in one process each (``trainer.devices`` is set to 1 for trials); to search faster, start more
 workers, on one machine or many: they share the study through its storage.
 
@@ -31,6 +31,7 @@ import csv
 import json
 import logging
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,7 +57,6 @@ OPTIMIZER_CHOICES: tuple[str, ...] = ("adam", "rmsprop")
 LR_RANGE: tuple[float, float] = (-7.0, -2.0)
 ALPHA_RANGE: tuple[float, float] = (0.0, 1.0)
 DELTA_RANGE: tuple[float, float] = (0.0, 1.0)
-MONITOR = "val/mse"
 HEARTBEAT_S = 60
 GRACE_S = 180
 
@@ -114,7 +114,9 @@ def make_storage(url: str) -> Any:
     if url.startswith("sqlite:"):
         kwargs["engine_kwargs"] = {"connect_args": {"timeout": 60}}
     try:
-        return optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S, **kwargs)
+        with warnings.catch_warnings():  # the heartbeat is "experimental" in Optuna 5 but long-standing
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S, **kwargs)
     except Exception as exc:  # SQLAlchemy raises many kinds (bad URL, missing driver, unreachable server)
         raise InputError(f"cannot open the study storage {url!r}: {type(exc).__name__}: {exc}") from None
 
@@ -192,11 +194,11 @@ def _pruner(config: TrainConfig) -> Any:
     return optuna.pruners.MedianPruner(n_startup_trials=max(1, t.n_startup_trials), n_warmup_steps=t.warmup_epochs)
 
 
-def _pruning_callback(trial: Any) -> Any:
+def _pruning_callback(trial: Any, monitor: str) -> Any:
     import lightning as L
 
     class PruningCallback(L.Callback):
-        """Report ``val/mse`` to the trial after each epoch; stop the run when the pruner says so."""
+        """Report the monitored metric to the trial after each epoch; stop the run when the pruner says so."""
 
         def __init__(self) -> None:
             self.pruned_at: int | None = None
@@ -204,7 +206,7 @@ def _pruning_callback(trial: Any) -> Any:
         def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
             if trainer.sanity_checking:
                 return
-            value = trainer.callback_metrics.get(MONITOR)
+            value = trainer.callback_metrics.get(monitor)
             if value is None:
                 return
             score = float(value)
@@ -309,7 +311,7 @@ def tune(
     def objective(trial: optuna.Trial) -> float:
         trial_config = suggest_config(trial, config)
         run_dir = trials_dir / f"trial-{trial.number:04d}"
-        pruning = _pruning_callback(trial)
+        pruning = _pruning_callback(trial, config.trainer.monitor)
         trial.set_user_attr("run_dir", str(run_dir))
         result = fit(trial_config, run_dir, callbacks=[pruning, *callbacks], quiet=True)
         trial.set_user_attr("epochs", result.epochs)

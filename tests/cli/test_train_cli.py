@@ -1,0 +1,96 @@
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from artefix.cli import main
+from artefix.training.engine import FitResult
+
+CLI = [sys.executable, "-c", "from artefix.cli import main; main()"]
+QUIET = ["--set", "trainer.progress_bar=none", "--set", "trainer.val_metrics=[mse]"]
+
+
+def run(args, monkeypatch, capsys):
+    monkeypatch.setattr(sys, "argv", ["artefix", *map(str, args)])
+    with pytest.raises(SystemExit) as exc:
+        main()
+        raise SystemExit(0)
+    out = capsys.readouterr()
+    return exc.value.code or 0, out.out, out.err
+
+
+@pytest.fixture()
+def tiny():
+    return Path(__file__).resolve().parents[2] / "configs" / "tiny.yaml"
+
+
+def test_help_lists_train_and_tune_without_importing_torch():
+    result = subprocess.run([*CLI, "--help"], capture_output=True, text=True, check=True)
+    assert "train" in result.stdout and "tune" in result.stdout
+    for command in ("train", "tune"):
+        text = subprocess.run([*CLI, command, "--help"], capture_output=True, text=True, check=True).stdout
+        assert "--set" in text and "--data-root" in text
+    check = "import sys; from artefix.cli import app; print('torch' in sys.modules, 'lightning' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", check], capture_output=True, text=True).stdout.split() == [
+        "False",
+        "False",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, "config file not found"),
+        ("trainer: {max_epochs: [\n", "invalid YAML"),
+        ("trainer: {max_epoch: 3}\n", "did you mean 'max_epochs'"),
+        ("data: {source: sample, matrix: [64]}\n", "data.matrix must be [H, W]"),
+    ],
+)
+def test_config_errors_exit_2_with_one_line(tmp_path, monkeypatch, capsys, content, message):
+    path = tmp_path / "c.yaml"
+    if content is not None:
+        path.write_text(content)
+    for command in ("train", "tune"):
+        extra = ["--trials", "1"] if command == "tune" else []
+        code, out, err = run([command, path, *extra, "--out", tmp_path / "o"], monkeypatch, capsys)
+        assert code == 2
+        assert err.startswith("error: ") and message in err and err.count("\n") == 1
+    assert not (tmp_path / "o").exists()
+
+
+def test_bad_override_and_empty_data(tmp_path, monkeypatch, capsys, tiny):
+    code, _, err = run(["train", tiny, "--set", "trainer.max_epochs"], monkeypatch, capsys)
+    assert code == 2 and "KEY=VALUE" in err
+    (tmp_path / "empty").mkdir()
+    args = ["train", tiny, "--set", "data.source=files", "--set", f"data.roots=[{tmp_path / 'empty'}]"]
+    code, _, err = run([*args, "--out", tmp_path / "o"], monkeypatch, capsys)
+    assert code == 2 and "no scans found" in err
+
+
+def test_check_prints_the_resolved_config(tmp_path, monkeypatch, capsys, tiny):
+    code, out, _ = run(
+        ["train", tiny, "--check", "--set", "trainer.max_epochs=3", "--data-root", tmp_path], monkeypatch, capsys
+    )
+    assert code == 0
+    doc = yaml.safe_load(out)
+    assert doc["trainer"]["max_epochs"] == 3 and doc["data"]["base"] == str(tmp_path)
+
+
+def test_train_then_refuse_overwrite_then_resume(tmp_path, monkeypatch, capsys, tiny):
+    out = tmp_path / "run"
+    # a single-task denoising model learns fast: validation MSE must fall clearly within three epochs
+    args = ["train", tiny, "--out", out, *QUIET, "--set", "trainer.max_epochs=3"]
+    args += ["--set", "model.heads=[noise]", "--set", "data.artefacts=[noise]"]
+    code, stdout, err = run(args, monkeypatch, capsys)
+    assert code == 0, err
+    assert "finished: 3 epochs" in stdout and str(out / "best.safetensors") in stdout
+    result = FitResult.read(out)
+    mses = [h["val/mse"] for h in result.history]
+    assert mses[-1] < 0.8 * mses[0], mses
+    code, _, err = run(args, monkeypatch, capsys)
+    assert code == 2 and "already holds a training run; pass --resume" in err
+    code, stdout, _ = run([*args, "--resume", "--set", "trainer.max_epochs=4"], monkeypatch, capsys)
+    assert code == 0 and "finished: 4 epochs" in stdout
+    assert [h["epoch"] for h in FitResult.read(out).history] == [0, 1, 2, 3]

@@ -1,0 +1,170 @@
+from pathlib import Path
+
+import pytest
+import yaml
+
+from artefix.errors import ArtefixError
+from artefix.losses import ALPHA_PRESETS, DELTA_PRESETS
+from artefix.training.config import ConfigError, TrainConfig, apply_overrides, load_config, save_config
+
+REPO = Path(__file__).resolve().parents[2]
+CONFIGS = REPO / "configs"
+PAPER = {
+    # name: (Table 2 column for alpha, log10 lr, delta preset, heads)
+    "mt_lc_brain": ("mt_lc_brain", -3.91, "mt_lc_brain", ("bias", "subsampling", "motion", "noise")),
+    "mt_brain": ("mt", -3.73, "mse", ("bias", "subsampling", "motion", "noise")),
+    "bias_brain": ("bias", -3.79, "mse", ("bias",)),
+    "subsampling_brain": ("subsampling", -4.39, "mse", ("subsampling",)),
+    "motion_brain": ("motion", -4.17, "mse", ("motion",)),
+    "noise_brain": ("noise", -4.06, "mse", ("noise",)),
+    "mt_lc_pelvis": ("mt_lc_pelvis", -3.88, "mt_lc_pelvis", ("bias", "subsampling", "motion", "noise")),
+}
+
+
+def write(tmp_path, text, name="c.yaml"):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_every_shipped_config_is_listed_and_validates():
+    names = {p.stem for p in CONFIGS.glob("*.yaml")}
+    assert names == set(PAPER) | {"tiny"}
+    for path in CONFIGS.glob("*.yaml"):
+        config = load_config(path)
+        assert config.name == path.stem
+        assert TrainConfig.from_dict(config.to_dict()) == config
+
+
+@pytest.mark.parametrize("name", sorted(PAPER))
+def test_paper_configs_carry_table_2(name):
+    column, g, deltas, heads = PAPER[name]
+    config = load_config(CONFIGS / f"{name}.yaml")
+    assert config.optimizer.name == "rmsprop"
+    assert config.optimizer.log10_lr == g
+    assert config.optimizer.lr == pytest.approx(10**g)
+    assert config.loss.alpha == ALPHA_PRESETS[column]
+    assert config.loss.delta_values == pytest.approx(dict(DELTA_PRESETS[deltas]))
+    assert config.model.head_names == heads
+    assert config.trainer.patience == 10
+    assert config.data.matrix == (320, 320)
+    # the brain/pelvis data resolves against the config's folder to ../shared/data of the repository
+    assert Path(config.data.base) == (REPO.parent / "shared" / "data").absolute()
+    if name.endswith("pelvis"):
+        assert config.data.fractions == (0.8, 0.2, 0.0)
+        assert "periodic-motion" in config.data.artefacts
+    else:
+        assert config.data.fractions == (0.7, 0.1, 0.2)
+        assert set(config.data.artefacts) == set(heads)
+
+
+def test_tiny_config_uses_the_builtin_sample():
+    config = load_config(CONFIGS / "tiny.yaml")
+    assert config.data.source == "sample"
+    assert config.model.preset == "tiny"
+    assert config.data.matrix == (64, 64)
+    assert set(config.data.train_samples).isdisjoint(config.data.val_samples)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("model: [1, 2\n", "invalid YAML"),
+        ("- 1\n- 2\n", "must hold a YAML mapping"),
+        ("trainer: {max_epoch: 3}\n", "unknown key 'trainer.max_epoch'; did you mean 'max_epochs'?"),
+        ("optimiser: {name: adam}\n", "unknown key 'optimiser'; did you mean 'optimizer'?"),
+        ("data: {source: sample, batch_size: 0}\n", "data.batch_size must be an integer >= 1, got 0"),
+        ("optimizer: {name: sgd}\ndata: {source: sample}\n", "optimizer.name must be one of rmsprop, adam"),
+        ("optimizer: {log10_lr: fast}\ndata: {source: sample}\n", "optimizer.log10_lr must be a finite number"),
+        ("trainer: {precision: 8-bit}\ndata: {source: sample}\n", "trainer.precision must be one of"),
+        ("loss: {deltas: {E: 1, X9: 2}}\ndata: {source: sample}\n", "unknown kernel(s) ['X9']"),
+        ("loss: {deltas: {E: 0}}\ndata: {source: sample}\n", "all zero"),
+        ("loss: {alpha: -1}\ndata: {source: sample}\n", "loss.alpha must lie in [0.0, None]"),
+        ("model: {preset: huge}\ndata: {source: sample}\n", "model.preset must be one of paper, compact, tiny"),
+        ("model: {heads: [bias]}\ndata: {source: sample}\n", "data.artefacts ['subsampling', 'motion', 'noise']"),
+        ("data: {source: sample, fractions: [0.5, 0.1, 0.1]}\n", "must add up to 1"),
+        ("data: {source: files}\n", "neither data.roots nor data.split"),
+        ("data: {source: sample, artefacts: [ghosting]}\n", "data.artefacts has unknown name(s) ['ghosting']"),
+        ("trainer: {devices: zero}\ndata: {source: sample}\n", "trainer.devices must be 'auto'"),
+        ("trainer: {limit_train_batches: 1.5}\ndata: {source: sample}\n", "trainer.limit_train_batches"),
+        ("tune: {sampler: grid}\ndata: {source: sample}\n", "tune.sampler must be one of tpe, gp, random"),
+        ("seed: -1\ndata: {source: sample}\n", "seed must be an integer >= 0"),
+    ],
+)
+def test_invalid_configs_raise_one_line_config_errors(tmp_path, text, message):
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert isinstance(info.value, ArtefixError)
+    assert message in str(info.value)
+    assert str(path) in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_missing_config_file(tmp_path):
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(tmp_path / "absent.yaml")
+
+
+def test_empty_file_gives_the_defaults_except_data(tmp_path):
+    with pytest.raises(ConfigError, match="neither data.roots nor data.split"):
+        load_config(write(tmp_path, ""))
+    config = load_config(write(tmp_path, "data: {source: sample}\n"))
+    assert config.model.preset == "compact"
+    assert config.trainer.patience == 10
+    assert config.model.head_names == ("bias", "subsampling", "motion", "noise")
+
+
+def test_paths_resolve_against_the_config_folder_and_overrides_against_cwd(tmp_path):
+    folder = tmp_path / "configs"
+    folder.mkdir()
+    path = write(folder, "data: {base: ../data, roots: [brain], split: splits/s.json}\n")
+    config = load_config(path)
+    assert Path(config.data.base) == (tmp_path / "data").absolute()
+    assert Path(config.data.split) == (folder / "splits" / "s.json").absolute()
+    assert config.data.roots == ("brain",)  # relative to data.base
+    elsewhere = tmp_path / "cwd"
+    config = load_config(path, ["data.base=mirror", "data.split=null"], cwd=elsewhere)
+    assert Path(config.data.base) == elsewhere / "mirror"
+    assert config.data.split is None
+    config = load_config(path, data_root=tmp_path / "copy")
+    assert Path(config.data.base) == tmp_path / "copy"
+    # without a base, roots resolve like the base would
+    path = write(folder, "data: {roots: [../scans, /abs/scans]}\n", "b.yaml")
+    assert load_config(path).data.roots == (str((tmp_path / "scans").absolute()), "/abs/scans")
+    config = load_config(path, ["data.roots=[x]"], cwd=elsewhere)
+    assert config.data.roots == (str(elsewhere / "x"),)
+
+
+def test_overrides_parse_yaml_values_and_create_sections():
+    raw = {"data": {"source": "sample"}, "trainer": {"max_epochs": 5}}
+    out = apply_overrides(
+        raw, ["trainer.max_epochs=3", "trainer.devices=[0, 1]", "model.heads=[noise]", "loss.alpha=0.5", "name=x"]
+    )
+    assert raw["trainer"]["max_epochs"] == 5  # input untouched
+    config = TrainConfig.from_dict({**out, "data": {"source": "sample", "artefacts": ["noise"]}})
+    assert config.trainer.max_epochs == 3
+    assert config.trainer.devices == (0, 1)
+    assert config.model.head_names == ("noise",)
+    assert config.loss.alpha == 0.5
+    assert config.name == "x"
+    for bad in ("trainer.max_epochs", "=3", "trainer..x=1", "data.source.deep=1"):
+        with pytest.raises(ConfigError):
+            apply_overrides(raw, [bad])
+
+
+def test_replace_validates_and_merges_sections():
+    config = TrainConfig.from_dict({"data": {"source": "sample"}})
+    changed = config.replace(trainer={"max_epochs": 3}, seed=7)
+    assert (changed.trainer.max_epochs, changed.trainer.patience, changed.seed) == (3, 10, 7)
+    with pytest.raises(ConfigError, match="trainer.max_epochs"):
+        config.replace(trainer={"max_epochs": 0})
+
+
+def test_save_config_round_trip(tmp_path):
+    config = load_config(CONFIGS / "mt_lc_brain.yaml", ["trainer.max_epochs=3"])
+    path = save_config(config, tmp_path / "out.yaml", header="resolved\nsecond line")
+    text = path.read_text()
+    assert text.startswith("# resolved\n# second line\n")
+    assert yaml.safe_load(text)["trainer"]["max_epochs"] == 3
+    assert load_config(path) == config

@@ -1,0 +1,155 @@
+import csv
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from artefix.errors import ArtefixError, InputError, OutputError
+from artefix.models.checkpoint import load_model
+from artefix.training.config import ConfigError, load_config
+from artefix.training.engine import FitResult, fit
+
+REPO = Path(__file__).resolve().parents[2]
+CONFIGS = REPO / "configs"
+
+TINY = CONFIGS / "tiny.yaml"
+QUIET = ["trainer.progress_bar=none"]
+CLI = [sys.executable, "-c", "from artefix.cli import main; main()"]
+
+
+def tiny(*overrides):
+    return load_config(TINY, [*QUIET, *overrides])
+
+
+def val_rows(path):
+    rows = list(csv.DictReader(open(path / "logs" / "metrics.csv", newline="")))
+    return {int(r["epoch"]): float(r["val/mse"]) for r in rows if r.get("val/mse")}
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("tiny") / "run"
+    config = tiny("trainer.max_epochs=5")
+    return config, fit(config, out, command="artefix train configs/tiny.yaml")
+
+
+def test_tiny_training_reduces_the_validation_loss(tiny_run):
+    config, result = tiny_run
+    assert result.status == "finished" and result.epochs == 5 and not result.stopped_early
+    losses = [h["val/loss"] for h in result.history]
+    assert losses[-1] < 0.9 * losses[0], losses
+    assert [h["epoch"] for h in result.history] == list(range(5))
+    mses = [h["val/mse"] for h in result.history]
+    assert result.best_score == min(mses) and mses[result.best_epoch] == result.best_score
+    for h in result.history:
+        assert h["val/slices"] == 16
+        assert 0 < h["val/ssim"] <= 1 and 0 < h["val/vif"] <= 1.5
+        # per-artefact means weighted by their slice counts give the overall mean
+        counts = {a: h[f"val/slices/{a}"] for a in config.data.artefacts if f"val/slices/{a}" in h}
+        assert sum(counts.values()) == 16
+        for metric in ("mse", "ssim", "vif"):
+            weighted = sum(n * h[f"val/{metric}/{a}"] for a, n in counts.items()) / 16
+            assert weighted == pytest.approx(h[f"val/{metric}"], rel=1e-5)
+
+
+def test_run_folder_contents(tiny_run):
+    config, result = tiny_run
+    out = result.out_dir
+    for name in ("best.safetensors", "best.json", "last.safetensors", "last.json", "last.ckpt", "config.yaml"):
+        assert (out / name).is_file(), name
+    assert list((out / "tensorboard").glob("events.out.tfevents.*"))
+    assert sorted(val_rows(out)) == list(range(5))
+    assert val_rows(out)[result.best_epoch] == pytest.approx(result.best_score)
+    assert load_config(out / "config.yaml") == config
+    best, card = load_model(result.best_path)
+    assert card["kind"] == "best" and card["epochs"] == result.best_epoch + 1
+    assert card["preset"] == "tiny" and card["parameters"] == sum(p.numel() for p in best.parameters())
+    assert card["val_metrics"]["val/mse"] == pytest.approx(result.best_score)
+    assert card["training_config"] == config.to_dict()
+    assert card["seed"] == 0 and card["command"] == "artefix train configs/tiny.yaml"
+    assert card["hardware"]["cpu"] and card["hardware"]["world_size"] == 1
+    assert card["data"]["train_files"] and card["data"]["val_patients"] == ["brain-t2"]
+    assert card["wall_time_s"] > 0
+    last, last_card = load_model(result.last_path)
+    assert last_card["epochs"] == 5
+    x = torch.randn(2, 1, 64, 64)
+    with torch.no_grad():  # the exported weights are the trained ones: best and last differ unless equal epochs
+        same = torch.allclose(best(x).output, last(x).output)
+    assert same == (result.best_epoch == 4)
+
+
+def test_run_folder_guards(tiny_run, tmp_path):
+    config, result = tiny_run
+    with pytest.raises(OutputError, match="already holds a training run; pass --resume"):
+        fit(config, result.out_dir)
+    again = fit(config, result.out_dir, resume=True)  # a finished run is not trained again
+    assert again.epochs == result.epochs and again.history == result.history
+    with pytest.raises(ConfigError, match="differs from the saved one in loss.alpha"):
+        fit(config.replace(loss={"alpha": 0.5}), result.out_dir, resume=True)
+    with pytest.raises(InputError, match="nothing to resume"):
+        fit(config, tmp_path / "fresh", resume=True)
+    assert issubclass(ConfigError, ArtefixError)
+
+
+def test_resume_after_sigkill_loses_at_most_the_epoch_in_progress(tmp_path):
+    out = tmp_path / "run"
+    overrides = ["trainer.max_epochs=4", "data.repeats=48", "trainer.val_metrics=[mse]", *QUIET]
+    command = [*CLI, "train", str(TINY), "--out", str(out)]
+    for item in overrides:
+        command += ["--set", item]
+    proc = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 180
+    status = {}
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                status = json.loads((out / "run.json").read_text())
+            except (OSError, json.JSONDecodeError):
+                status = {}
+            if (status.get("epoch_in_progress") or 0) >= 1 and (out / "last.ckpt").is_file():
+                break
+            time.sleep(0.02)
+        assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+        time.sleep(0.2)  # well inside the second epoch (several seconds long)
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait()
+        proc.stderr.close()
+    killed = json.loads((out / "run.json").read_text())
+    assert killed["status"] == "running"  # it never got to say anything else
+    saved = killed["completed_epochs"]
+    assert saved >= 1 and killed["epoch_in_progress"] == saved
+    assert json.loads((out / "last.json").read_text())["epochs"] == saved
+    result = fit(load_config(TINY, overrides), out, resume=True)
+    status = json.loads((out / "run.json").read_text())
+    assert status["resumed_from_epoch"] == saved
+    assert result.status == "finished" and result.epochs == 4
+    assert [h["epoch"] for h in result.history] == [0, 1, 2, 3]
+    assert sorted(val_rows(out)) == [0, 1, 2, 3]  # the log of the killed segment survives
+    assert all(math.isfinite(h["val/mse"]) for h in result.history)
+
+
+def test_data_parallel_training_with_two_cpu_processes(tmp_path):
+    # ddp_spawn: two fresh processes with the gloo backend; "ddp" (the GPU default) re-runs the command line.
+    config = tiny(
+        "trainer.max_epochs=2", "trainer.devices=2", "trainer.strategy=ddp_spawn", "trainer.val_metrics=[mse]"
+    )
+    result = fit(config, tmp_path / "ddp", quiet=True)
+    assert isinstance(result, FitResult) and result.status == "finished" and result.epochs == 2
+    card = json.loads((tmp_path / "ddp" / "last.json").read_text())
+    assert card["hardware"]["world_size"] == 2
+    # metric sums are reduced over both processes: all 16 validation items are counted once
+    assert [h["val/slices"] for h in result.history] == [16.0, 16.0]
+    # each process trained on half of the 48 items per epoch: 3 steps of 8 instead of 6
+    rows = list(csv.DictReader(open(tmp_path / "ddp" / "logs" / "metrics.csv", newline="")))
+    assert max(int(r["step"]) for r in rows) + 1 == 2 * 3
+    model, _ = load_model(result.last_path)
+    assert all(torch.isfinite(p).all() for p in model.parameters())
