@@ -641,7 +641,9 @@ def summarise_rows(
     return out
 
 
-def _tune(plan_baselines: set[str], experiments: Sequence[str], tune: Sequence[EvalSlice], seed: int) -> dict:
+def _tune(
+    plan_baselines: set[str], experiments: Sequence[str], tune: Sequence[EvalSlice], seed: int
+) -> dict[str, dict[str, Any]]:
     """Tuned settings of the baselines that need them (``tv``), from the tuning slices."""
     from artefix.evaluation.baselines import BASELINES
 
@@ -802,12 +804,17 @@ def _execute(
 
     results: list[_TaskResult | None] = [None] * len(tasks)
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(jobs, mp_context=context, initializer=_init_worker, initargs=(plan,)) as executor:
+    executor = ProcessPoolExecutor(jobs, mp_context=context, initializer=_init_worker, initargs=(plan,))
+    try:
         futures = {executor.submit(_worker_task, t): t for t in tasks}
         for future in as_completed(futures):
             task = futures[future]
             results[task.order] = future.result()
             advance(len(plan.methods[task.experiment]))
+    except BaseException:
+        executor.shutdown(wait=True, cancel_futures=True)
+        raise
+    executor.shutdown(wait=True)
     return [r for r in results if r is not None]
 
 

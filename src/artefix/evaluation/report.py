@@ -170,7 +170,7 @@ def markdown_report(result: EvaluationResult, figures: Mapping[str, str] | None 
             n = {cells[(exp, s, metric, methods[0])]["n"] for s in sevs if (exp, s, metric, methods[0]) in cells}
             lines += [
                 f"### {exp}: {METRIC_TITLES.get(metric, metric)}, {better} is better "
-                f"(n = {', '.join(map(str, sorted(n)))} slices)",
+                f"(n = {', '.join(map(str, sorted(n)))})",
                 "",
             ]
             lines.append("| method | " + " | ".join(severity_label(exp, s) for s in sevs) + " |")
