@@ -206,3 +206,22 @@ def test_refuses_an_earlier_run_and_missing_data(full_run, inputs, tmp_path, mon
 def test_help_does_not_import_torch():
     code = "import sys; import artefix.cli; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_default_models_are_the_installed_brain_models(inputs, tmp_path, monkeypatch, capsys):
+    from artefix.models.registry import WEIGHTS_ENV
+
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    save_model(build_model("tiny", seed=3), weights / "mt-lc-brain.safetensors")
+    save_model(build_single_task_model("motion", "tiny", seed=4), weights / "motion-brain.safetensors")
+    save_model(build_model("tiny", seed=5), weights / "mt-lc-pelvis.safetensors")
+    monkeypatch.setenv(WEIGHTS_ENV, str(weights))
+    args = [inputs["data"], "--experiments", "noise", "--methods", "cad", "--max-slices", "1", "--out", tmp_path / "o"]
+    code, out, _ = run(args, monkeypatch, capsys)
+    assert code == 0 and "note: Model `motion-brain` (heads motion) takes part in none" in out
+    settings = _load(tmp_path / "o", "evaluation.json")
+    assert [m["name"] for m in settings["models"]] == ["mt-lc-brain", "motion-brain"]
+    assert settings["methods"]["noise"] == ["input", "cad", "mt-lc-brain"]
+    code, _, _ = run([*args[:-2], "--models", "mt-lc-pelvis", "--out", tmp_path / "p", "-q"], monkeypatch, capsys)
+    assert code == 0 and _load(tmp_path / "p", "evaluation.json")["methods"]["noise"][-1] == "mt-lc-pelvis"

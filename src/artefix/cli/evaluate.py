@@ -68,8 +68,7 @@ def evaluate_command(
 ) -> None:
     """Evaluate artefact corrections with the paper's protocol and write the tables.
 
-    Foreground slices are corrupted at the paper's severities, corrected with the classical methods and the
-    models, and scored; the tables give mean ± standard error with Friedman/Nemenyi bold groups.
+    Slices are corrupted at the paper's severities, corrected by classical methods and models, and scored.
     """
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
