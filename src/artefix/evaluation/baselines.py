@@ -572,7 +572,11 @@ def _bm3d_run(x: np.ndarray, sigma_of: Callable[[np.ndarray], float]) -> np.ndar
     sigma = float(sigma_of(scaled))
     if not (np.isfinite(sigma) and sigma > 0):
         return x.copy()
-    out = bm3d_mod.bm3d(scaled, sigma_psd=sigma, stage_arg=bm3d_mod.BM3DStages.HARD_THRESHOLDING)
+    # bm3d's multi-threaded block matching (num_threads = 0: all cores) differs slightly from call to
+    # call; a single-threaded profile makes every result reproducible.
+    profile = bm3d_mod.BM3DProfile()
+    profile.num_threads = 1
+    out = bm3d_mod.bm3d(scaled, sigma_psd=sigma, profile=profile, stage_arg=bm3d_mod.BM3DStages.HARD_THRESHOLDING)
     return np.asarray(out, dtype=np.float64) / scale + lo
 
 

@@ -489,18 +489,15 @@ _WORKER: dict[str, Any] = {}
 
 @contextmanager
 def _threads(n: int) -> Iterator[None]:
-    """Run torch and SimpleITK with ``n`` threads and BM3D with one, restoring the settings afterwards.
+    """Run torch and SimpleITK with ``n`` threads, restoring the settings afterwards.
 
-    BM3D's multi-threaded block matching (``bm3d`` package, ``num_threads = 0`` by default) gives slightly
-    different results on every call; single-threaded it is deterministic.
+    (BM3D runs single-threaded inside :mod:`artefix.evaluation.baselines`, which makes it deterministic.)
     """
     import torch
 
     before = torch.get_num_threads()
     sitk = _optional("SimpleITK")
     sitk_before = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads() if sitk else 0
-    bm3d = _optional("bm3d")
-    bm3d_before = bm3d.BM3DProfile.num_threads if bm3d else 0
     _set_threads(n)
     try:
         yield
@@ -508,8 +505,6 @@ def _threads(n: int) -> Iterator[None]:
         torch.set_num_threads(before)
         if sitk and sitk_before:
             sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(sitk_before)
-        if bm3d:
-            bm3d.BM3DProfile.num_threads = bm3d_before
 
 
 def _set_threads(n: int) -> None:
@@ -519,9 +514,6 @@ def _set_threads(n: int) -> None:
     sitk = _optional("SimpleITK")
     if sitk:
         sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(n)
-    bm3d = _optional("bm3d")
-    if bm3d:
-        bm3d.BM3DProfile.num_threads = 1
 
 
 def _optional(module: str) -> Any:
