@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from lightning.pytorch import Callback
 
 from artefix.errors import ArtefixError, InputError, OutputError
 from artefix.models.checkpoint import load_model
@@ -33,11 +34,24 @@ def val_rows(path):
     return {int(r["epoch"]): float(r["val/mse"]) for r in rows if r.get("val/mse")}
 
 
+class EpochProbe(Callback):
+    """Records which corruption epoch the training set serves during each trainer epoch."""
+
+    def __init__(self):
+        self.seen = set()
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        self.seen.add((trainer.current_epoch, trainer.datamodule.train_set.copies[0].epoch))
+
+
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("tiny") / "run"
     config = tiny("trainer.max_epochs=5")
-    return config, fit(config, out, command="artefix train configs/tiny.yaml")
+    probe = EpochProbe()
+    result = fit(config, out, command="artefix train configs/tiny.yaml", callbacks=[probe])
+    assert probe.seen == {(e, e) for e in range(5)}  # fresh, replayable corruptions every epoch
+    return config, result
 
 
 def test_tiny_training_reduces_the_validation_loss(tiny_run):
@@ -95,6 +109,14 @@ def test_run_folder_guards(tiny_run, tmp_path):
         fit(config.replace(loss={"alpha": 0.5}), result.out_dir, resume=True)
     with pytest.raises(InputError, match="nothing to resume"):
         fit(config, tmp_path / "fresh", resume=True)
+    # killed before its first checkpoint: --resume starts again instead of refusing
+    early = tmp_path / "early"
+    early.mkdir()
+    (early / "run.json").write_text(json.dumps({"status": "running", "completed_epochs": 0}))
+    with pytest.raises(OutputError):
+        fit(config, early)
+    quick = tiny("trainer.max_epochs=1", "data.repeats=1", "data.val_repeats=1", "trainer.val_metrics=[mse]")
+    assert fit(quick, early, resume=True).epochs == 1
     assert issubclass(ConfigError, ArtefixError)
 
 

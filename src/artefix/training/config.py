@@ -359,6 +359,10 @@ class TrainerSection:
         progress_bar: ``rich``, ``tqdm`` or ``none``.
         val_metrics: Validation metrics per epoch besides the loss: ``mse`` (always), ``ssim``, ``vif``.
         deterministic: Ask PyTorch for deterministic algorithms (slower).
+        cpu_threads: PyTorch intra-op threads of the training process (``torch.set_num_threads``, a
+            process-wide setting made at the start of a run); ``None`` keeps PyTorch's default (one per
+            core). Small models gain nothing from more threads, and on a busy machine extra threads can
+            slow training down many times over; DataLoader workers always use one thread each.
     """
 
     max_epochs: int = 200
@@ -379,6 +383,7 @@ class TrainerSection:
     progress_bar: str = "rich"
     val_metrics: tuple[str, ...] = ("mse", "ssim", "vif")
     deterministic: bool = False
+    cpu_threads: int | None = None
 
     def __post_init__(self) -> None:
         _int(self.max_epochs, "trainer.max_epochs", 1)
@@ -413,6 +418,8 @@ class TrainerSection:
         object.__setattr__(self, "val_metrics", tuple(m for m in VAL_METRICS if m in metrics or m == "mse"))
         if not isinstance(self.deterministic, bool):
             raise ValueError(f"trainer.deterministic must be true or false, got {self.deterministic!r}")
+        if self.cpu_threads is not None:
+            _int(self.cpu_threads, "trainer.cpu_threads", 1)
 
 
 @dataclass(frozen=True)

@@ -18,9 +18,10 @@ Multi-GPU data-parallel training is a configuration change: ``trainer.devices: 4
 ``trainer.strategy: ddp`` (one process per GPU, gradients averaged every step, batch size per device);
 mixed precision: ``trainer.precision: bf16-mixed`` or ``16-mixed``.
 
-Global RNG: a run starts with ``lightning.seed_everything(config.seed, workers=True)`` (Lightning relies on
-the global generators for dropout-free layers, DDP and worker seeding). Everything this package draws
-itself (weights, corruptions, training order) comes from explicit seeds.
+Global state: a run starts with ``lightning.seed_everything(config.seed, workers=True)`` (Lightning relies
+on the global generators, e.g. for DDP and worker seeding) and, when ``trainer.cpu_threads`` is set,
+``torch.set_num_threads``. Everything this package draws itself (weights, corruptions, training order)
+comes from explicit seeds.
 """
 
 from __future__ import annotations
@@ -210,7 +211,7 @@ def fit(
         out_dir: Run folder; created. A folder that already holds a run needs ``resume=True``.
         resume: Continue the run in ``out_dir`` from ``last.ckpt`` (at most the epoch in progress when it
             stopped is lost). A finished run is trained further only when ``trainer.max_epochs`` grew and
-            it did not stop early.
+            it did not stop early; a run stopped before its first checkpoint starts again.
         callbacks: Extra Lightning callbacks (e.g. the pruning callback of :mod:`artefix.training.tune`).
         command: The command line to record in the model card (default: ``sys.argv``).
         quiet: No progress bar and no model summary (tuning trials).
@@ -225,6 +226,7 @@ def fit(
             :data:`RESUMABLE_CHANGES`.
     """
     import lightning as L
+    import torch
     from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
     from lightning.pytorch.loggers import TensorBoardLogger
 
@@ -234,25 +236,30 @@ def fit(
 
     out_dir = Path(out_dir).expanduser().absolute()
     checkpoint = out_dir / CHECKPOINT
-    secondary = is_secondary_process()
+    secondary = is_secondary_process()  # reads the same files as rank 0, writes nothing here
+    if resume and not checkpoint.is_file():
+        if not (out_dir / RUN_FILE).is_file() or FitResult.read(out_dir).epochs > 0:
+            raise InputError(f"{out_dir}: nothing to resume (no {CHECKPOINT}); run without --resume")
+        log.info("%s: stopped before its first checkpoint; starting again", out_dir)
+        resume = False
+    elif resume:
+        if (out_dir / CONFIG_FILE).is_file():
+            _check_resume_config(config, out_dir / CONFIG_FILE)
+        done = FitResult.read(out_dir)
+        if done.status == "finished" and (done.stopped_early or done.epochs >= config.trainer.max_epochs):
+            log.info("%s: the run already finished; nothing to resume", out_dir)
+            return done
+    elif not secondary and (checkpoint.exists() or (out_dir / RUN_FILE).exists()):
+        raise OutputError(f"{out_dir}: already holds a training run; pass --resume or choose another --out")
     if not secondary:
-        if resume:
-            if not checkpoint.is_file():
-                raise InputError(f"{out_dir}: nothing to resume (no {CHECKPOINT}); run without --resume")
-            if (out_dir / CONFIG_FILE).is_file():
-                _check_resume_config(config, out_dir / CONFIG_FILE)
-            done = FitResult.read(out_dir)
-            if done.status == "finished" and (done.stopped_early or done.epochs >= config.trainer.max_epochs):
-                log.info("%s: the run already finished; nothing to resume", out_dir)
-                return done
-        elif checkpoint.exists() or (out_dir / RUN_FILE).exists():
-            raise OutputError(f"{out_dir}: already holds a training run; pass --resume or choose another --out")
         out_dir.mkdir(parents=True, exist_ok=True)
         save_config(config, out_dir / CONFIG_FILE, header=f"resolved configuration of the run in {out_dir}")
     if resume and config.data.split is None and (out_dir / SPLIT_FILE).is_file():
         config = dataclasses.replace(config, data=dataclasses.replace(config.data, split=str(out_dir / SPLIT_FILE)))
 
     L.seed_everything(config.seed, workers=True, verbose=False)
+    if config.trainer.cpu_threads is not None:
+        torch.set_num_threads(config.trainer.cpu_threads)
     split_out = None if secondary or config.data.split is not None else out_dir / SPLIT_FILE
     plan = plan_data(config.data, split_out)
     datamodule = ArtefactDataModule(config.data, plan, config.data_seed)

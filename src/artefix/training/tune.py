@@ -31,13 +31,15 @@ import csv
 import json
 import logging
 import math
+import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from artefix.atomic import atomic_file
+from artefix.atomic import atomic_file, one_line
 from artefix.errors import InputError
 from artefix.training.config import TrainConfig, save_config
 
@@ -59,6 +61,7 @@ ALPHA_RANGE: tuple[float, float] = (0.0, 1.0)
 DELTA_RANGE: tuple[float, float] = (0.0, 1.0)
 HEARTBEAT_S = 60
 GRACE_S = 180
+STORAGE_ATTEMPTS = 5
 
 
 @dataclass(frozen=True)
@@ -113,12 +116,42 @@ def make_storage(url: str) -> Any:
     kwargs: dict[str, Any] = {}
     if url.startswith("sqlite:"):
         kwargs["engine_kwargs"] = {"connect_args": {"timeout": 60}}
+    attempt = 0
+    while True:
+        try:
+            with _init_lock(url), warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeat: long-standing
+                return optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S, **kwargs)
+        except Exception as exc:  # SQLAlchemy raises many kinds (bad URL, missing driver, unreachable server)
+            attempt += 1
+            # Workers that start together on a new database race to create its tables; another attempt
+            # finds them (SQLite files are also locked during the set-up, see _init_lock).
+            if type(exc).__name__ in ("IntegrityError", "OperationalError") and attempt < STORAGE_ATTEMPTS:
+                time.sleep(0.2 * attempt)
+                continue
+            raise InputError(f"cannot open the study storage {url!r}: {type(exc).__name__}: {one_line(exc)}") from None
+
+
+@contextmanager
+def _init_lock(url: str) -> Iterator[None]:
+    """Serialise the set-up of a local SQLite study file between processes (POSIX file lock)."""
+    prefix = "sqlite:///"
+    if not url.startswith(prefix) or url == prefix or ":memory:" in url:
+        yield
+        return
     try:
-        with warnings.catch_warnings():  # the heartbeat is "experimental" in Optuna 5 but long-standing
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S, **kwargs)
-    except Exception as exc:  # SQLAlchemy raises many kinds (bad URL, missing driver, unreachable server)
-        raise InputError(f"cannot open the study storage {url!r}: {type(exc).__name__}: {exc}") from None
+        import fcntl
+    except ImportError:  # not POSIX: rely on the retries
+        yield
+        return
+    path = Path(url[len(prefix) :] + ".lock")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def searches_deltas(config: TrainConfig) -> bool:
