@@ -19,6 +19,7 @@ Usage: ``python benchmarks/training.py [--matrix 320] [--preset compact] [--batc
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import time
 
@@ -138,12 +139,15 @@ def main() -> None:
             rows.append(
                 (f"data: with simulation, {workers} workers", loader_rate(train, args.batch, workers, args.items))
             )
-    rate = step_rate(args.preset, args.matrix, args.batch, args.steps)
-    rows.append((f"train step: {args.preset}, batch {args.batch}, {default_threads} threads", rate))
-    rate = end_to_end_rate(train, args.preset, args.batch, args.workers, args.steps)
-    rows.append((f"end to end: {args.preset}, {args.workers} workers", rate))
+    for threads in sorted({1, default_threads}):
+        torch.set_num_threads(threads)
+        rate = step_rate(args.preset, args.matrix, args.batch, args.steps)
+        rows.append((f"train step: {args.preset}, batch {args.batch}, {threads} torch thread(s)", rate))
+        rate = end_to_end_rate(train, args.preset, args.batch, args.workers, args.steps)
+        rows.append((f"end to end: {args.preset}, {args.workers} workers, {threads} torch thread(s)", rate))
+    torch.set_num_threads(default_threads)
     cpu = platform.processor() or platform.machine()
-    print(f"# training throughput, {args.matrix}x{args.matrix}, {cpu}, torch threads {torch.get_num_threads()}")
+    print(f"# training throughput, {args.matrix}x{args.matrix}, {cpu}, {os.cpu_count()} cores")
     print()
     print("| what | samples/s |")
     print("|---|---:|")

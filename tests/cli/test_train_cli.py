@@ -83,6 +83,7 @@ def test_train_then_refuse_overwrite_then_resume(tmp_path, monkeypatch, capsys, 
     # a single-task denoising model learns fast: validation MSE must fall clearly within three epochs
     args = ["train", tiny, "--out", out, *QUIET, "--set", "trainer.max_epochs=3"]
     args += ["--set", "model.heads=[noise]", "--set", "data.artefacts=[noise]"]
+    args += ["--set", "optimizer.log10_lr=-2", "--set", "loss.alpha=0.01"]
     code, stdout, err = run(args, monkeypatch, capsys)
     assert code == 0, err
     assert "finished: 3 epochs" in stdout and str(out / "best.safetensors") in stdout

@@ -175,3 +175,16 @@ def test_data_parallel_training_with_two_cpu_processes(tmp_path):
     assert max(int(r["step"]) for r in rows) + 1 == 2 * 3
     model, _ = load_model(result.last_path)
     assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_pelvis_config_trains_on_the_shared_dicom_series(shared_data, tmp_path):
+    # the paper's pelvis set-up (DICOM series, periodic motion, 80/20 split) with a tiny model for a few steps
+    overrides = ["model.preset=tiny", "data.matrix=[64, 64]", "trainer.max_epochs=1", "trainer.limit_train_batches=2"]
+    overrides += ["trainer.limit_val_batches=2", "data.num_workers=0", "trainer.cpu_threads=1", *QUIET]
+    config = load_config(CONFIGS / "mt_lc_pelvis.yaml", overrides, data_root=shared_data)
+    result = fit(config, tmp_path / "pelvis", quiet=True)
+    assert result.status == "finished" and math.isfinite(result.best_score)
+    card = json.loads((tmp_path / "pelvis" / "best.json").read_text())
+    assert card["data"]["val_patients"] and set(card["data"]["train_patients"]).isdisjoint(card["data"]["val_patients"])
+    assert all(p.startswith("ProstateX-") for p in card["data"]["train_patients"])
+    assert (tmp_path / "pelvis" / "split.json").is_file()

@@ -12,6 +12,7 @@ from artefix.training.config import load_config
 from artefix.training.tune import (
     LR_RANGE,
     _pruning_callback,
+    _sampler,
     config_from_params,
     default_storage,
     make_storage,
@@ -85,6 +86,16 @@ def test_pruning_callback_reports_each_epoch_and_stops_hopeless_trials():
     trainer.sanity_checking = True
     callback.on_validation_end(trainer, None)
     assert len(reports) == 2
+
+
+@pytest.mark.parametrize(("name", "cls"), [("tpe", "TPESampler"), ("gp", "GPSampler"), ("random", "RandomSampler")])
+def test_samplers(name, cls):
+    config = load_config(TINY, [f"tune.sampler={name}"])
+    sampler = _sampler(config, seed=0)
+    assert type(sampler).__name__ == cls
+    study = optuna.create_study(sampler=sampler)
+    study.optimize(lambda t: (t.suggest_float("log10_lr", *LR_RANGE) + 4) ** 2, n_trials=3)
+    assert len(study.trials) == 3
 
 
 def test_storage_urls(tmp_path):
