@@ -168,3 +168,31 @@ def test_save_config_round_trip(tmp_path):
     assert text.startswith("# resolved\n# second line\n")
     assert yaml.safe_load(text)["trainer"]["max_epochs"] == 3
     assert load_config(path) == config
+
+
+def test_all_heads_term_penalises_invented_corrections():
+    from pathlib import Path
+
+    import torch
+
+    from artefix.data.dataset import TrainingSample
+    from artefix.training.config import load_config
+    from artefix.training.module import ArtefactCorrectionModule
+
+    tiny = Path(__file__).resolve().parents[2] / "configs" / "tiny.yaml"
+
+    torch.manual_seed(0)
+    clean = torch.randn(2, 1, 16, 16)
+    batch = TrainingSample(clean, clean.clone(), torch.tensor([0, 3]), ("{}", "{}"), torch.tensor([0, 1]))
+    base = ArtefactCorrectionModule(load_config(tiny))
+    extra = ArtefactCorrectionModule(load_config(tiny, ["loss.all_heads=1.0"]))
+    extra.model.load_state_dict(base.model.state_dict())
+    loss0, _ = base._loss(batch)
+    loss1, _ = extra._loss(batch)
+    # on clean inputs every residual is an invented correction: the extra term adds the all-heads error
+    with torch.no_grad():
+        out = base.model(clean)
+    every = torch.ones(2, 4)
+    expected = base.criterion(clean, clean, out.residuals, every).reconstruction
+    torch.testing.assert_close(loss1.total - loss0.total, expected, rtol=1e-5, atol=1e-6)
+    assert expected > 0

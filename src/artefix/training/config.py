@@ -164,10 +164,16 @@ class LossSection:
         deltas: Kernel weights ``delta_k``: a :data:`artefix.losses.DELTA_PRESETS` name (``mse``,
             ``mt_lc_brain``, ``mt_lc_pelvis``) or a mapping ``{kernel: delta}`` (missing kernels are 0).
         alpha: Residual regulariser weight, >= 0.
+        all_heads: Weight of an extra term (not in the paper) that scores the output with *all* residuals
+            applied, as at inference: ``L(v, u + sum_i p_i)``. Eq. 6 alone never penalises a head for a
+            correction it invents on an image without its artefact (only the regulariser ``alpha`` does,
+            by shrinking every residual); this term does, without shrinking the needed correction.
+            0 (default) is the paper's loss.
     """
 
     deltas: str | dict[str, float] = "mse"
     alpha: float = 0.0
+    all_heads: float = 0.0
 
     def __post_init__(self) -> None:
         from artefix.losses import DELTA_PRESETS, KERNEL_NAMES
@@ -185,6 +191,7 @@ class LossSection:
         else:
             raise ValueError(f"loss.deltas must be a preset name or a mapping kernel -> weight, got {self.deltas!r}")
         object.__setattr__(self, "alpha", _float(self.alpha, "loss.alpha", 0.0))
+        object.__setattr__(self, "all_heads", _float(self.all_heads, "loss.all_heads", 0.0))
 
     @property
     def delta_values(self) -> dict[str, float]:

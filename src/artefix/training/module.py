@@ -76,7 +76,13 @@ class ArtefactCorrectionModule(L.LightningModule):
     def _loss(self, batch: TrainingSample) -> tuple[Any, torch.Tensor]:
         out = self.model(batch.corrupted)
         index = None if len(self.model.head_names) == 1 else self.head_map[batch.artefact]
-        return self.criterion(batch.clean, batch.corrupted, out.residuals, index), out.output
+        loss = self.criterion(batch.clean, batch.corrupted, out.residuals, index)
+        weight = self.config.loss.all_heads
+        if weight > 0 and index is not None:
+            every = torch.ones_like(out.residuals[:, :, 0, 0])
+            extra = weight * self.criterion(batch.clean, batch.corrupted, out.residuals, every).reconstruction
+            loss = loss._replace(total=loss.total + extra, reconstruction=loss.reconstruction + extra)
+        return loss, out.output
 
     def training_step(self, batch: TrainingSample, batch_idx: int) -> torch.Tensor:
         """One optimisation step's loss; logs ``train/loss`` (+ reconstruction and regulariser)."""
