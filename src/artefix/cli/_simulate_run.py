@@ -68,15 +68,7 @@ def run_simulate(
     corrupted = sim.image.astype(np.float32)
     result = corrupted[0] if slice_axis is None else np.moveaxis(corrupted, 0, slice_axis)
     write_volume(
-        Volume(
-            array=result,
-            affine=volume.affine,
-            spacing=volume.spacing,
-            format=volume.format,
-            source=None,
-            header=volume.header,
-            meta=dict(volume.meta),
-        ),
+        volume.with_array(result),
         output,
         overwrite=overwrite,
         like=volume,

@@ -158,18 +158,6 @@ class CorrectionResult:
     record: CorrectionRecord | None = None
 
 
-def _like(volume: Volume, array: np.ndarray) -> Volume:
-    return Volume(
-        array=array,
-        affine=volume.affine,
-        spacing=volume.spacing,
-        format=volume.format,
-        source=None,
-        header=volume.header,
-        meta=dict(volume.meta),
-    )
-
-
 def _slice_axis(volume: Volume, axis: int | None) -> int | None:
     ndim = volume.array.ndim
     if ndim == 2:
@@ -330,5 +318,5 @@ def correct_volume(
         seconds=seconds,
         max_batch_seen=max_seen,
     )
-    residuals = {head: _like(volume, a) for head, a in zip(heads, res_arrays, strict=False)}
-    return CorrectionResult(_like(volume, out_array), residuals, record)
+    residuals = {head: volume.with_array(a) for head, a in zip(heads, res_arrays, strict=False)}
+    return CorrectionResult(volume.with_array(out_array), residuals, record)

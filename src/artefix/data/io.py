@@ -103,6 +103,18 @@ class Volume:
     header: Any = None
     meta: dict[str, Any] = field(default_factory=dict)
 
+    def with_array(self, array: np.ndarray) -> Volume:
+        """A volume with new data but this one's geometry, header and metadata (and no source file)."""
+        return Volume(
+            array=array,
+            affine=self.affine,
+            spacing=self.spacing,
+            format=self.format,
+            source=None,
+            header=self.header,
+            meta=dict(self.meta),
+        )
+
     def __post_init__(self) -> None:
         array = np.asarray(self.array)
         if array.ndim not in (2, 3):
@@ -260,7 +272,7 @@ def _input_format(path: Path) -> str:
     suffix = _suffix(path)
     if suffix in _SUFFIX_FORMAT:
         return _SUFFIX_FORMAT[suffix]
-    if suffix == "" and _has_dicom_preamble(path):
+    if suffix == "" and has_dicom_preamble(path):
         return "dicom"
     raise InputError(
         f"{path}: unsupported input {suffix or '(no extension)'}; supported: "
@@ -280,7 +292,8 @@ def _output_format(path: Path, folder_hint: bool) -> str:
     return fmt
 
 
-def _has_dicom_preamble(path: Path) -> bool:
+def has_dicom_preamble(path: Path) -> bool:
+    """Whether ``path`` starts with the 128-byte DICOM preamble and the ``DICM`` marker."""
     try:
         with open(path, "rb") as f:
             head = f.read(132)
@@ -304,7 +317,7 @@ def _check_output(path: Path, sources: tuple[Path | None, ...], *, overwrite: bo
     if folder:
         if not path.is_dir():
             raise OutputError(f"{path}: exists and is not a folder; cannot replace it with a DICOM series")
-        others = [p.name for p in path.iterdir() if not (p.is_file() and _has_dicom_preamble(p))]
+        others = [p.name for p in path.iterdir() if not (p.is_file() and has_dicom_preamble(p))]
         if others:
             raise OutputError(
                 f"{path}: folder holds non-DICOM entries ({', '.join(sorted(others)[:3])}); not replacing it"

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from artefix.atomic import one_line
-from artefix.data.io import Volume, _has_dicom_preamble
+from artefix.data.io import Volume, has_dicom_preamble
 from artefix.errors import InputError, OutputError
 
 log = logging.getLogger(__name__)
@@ -91,7 +91,7 @@ def _read_header(path: Path) -> Any:
         log.debug("%s: not DICOM, skipped", path)
         return None
     except (OSError, EOFError, ValueError, struct.error, KeyError) as exc:
-        if _has_dicom_preamble(path):
+        if has_dicom_preamble(path):
             raise InputError(f"{path}: corrupt DICOM header ({one_line(exc)})") from exc
         return None
     sop_class = str(getattr(ds.get("file_meta", None), "MediaStorageSOPClassUID", ""))

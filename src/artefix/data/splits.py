@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from artefix.data.io import has_dicom_preamble
 from artefix.errors import InputError
 
 SET_NAMES: tuple[str, str, str] = ("train", "val", "test")
@@ -60,12 +61,7 @@ def _stem(path: Path) -> str:
 def _is_dicom_file(path: Path) -> bool:
     if _suffix(path) in _DICOM_SUFFIXES:
         return True
-    try:
-        with open(path, "rb") as f:
-            head = f.read(132)
-    except OSError:
-        return False
-    return len(head) == 132 and head[128:] == b"DICM"
+    return has_dicom_preamble(path)
 
 
 def _is_dicom_series(folder: Path, files: Sequence[str]) -> bool:
