@@ -105,28 +105,31 @@ def main() -> None:
     parser.add_argument("run", type=Path)
     parser.add_argument("name")
     parser.add_argument("--evaluation", type=Path)
+    parser.add_argument("--config", required=True, help="the config that trained RUN, relative to the repository")
     parser.add_argument("--notes", default="")
+    parser.add_argument("--evaluation-command", default="", help="the artefix evaluate command line")
+    parser.add_argument("--split-file", help="committed copy of RUN/split.json")
     args = parser.parse_args()
     model, card = load_model(args.run / "best.safetensors")
     card = dict(card)
     for key in ("config", "parameters", "heads", "weights", "sha256"):
         card.pop(key, None)
-    config_rel = card["training_config"].get("source") or ""
     card.update(
         name=args.name,
-        release_command=f"artefix train {config_rel} --out runs/{args.name}".strip(),
+        release_command=f"artefix train {args.config} --out runs/{args.name}",
         licences={
             root: text
             for root, text in LICENCES.items()
             if any(root in str(r) for r in card["training_config"]["data"].get("roots", []))
         },
-        split_file=str((args.run / "split.json").relative_to(ROOT)) if (args.run / "split.json").is_file() else None,
+        split_file=args.split_file,
         notes=args.notes,
     )
     if args.evaluation:
         summary = validation_table(args.evaluation, args.name)
         info = json.loads((args.evaluation / "evaluation.json").read_text())
-        summary["slices_note"] = f"{info.get('settings', {}).get('max_slices', 'all')} slices per severity"
+        summary["slices_note"] = f"{info['n_slices']} slices of {len(info['files'])} scans, seed {info['seed']}"
+        summary["command"] = args.evaluation_command
         card["validation"] = summary
     save_model(model, WEIGHTS / f"{args.name}.safetensors", card=card)
     render_doc()
