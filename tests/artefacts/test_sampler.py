@@ -93,3 +93,26 @@ def test_composition_order_and_complex_between():
     assert orders == {("noise", "bias"), ("bias", "noise")}
     with pytest.raises(ValueError, match="severities"):
         sample_composition(["noise", "bias"], rng, SHAPE, [0])
+
+
+def test_severity_fraction_mixes_in_the_evaluation_families():
+    shape = (32, 32)
+    plain = [sample_training_corruption(np.random.default_rng(k), shape) for k in range(30)]
+    zero = [sample_training_corruption(np.random.default_rng(k), shape, severity_fraction=0.0) for k in range(30)]
+    assert plain == zero  # q = 0 is the paper's distribution, draw for draw
+    rng = np.random.default_rng(5)
+    for _ in range(60):
+        params = sample_training_corruption(rng, shape, ("bias", "subsampling", "noise"), severity_fraction=1.0)
+        name = type(params).name
+        lo, hi = get_spec(name).level_range
+        if name == "bias":
+            assert 2 * lo <= params.field_range <= 2 * hi
+        elif name == "subsampling":
+            assert params.kind == "centred" and 1 / hi <= params.center_fraction <= 1 / lo
+        else:
+            assert lo <= params.snr_db <= hi
+    mixed = [sample_training_corruption(rng, shape, ("subsampling",), severity_fraction=0.5) for _ in range(200)]
+    paper = sum(p.center_fraction in (0.16, 0.12, 0.08, 0.04) for p in mixed)
+    assert 60 < paper < 140  # about half from each family
+    with pytest.raises(ValueError, match="severity_fraction"):
+        sample_training_corruption(rng, shape, severity_fraction=1.5)

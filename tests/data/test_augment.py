@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from artefix.data.augment import Augmentation
+from artefix.data.augment import Augmentation, ScaleCrop
 from artefix.data.dataset import ArtefactDataset
 from artefix.data.slices import SliceIndex
 
@@ -64,3 +64,65 @@ def test_dataset_augments_train_only_and_keeps_corruption_params(tmp_path):
         changed += not np.allclose(plain[i].clean, aug[i].clean)
         np.testing.assert_array_equal(val[i].clean, val_plain[i].clean)
     assert changed > 0
+
+
+def _native(shape=(64, 48), seed=0):
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    blob = np.exp(-(((yy - shape[0] / 2) / (shape[0] / 4)) ** 2 + ((xx - shape[1] / 2) / (shape[1] / 4)) ** 2))
+    return (blob + 0.05 * rng.random(shape)).astype(np.float32)
+
+
+def test_scale_crop_range_spans_whole_slice_to_native_pixels():
+    crop = ScaleCrop((32, 32))
+    assert crop.scale_range((64, 48)) == (0.5, 1.0)  # 64 -> 32 fits the longer side
+    assert crop.scale_range((20, 30)) == (1.0, 1.0)  # smaller than the matrix: native, padded
+    assert ScaleCrop((32, 32), min_scale=0.8).scale_range((64, 48)) == (0.8, 1.0)
+
+
+def test_scale_crop_shapes_sign_and_determinism():
+    img = _native()
+    crop = ScaleCrop((32, 32))
+    outs = [crop(img, np.random.default_rng(s)) for s in range(12)]
+    for out in outs:
+        assert out.shape == (32, 32) and out.dtype == np.float32 and out.min() >= 0
+    np.testing.assert_array_equal(crop(img, np.random.default_rng(3)), outs[3])
+    assert len({o.tobytes() for o in outs}) == len(outs)  # random zoom and window
+
+
+def test_scale_crop_at_native_scale_is_an_exact_window():
+    img = _native()
+    out = ScaleCrop((32, 32), min_scale=1.0)(img, np.random.default_rng(5))
+    windows = [img[y : y + 32, x : x + 32] for y in range(33) for x in range(17)]
+    assert any(np.array_equal(out, w) for w in windows)
+
+
+def test_scale_crop_smallest_scale_keeps_the_whole_field_of_view():
+    class Lowest:  # draws the lowest zoom factor and the top-left window
+        def uniform(self, low, high):
+            return low
+
+        def random(self):
+            return 0.0
+
+    img = _native((64, 64))
+    out = ScaleCrop((32, 32))(img, Lowest())
+    # factor 0.5: the Fourier-resized whole slice, mean intensity preserved
+    assert out.shape == (32, 32)
+    assert abs(float(out.mean()) - float(img.mean())) < 0.01
+
+
+def test_scale_crop_centre_pads_small_slices_and_is_deterministic():
+    small = _native((20, 26))
+    out = ScaleCrop((32, 32)).centre(small)
+    assert out.shape == (32, 32)
+    np.testing.assert_array_equal(out[6:26, 3:29], small)
+    assert out[:6].sum() == 0 and out[:, :3].sum() == 0
+    big = _native((64, 48))
+    np.testing.assert_array_equal(ScaleCrop((32, 32)).centre(big), big[16:48, 8:40])
+
+
+@pytest.mark.parametrize("kwargs", [{"matrix": (1, 32)}, {"matrix": (32, 32), "min_scale": 0.0}])
+def test_scale_crop_bad_options(kwargs):
+    with pytest.raises(ValueError):
+        ScaleCrop(**kwargs)

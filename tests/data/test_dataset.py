@@ -276,6 +276,8 @@ def test_from_split_uses_the_split_patients(tmp_path: Path) -> None:
         ({"artefacts": ()}, "at least one"),
         ({"weights": (1, 1)}, "weights must be 4"),
         ({"seed": -3}, "seed must be non-negative"),
+        ({"clean_fraction": 1.0}, "clean_fraction"),
+        ({"severity_fraction": -0.1}, "severity_fraction"),
     ],
 )
 def test_bad_options(scans: list[Path], kwargs: dict[str, object], match: str) -> None:
@@ -308,3 +310,49 @@ def test_real_volume_dataset(shared_data: Path) -> None:
         corr = float(torch.corrcoef(torch.stack([sample.corrupted.flatten(), sample.clean.flatten()]))[0, 1])
         assert 0.2 < corr < 1.0
     assert ds.index.refs[0].key.startswith("patient03/study2_T1W.nii.gz#")
+
+
+def test_clean_fraction_leaves_items_untouched_with_label_minus_one(scans: list[Path]) -> None:
+    from artefix.data.dataset import NO_ARTEFACT
+
+    ds = ArtefactDataset.from_files(scans, matrix=(32, 32), clean_fraction=0.5, seed=2)
+    labels = [int(ds[i].artefact) for i in range(len(ds))]
+    assert NO_ARTEFACT in labels and any(label >= 0 for label in labels)
+    for i, label in enumerate(labels):
+        item = ds[i]
+        if label == NO_ARTEFACT:
+            assert json.loads(item.params) == {"artefact": "none"}
+            torch.testing.assert_close(item.corrupted, item.clean)
+        else:
+            assert json.loads(item.params)["artefact"] != "none"
+
+
+def test_severity_fraction_draws_the_evaluation_family(scans: list[Path]) -> None:
+    ds = ArtefactDataset.from_files(
+        scans, matrix=(32, 32), artefacts=("subsampling",), severity_fraction=1.0, seed=0
+    )
+    for i in range(len(ds)):
+        params = json.loads(ds[i].params)
+        assert params["kind"] == "centred"  # the super-resolution masks of the paper's evaluation
+
+
+def test_native_index_is_cropped_by_scale_crop(tmp_path: Path) -> None:
+    from artefix.data.augment import ScaleCrop
+    from artefix.data.slices import SliceIndex
+
+    np.save(tmp_path / "big.npy", _head(48, 4, seed=1))
+    index = SliceIndex([tmp_path / "big.npy"], matrix=(32, 32), fit="native", normalise="percentile")
+    assert index.slice(0).shape == (48, 48)
+    train = ArtefactDataset(index, mode="train", crop=ScaleCrop((32, 32)))
+    val = ArtefactDataset(index, mode="val", crop=ScaleCrop((32, 32)))
+    assert train[0].corrupted.shape == (1, 32, 32)
+    expected = znorm(ScaleCrop((32, 32)).centre(index.slice(1)))
+    np.testing.assert_allclose(val[1].clean[0].numpy(), expected, atol=1e-5)  # native pixels, centre window
+    train.set_epoch(1)
+    first = train[0].clean
+    train.set_epoch(2)
+    assert not torch.equal(first, train[0].clean)  # a fresh zoom and window every epoch
+    with pytest.raises(ValueError, match="needs a crop"):
+        ArtefactDataset(index)
+    with pytest.raises(ValueError, match="differs"):
+        ArtefactDataset(index, crop=ScaleCrop((16, 16)))

@@ -5,7 +5,7 @@ import torch
 
 from artefix.errors import InputError
 from artefix.models import build_model
-from artefix.models.checkpoint import card_path, load_model, save_model, sha256_of
+from artefix.models.checkpoint import card_path, load_model, save_model, sha256_of, transfer_weights
 
 
 @pytest.fixture()
@@ -62,3 +62,31 @@ def test_no_pickle_in_weights(saved):
     header_len = int.from_bytes(path.read_bytes()[:8], "little")
     header = json.loads(path.read_bytes()[8 : 8 + header_len])
     assert json.loads(header["__metadata__"]["model_config"])["base_width"] == 4
+
+
+def test_transfer_weights_to_a_single_task_model_takes_its_head_rows():
+    source = build_model("tiny", seed=0).eval()
+    target = build_model("tiny", seed=1, heads=["noise"]).eval()
+    report = transfer_weights(target, source)
+    assert sorted(report["heads"]) == sorted(
+        ["image_branch.head.weight", "image_branch.head.bias", "kspace_branch.head.weight", "kspace_branch.head.bias"]
+    )
+    x = torch.randn(2, 1, 24, 20)
+    with torch.no_grad():
+        full = source(x).residuals
+        single = target(x).residuals
+    torch.testing.assert_close(single[:, 0], full[:, source.head_names.index("noise")], rtol=1e-4, atol=1e-5)
+
+
+def test_transfer_weights_copies_a_same_architecture_model_exactly():
+    source = build_model("tiny", seed=0).eval()
+    target = build_model("tiny", seed=3).eval()
+    report = transfer_weights(target, source)
+    assert not report["heads"] and not [k for k in report["kept"] if not k.endswith("num_batches_tracked")]
+    for key, value in source.state_dict().items():
+        torch.testing.assert_close(target.state_dict()[key], value)
+
+
+def test_transfer_weights_refuses_another_preset():
+    with pytest.raises(ValueError, match="same preset"):
+        transfer_weights(build_model("tiny"), build_model("compact"))

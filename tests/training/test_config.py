@@ -196,3 +196,53 @@ def test_all_heads_term_penalises_invented_corrections():
     expected = base.criterion(clean, clean, out.residuals, every).reconstruction
     torch.testing.assert_close(loss1.total - loss0.total, expected, rtol=1e-5, atol=1e-6)
     assert expected > 0
+
+
+def test_clean_inputs_select_no_head_and_model_init_starts_from_weights(tmp_path):
+    import torch
+
+    from artefix.data.dataset import NO_ARTEFACT, TrainingSample
+    from artefix.models import build_model
+    from artefix.models.checkpoint import save_model
+    from artefix.training.module import ArtefactCorrectionModule
+
+    tiny = Path(__file__).resolve().parents[2] / "configs" / "tiny.yaml"
+    source = build_model("tiny", seed=7)
+    (tmp_path / "w").mkdir()
+    save_model(source, tmp_path / "w" / "start.safetensors")
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump({**yaml.safe_load(tiny.read_text()), "model": {
+        "preset": "tiny", "init": "w/start.safetensors"}}))
+    config = load_config(tmp_path / "c.yaml", ["data.clean_fraction=0.2", "loss.all_heads=1.0"])
+    assert config.model.init == str(tmp_path / "w" / "start.safetensors")  # relative to the config file
+    module = ArtefactCorrectionModule(config)
+    for key, value in source.state_dict().items():
+        torch.testing.assert_close(module.model.state_dict()[key], value)
+    assert module.artefacts[-1] == "none"  # validation reports the clean slices separately
+
+    torch.manual_seed(0)
+    clean = torch.randn(2, 1, 16, 16)
+    labels = torch.tensor([NO_ARTEFACT, NO_ARTEFACT])
+    batch = TrainingSample(clean, clean.clone(), labels, ("{}", "{}"), torch.tensor([0, 1]))
+    loss, _ = module._loss(batch)
+    with torch.no_grad():
+        out = module.model(clean)
+    crit = module.criterion
+    # Eq. 6 selects no head (its reconstruction term is that of the identity); all_heads scores all residuals
+    expected = crit(clean, clean, out.residuals, torch.zeros(2, 4)).total
+    expected = expected + crit(clean, clean, out.residuals, torch.ones(2, 4)).reconstruction
+    torch.testing.assert_close(loss.total, expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("data.fit=stretch", "data.fit must be one of"),
+        ("data.clean_fraction=1.0", "clean_fraction"),
+        ("data.severity_fraction=2", "severity_fraction"),
+        ("model.init=''", "model.init"),
+    ],
+)
+def test_new_data_and_model_options_are_validated(override, message):
+    tiny = Path(__file__).resolve().parents[2] / "configs" / "tiny.yaml"
+    with pytest.raises(ConfigError, match=message):
+        load_config(tiny, [override])

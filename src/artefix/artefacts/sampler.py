@@ -37,6 +37,8 @@ class ArtefactSpec:
         severities: The paper's evaluation levels, mildest first.
         severity_unit: What ``level`` means, for help texts.
         options: Keyword options that ``sample`` and ``for_severity`` accept.
+        level_range: Continuous range of ``for_severity`` levels that a training draw with
+            ``severity_fraction`` uses (wider than ``severities`` on both sides, mild to severe).
     """
 
     name: str
@@ -47,6 +49,7 @@ class ArtefactSpec:
     severities: tuple[float, ...]
     severity_unit: str
     options: tuple[str, ...] = ()
+    level_range: tuple[float, float] | None = None
 
 
 REGISTRY: dict[str, ArtefactSpec] = {
@@ -60,6 +63,7 @@ REGISTRY: dict[str, ArtefactSpec] = {
             bias_field.apply_bias_field,
             (0.05, 0.1, 0.2),
             "largest deviation of the field from 1 (0.1 -> field in [0.9, 1.1])",
+            level_range=(0.02, 0.4),
         ),
         ArtefactSpec(
             "subsampling",
@@ -70,6 +74,7 @@ REGISTRY: dict[str, ArtefactSpec] = {
             (2.0, 3.0, 4.0),
             "acceleration R (centred mask: keep the central (H/R)x(W/R) of k-space)",
             ("pe_axis", "mask"),
+            level_range=(1.25, 5.0),
         ),
         ArtefactSpec(
             "motion",
@@ -80,6 +85,7 @@ REGISTRY: dict[str, ArtefactSpec] = {
             (0.25, 0.125, 0.05),
             "fraction of central k-space left uncorrupted (smaller is worse)",
             ("pe_axis",),
+            level_range=(0.03, 0.4),
         ),
         ArtefactSpec(
             "periodic-motion",
@@ -90,6 +96,7 @@ REGISTRY: dict[str, ArtefactSpec] = {
             (20.0, 70.0, 120.0),
             "breathing amplitude Delta in pixels (not a paper evaluation level)",
             ("pe_axis",),
+            level_range=(5.0, 120.0),
         ),
         ArtefactSpec(
             "noise",
@@ -99,6 +106,7 @@ REGISTRY: dict[str, ArtefactSpec] = {
             noise.apply_noise,
             (5.0, 0.0, -5.0),
             "SNR in dB (smaller is worse)",
+            level_range=(-8.0, 20.0),
         ),
     )
 }
@@ -163,20 +171,34 @@ def sample_training_corruption(
     shape: tuple[int, int],
     artefacts: Sequence[str] = BRAIN_TRAINING,
     weights: Sequence[float] | None = None,
+    severity_fraction: float = 0.0,
 ) -> Any:
     """Draw exactly one artefact (uniformly unless ``weights``) and its training parameters.
+
+    With ``severity_fraction = 0`` (the paper) the parameters come from the artefact's training sampler.
+    With ``severity_fraction = q > 0`` a fraction ``q`` of the draws instead takes the artefact's
+    evaluation family (:attr:`ArtefactSpec.for_severity`: the paper's test-time settings, e.g. centred
+    super-resolution masks and gentle motion) at a level uniform over :attr:`ArtefactSpec.level_range`,
+    which spans mild to severe: the paper's training ranges stop short of the mild, realistic artefacts
+    that scanners deliver (no field weaker than [0.95, 1.05], no SNR above 10 dB, no x2 resolution loss).
 
     Args:
         rng: Source of all randomness.
         shape: Image shape ``(H, W)``.
         artefacts: Names to draw from (:data:`BRAIN_TRAINING` or :data:`PELVIS_TRAINING`).
         weights: Optional probabilities, same length as ``artefacts``.
+        severity_fraction: Probability ``q`` in ``[0, 1]`` of a draw from the evaluation family.
 
     Returns:
         The parameter dataclass; :func:`head_of` gives the head (target index) it trains.
     """
+    if not 0.0 <= float(severity_fraction) <= 1.0:
+        raise ValueError(f"severity_fraction must be in [0, 1], got {severity_fraction!r}")
     p = None if weights is None else np.asarray(weights, dtype=float) / np.sum(weights)
     name = artefacts[int(rng.choice(len(artefacts), p=p))]
+    spec = get_spec(name)
+    if severity_fraction > 0 and spec.level_range is not None and rng.random() < severity_fraction:
+        return spec.for_severity(float(rng.uniform(*spec.level_range)), shape, rng)
     return make_params(name, rng, shape)
 
 

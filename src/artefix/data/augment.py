@@ -4,13 +4,23 @@ Applied to the clean, non-negative slice *before* the artefact is simulated, so 
 physics is unchanged. Geometric variety (flips, quarter turns) covers other orientations and
 phase-encoding directions; a random gamma ``x -> x**gamma`` varies the contrast between tissues,
 which a model trained on a few contrasts (T1, T2, FLAIR) otherwise over-fits.
+
+:class:`ScaleCrop` varies the resolution: a native-resolution slice is Fourier-resized by a random factor
+between "the whole slice fits the matrix" and 1 (native pixels), then cropped to the matrix at a random
+place. A model trained on slices that were all shrunk to one matrix learns that matrix's pixel statistics
+(sharpness, noise grain) and "corrects" native-resolution scans towards them at inference; training on
+native pixels as well keeps it an identity on clean scans of any resolution.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+
+from artefix.fft import fourier_resize
 
 
 @dataclass(frozen=True)
@@ -51,3 +61,63 @@ class Augmentation:
                 gamma = float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
                 out = peak * (np.clip(out, 0, None) / peak) ** gamma
         return np.ascontiguousarray(out, dtype=np.float32)
+
+
+@dataclass(frozen=True)
+class ScaleCrop:
+    """Random resolution and field of view of a native-resolution slice, at a fixed output matrix.
+
+    Attributes:
+        matrix: Output ``(H, W)`` in pixels.
+        min_scale: Smallest resize factor; ``None`` takes, per slice, the factor at which the whole slice
+            fits the matrix (``min(1, H_m / H, W_m / W)``), so the range spans "whole slice shrunk to the
+            matrix" (the ``fit="pad"`` preprocessing) to "native pixels, cropped".
+    """
+
+    matrix: tuple[int, int]
+    min_scale: float | None = None
+
+    def __post_init__(self) -> None:
+        if len(self.matrix) != 2 or any(int(m) != m or int(m) < 2 for m in self.matrix):
+            raise ValueError(f"matrix must be two integers >= 2, got {self.matrix!r}")
+        object.__setattr__(self, "matrix", (int(self.matrix[0]), int(self.matrix[1])))
+        if self.min_scale is not None and not 0 < float(self.min_scale) <= 1:
+            raise ValueError(f"min_scale must be in (0, 1] or None, got {self.min_scale!r}")
+
+    def scale_range(self, shape: Sequence[int]) -> tuple[float, float]:
+        """``(low, 1)``: the resize factors drawn for a slice of ``shape`` ``(H, W)``."""
+        fit = min(1.0, self.matrix[0] / int(shape[0]), self.matrix[1] / int(shape[1]))
+        low = fit if self.min_scale is None else min(1.0, float(self.min_scale))
+        return low, 1.0
+
+    def _place(self, image: np.ndarray, top: float, left: float) -> np.ndarray:
+        """Zero-pad ``image`` (centred) to at least the matrix, then crop the window at relative offsets."""
+        mh, mw = self.matrix
+        ph, pw = max(0, mh - image.shape[0]), max(0, mw - image.shape[1])
+        if ph or pw:
+            image = np.pad(image, ((ph // 2, ph - ph // 2), (pw // 2, pw - pw // 2)))
+        y = int(round(top * (image.shape[0] - mh)))
+        x = int(round(left * (image.shape[1] - mw)))
+        return np.ascontiguousarray(image[y : y + mh, x : x + mw], dtype=np.float32)
+
+    def __call__(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Resize ``image`` ``(H, W)`` by a log-uniform factor of :meth:`scale_range`, crop at random.
+
+        Returns:
+            float32 array of shape :attr:`matrix`, non-negative where ``image`` is (the Fourier resize's
+            ringing below zero is clipped).
+        """
+        img = np.asarray(image, dtype=np.float32)
+        low, high = self.scale_range(img.shape)
+        factor = math.exp(rng.uniform(math.log(low), math.log(high))) if low < high else low
+        top, left = rng.random(), rng.random()
+        shape = (max(2, round(img.shape[0] * factor)), max(2, round(img.shape[1] * factor)))
+        if shape != img.shape:
+            img = np.asarray(fourier_resize(img, shape), dtype=np.float32)
+            if float(np.min(image)) >= 0:
+                img = np.clip(img, 0, None)
+        return self._place(img, top, left)
+
+    def centre(self, image: np.ndarray) -> np.ndarray:
+        """The deterministic (validation) view: native pixels, centre window of the matrix (zero-padded)."""
+        return self._place(np.asarray(image, dtype=np.float32), 0.5, 0.5)

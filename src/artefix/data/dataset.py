@@ -52,7 +52,7 @@ from artefix.artefacts.sampler import (
     head_of,
     sample_training_corruption,
 )
-from artefix.data.augment import Augmentation
+from artefix.data.augment import Augmentation, ScaleCrop
 from artefix.data.slices import SliceIndex
 from artefix.data.splits import Split
 
@@ -62,6 +62,7 @@ OUTPUTS: tuple[str, ...] = ("magnitude", "real")
 
 __all__ = [
     "BRAIN_TRAINING",
+    "NO_ARTEFACT",
     "PELVIS_TRAINING",
     "ArtefactDataset",
     "GroupedShuffleSampler",
@@ -72,6 +73,8 @@ __all__ = [
 
 #: Extra entropy word that separates the augmentation stream from the corruption stream.
 AUGMENT_STREAM = 0xA06
+#: ``artefact`` label of an item left clean (``clean_fraction``): no head should change it.
+NO_ARTEFACT = -1
 
 
 class TrainingSample(NamedTuple):
@@ -81,9 +84,10 @@ class TrainingSample(NamedTuple):
         corrupted: Model input, float32, shape ``(1, H, W)``, Z-normalised.
         clean: Target, float32, shape ``(1, H, W)``, Z-normalised.
         artefact: int64 scalar tensor, index of the head that corrects the artefact (0 bias,
-            1 subsampling, 2 motion, 3 noise; periodic motion is 2), i.e. ``y`` of the multi-task loss.
-        params: The corruption's parameters as a JSON object string (``"artefact"`` names it), for logging
-            and replay (``json.loads``); batched as a tuple of strings.
+            1 subsampling, 2 motion, 3 noise; periodic motion is 2), i.e. ``y`` of the multi-task loss;
+            :data:`NO_ARTEFACT` (-1) for an item left clean.
+        params: The corruption's parameters as a JSON object string (``"artefact"`` names it, ``"none"``
+            for a clean item), for logging and replay (``json.loads``); batched as a tuple of strings.
         index: Position of the item in the dataset.
     """
 
@@ -111,6 +115,11 @@ class ArtefactDataset(Dataset[TrainingSample]):
         output: ``"magnitude"`` (default; what scanners deliver) or ``"real"`` (the real part, what the
             paper's code used) for both images.
         seed: Base seed of every corruption.
+        clean_fraction: Probability that an item is left clean (input = target, label -1).
+        severity_fraction: Probability of a draw from the evaluation family (see
+            :func:`~artefix.artefacts.sampler.sample_training_corruption`).
+        crop: Resolution/field-of-view augmentation of a ``fit="native"`` index (random in training,
+            the centre window at native pixels in validation).
     """
 
     def __init__(
@@ -123,6 +132,9 @@ class ArtefactDataset(Dataset[TrainingSample]):
         output: Literal["magnitude", "real"] = "magnitude",
         seed: int = 0,
         augment: Augmentation | None = None,
+        clean_fraction: float = 0.0,
+        severity_fraction: float = 0.0,
+        crop: ScaleCrop | None = None,
     ) -> None:
         """Wrap a :class:`SliceIndex`; see :meth:`from_files` and :meth:`from_split` to build one.
 
@@ -137,6 +149,13 @@ class ArtefactDataset(Dataset[TrainingSample]):
             seed: Base seed (non-negative).
             augment: Random flips/turns/gamma of the clean slice before corruption, in ``"train"``
                 mode only (drawn from a stream of its own, so the corruption parameters do not change).
+            clean_fraction: Probability in ``[0, 1)`` that an item stays clean, so the model also learns
+                to leave artefact-free images alone (0: the paper, every item has one artefact).
+            severity_fraction: Probability in ``[0, 1]`` of drawing the artefact from its evaluation
+                family at a random level (0: the paper's training distribution only).
+            crop: Required for (and only for) a ``fit="native"`` index: cuts each native slice to
+                ``crop.matrix`` (must equal the index's matrix); random zoom and window in ``"train"``
+                mode (augmentation stream), centre window at native pixels otherwise.
 
         Raises:
             ValueError: On an unknown mode, artefact name or output, bad weights, or a Z-normalised index.
@@ -157,6 +176,14 @@ class ArtefactDataset(Dataset[TrainingSample]):
                 )
         if int(seed) < 0:
             raise ValueError(f"seed must be non-negative, got {seed}")
+        if not 0.0 <= float(clean_fraction) < 1.0:
+            raise ValueError(f"clean_fraction must be in [0, 1), got {clean_fraction!r}")
+        if not 0.0 <= float(severity_fraction) <= 1.0:
+            raise ValueError(f"severity_fraction must be in [0, 1], got {severity_fraction!r}")
+        if (index.fit == "native") != (crop is not None):
+            raise ValueError("a fit='native' SliceIndex needs a crop (ScaleCrop), and only such an index takes one")
+        if crop is not None and tuple(crop.matrix) != tuple(index.matrix):
+            raise ValueError(f"crop.matrix {crop.matrix} differs from the index matrix {index.matrix}")
         if index.normalise == "zscore":
             raise ValueError(
                 "the SliceIndex is Z-normalised; build it with normalise='percentile' so that the "
@@ -169,6 +196,9 @@ class ArtefactDataset(Dataset[TrainingSample]):
         self.output: Literal["magnitude", "real"] = output
         self.seed = int(seed)
         self.augment = augment
+        self.clean_fraction = float(clean_fraction)
+        self.severity_fraction = float(severity_fraction)
+        self.crop = crop
         self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
 
     @classmethod
@@ -255,8 +285,16 @@ class ArtefactDataset(Dataset[TrainingSample]):
         return np.random.default_rng([self.seed, *stable_entropy(self.index.refs[i].key)])
 
     def params_for(self, i: int) -> Any:
-        """The corruption parameters of item ``i`` in the current epoch (a frozen params dataclass)."""
-        return sample_training_corruption(self.rng_for(i), self.index.matrix, self.artefacts, self.weights)
+        """The corruption parameters of item ``i`` in the current epoch (a frozen params dataclass).
+
+        ``None`` when the item is left clean (``clean_fraction``).
+        """
+        rng = self.rng_for(i)
+        if self.clean_fraction > 0 and rng.random() < self.clean_fraction:
+            return None
+        return sample_training_corruption(
+            rng, self.index.matrix, self.artefacts, self.weights, severity_fraction=self.severity_fraction
+        )
 
     def __getitem__(self, i: int) -> TrainingSample:
         """Item ``i``: a fresh (train) or fixed (val/test) corruption of slice ``i``."""
@@ -265,15 +303,24 @@ class ArtefactDataset(Dataset[TrainingSample]):
         i = int(i) % len(self)
         params = self.params_for(i)
         clean = np.array(self.index.slice(i), dtype=np.float32)
-        if self.augment is not None and self.mode == "train":
-            clean = self.augment(clean, np.random.default_rng([self.seed, self.epoch, i, AUGMENT_STREAM]))
-        corrupted = to_output(apply_params(clean, params), self.output)
+        train = self.mode == "train"
+        aug_rng = np.random.default_rng([self.seed, self.epoch, i, AUGMENT_STREAM]) if train else None
+        if self.crop is not None:
+            clean = self.crop(clean, aug_rng) if aug_rng is not None else self.crop.centre(clean)
+        if self.augment is not None and aug_rng is not None:
+            clean = self.augment(clean, aug_rng)
+        if params is None:
+            corrupted = to_output(clean, self.output)
+            label, record = NO_ARTEFACT, {"artefact": "none"}
+        else:
+            corrupted = to_output(apply_params(clean, params), self.output)
+            label, record = head_of(params).index, params_to_dict(params)
         clean = to_output(clean, self.output)
         return TrainingSample(
             corrupted=torch.from_numpy(np.asarray(znorm(corrupted), dtype=np.float32))[None],
             clean=torch.from_numpy(np.asarray(znorm(clean), dtype=np.float32))[None],
-            artefact=torch.tensor(head_of(params).index, dtype=torch.int64),
-            params=json.dumps(params_to_dict(params), sort_keys=True),
+            artefact=torch.tensor(label, dtype=torch.int64),
+            params=json.dumps(record, sort_keys=True),
             index=i,
         )
 
@@ -281,6 +328,7 @@ class ArtefactDataset(Dataset[TrainingSample]):
         return (
             f"{type(self).__name__}(mode={self.mode!r}, slices={len(self)}, scans={len(self.index.files)}, "
             f"matrix={self.index.matrix}, artefacts={self.artefacts}, output={self.output!r}, "
+            f"clean_fraction={self.clean_fraction}, severity_fraction={self.severity_fraction}, "
             f"seed={self.seed}, epoch={self.epoch})"
         )
 

@@ -15,7 +15,8 @@ Pipeline of one volume (:func:`prepare_slices`):
    spacing, so that the output has square pixels and no anatomy is cut; then its centred k-space is
    cropped or zero-padded to the matrix (:func:`artefix.fft.fourier_resize`: the field of view is kept
    and the resolution changes, e.g. the paper's 512 -> 320 pelvis). ``fit="stretch"`` resamples each
-   axis directly (pixels become non-square when the aspect ratios differ).
+   axis directly (pixels become non-square when the aspect ratios differ). ``fit="native"`` keeps the
+   scan's own pixels (training crops them with :class:`artefix.data.augment.ScaleCrop`).
 4. **Intensity** (``normalise``): ``"zscore"`` per slice, ``(x - mean) / std`` as in the paper;
    ``"percentile"`` divides the whole volume by ``P_p(volume)`` (the filter's reference), keeping the
    relative brightness of slices and non-negative magnitudes, which is what the artefact simulators need
@@ -52,9 +53,9 @@ from artefix.fft import fourier_resize
 log = logging.getLogger(__name__)
 
 Normalise = Literal["zscore", "percentile", "none"]
-Fit = Literal["pad", "stretch"]
+Fit = Literal["pad", "stretch", "native"]
 NORMALISATIONS: tuple[str, ...] = ("zscore", "percentile", "none")
-FITS: tuple[str, ...] = ("pad", "stretch")
+FITS: tuple[str, ...] = ("pad", "stretch", "native")
 DEFAULT_MATRIX: tuple[int, int] = (320, 320)
 
 
@@ -207,7 +208,9 @@ def prepare_slices(
         foreground: Empty-slice filter; ``None`` keeps every slice.
         normalise: ``"zscore"`` (per slice), ``"percentile"`` (volume / its reference intensity) or
             ``"none"``.
-        fit: ``"pad"`` (keep the physical aspect ratio) or ``"stretch"``.
+        fit: ``"pad"`` (keep the physical aspect ratio), ``"stretch"`` or ``"native"`` (no resampling:
+            the slices keep the volume's in-plane size, and ``matrix`` is only the size that a later
+            :class:`artefix.data.augment.ScaleCrop` cuts them to).
         indices: Slice indices to prepare, skipping the filter (used by :class:`SliceIndex`).
 
     Returns:
@@ -234,13 +237,15 @@ def prepare_slices(
     else:
         kept = np.arange(stack.shape[0], dtype=np.int64)
     if kept.size == 0:
-        return np.zeros((0, *out_shape), np.float32), kept
+        empty = out_shape if fit != "native" else stack.shape[-2:]
+        return np.zeros((0, *empty), np.float32), kept
     chosen = stack[kept].astype(np.float32, copy=False)
     if normalise == "percentile":
         chosen = chosen / np.float32(reference)
     if fit == "pad":
         chosen = _pad_centred(chosen, padded_shape(chosen.shape[-2:], spacing, out_shape))
-    chosen = np.asarray(fourier_resize(chosen, out_shape), dtype=np.float32)
+    if fit != "native":
+        chosen = np.asarray(fourier_resize(chosen, out_shape), dtype=np.float32)
     if normalise == "zscore":
         mean = chosen.mean(axis=(-2, -1), keepdims=True)
         std = chosen.std(axis=(-2, -1), keepdims=True)
@@ -449,7 +454,7 @@ class SliceIndex:
         return stack
 
     def slice(self, i: int) -> np.ndarray:
-        """Prepared slice ``i``: read-only float32 array of shape :attr:`matrix`."""
+        """Prepared slice ``i``: read-only float32 array of shape :attr:`matrix` (native with ``fit="native"``)."""
         if not -len(self) <= i < len(self):
             raise IndexError(f"slice {i} out of range for {len(self)} slices")
         i %= len(self)

@@ -134,3 +134,54 @@ def load_model(
     except (ValueError, RuntimeError, json.JSONDecodeError) as exc:
         raise InputError(f"{path}: weights do not match their architecture ({one_line(exc)})") from exc
     return model.to(device).eval(), card
+
+
+def _head_rows(key: str, source_heads: tuple[str, ...], target_heads: tuple[str, ...]) -> list[int] | None:
+    """Rows of a source head tensor that feed the target's heads (k-space heads: 2 rows per head)."""
+    if not key.endswith((".head.weight", ".head.bias")) or not set(target_heads) <= set(source_heads):
+        return None
+    per_head = 2 if key.startswith("kspace_branch.") else 1
+    return [source_heads.index(h) * per_head + c for h in target_heads for c in range(per_head)]
+
+
+def transfer_weights(target: DualDomainModel, source: DualDomainModel) -> dict[str, list[str]]:
+    """Copy trained weights from ``source`` into ``target`` (fine-tuning and single-task starts).
+
+    Every tensor with the same name and shape is copied. The residual heads' 1x1 convolutions of a target
+    with a subset of the source's heads (e.g. the single-task ``noise`` model from the multi-task one) take
+    the rows of those heads. Everything else keeps the target's initialisation.
+
+    Args:
+        target: Model to fill (modified in place).
+        source: Trained model of a compatible architecture (same preset).
+
+    Returns:
+        ``{"copied": [...], "heads": [...], "kept": [...]}``: tensor names copied whole, copied as head rows,
+        and left untouched.
+
+    Raises:
+        ValueError: When nothing but the heads would be copied (an incompatible architecture).
+    """
+    src = source.state_dict()
+    dst = target.state_dict()
+    report: dict[str, list[str]] = {"copied": [], "heads": [], "kept": []}
+    with torch.no_grad():
+        for key, value in dst.items():
+            other = src.get(key)
+            rows = _head_rows(key, source.head_names, target.head_names)
+            if other is not None and other.shape == value.shape:
+                value.copy_(other)
+                report["copied"].append(key)
+            elif other is not None and rows is not None and other[rows].shape == value.shape:
+                value.copy_(other[rows])
+                report["heads"].append(key)
+            else:
+                report["kept"].append(key)
+    body = [k for k in report["kept"] if ".head." not in k and not k.endswith("num_batches_tracked")]
+    if not report["copied"] or body:
+        raise ValueError(
+            f"cannot start from these weights: {len(body)} tensor(s) do not match "
+            f"(e.g. {body[:3]}); use the same preset"
+        )
+    target.load_state_dict(dst)
+    return report

@@ -132,11 +132,15 @@ class ModelSection:
         heads: Residual heads; ``None`` means all four (the multi-task model), one name gives the paper's
             single-task model for that artefact.
         seed: Seed of the initial weights; ``None`` takes the top-level ``seed``.
+        init: Start from trained weights instead (fine-tuning): a ``.safetensors`` path (relative to the
+            config file) or a shipped model name. Every tensor of the same shape is copied; a model with
+            fewer heads takes the matching heads' rows (:func:`artefix.models.checkpoint.transfer_weights`).
     """
 
     preset: str = "compact"
     heads: tuple[str, ...] | None = None
     seed: int | None = None
+    init: str | None = None
 
     def __post_init__(self) -> None:
         from artefix.models import ALL_HEADS, PRESETS
@@ -146,6 +150,8 @@ class ModelSection:
             object.__setattr__(self, "heads", _names(self.heads, "model.heads", ALL_HEADS))
         if self.seed is not None:
             _int(self.seed, "model.seed", 0)
+        if self.init is not None and (not isinstance(self.init, str) or not self.init):
+            raise ValueError(f"model.init must be a weights path, a shipped model name or null, got {self.init!r}")
 
     @property
     def head_names(self) -> tuple[str, ...]:
@@ -263,6 +269,14 @@ class DataSection:
         augment: Random flips, quarter turns and gamma of the training slices before corruption
             (:class:`artefix.data.augment.Augmentation`), for generalisation to other scanners and
             contrasts; validation is never augmented.
+        fit: How slices reach ``matrix``: ``pad`` (the paper: zero-pad to a square field of view, then
+            Fourier-resize the whole slice) or ``native`` (resolution augmentation: every training slice is
+            Fourier-resized by a random factor between "whole slice fits" and 1, then cropped to
+            ``matrix`` at a random place; validation takes the centre window at native pixels).
+        clean_fraction: Probability that a slice is left clean, so the model learns to leave artefact-free
+            images alone (0: the paper).
+        severity_fraction: Probability that an artefact is drawn from its evaluation family at a random
+            mild-to-severe level instead of the paper's training ranges (0: the paper).
     """
 
     source: str = "files"
@@ -287,6 +301,9 @@ class DataSection:
     axis: int | None = None
     seed: int | None = None
     augment: bool = False
+    fit: str = "pad"
+    clean_fraction: float = 0.0
+    severity_fraction: float = 0.0
 
     def __post_init__(self) -> None:
         from artefix.artefacts.sampler import ARTEFACT_NAMES
@@ -326,6 +343,13 @@ class DataSection:
                 raise ValueError(f"data.weights must have a positive sum, got {weights}")
             object.__setattr__(self, "weights", weights)
         object.__setattr__(self, "output", _choice(self.output, "data.output", OUTPUTS))
+        object.__setattr__(self, "fit", _choice(self.fit, "data.fit", ("pad", "native")))
+        if not 0.0 <= _float(self.clean_fraction, "data.clean_fraction", 0.0, 1.0) < 1.0:
+            raise ValueError(f"data.clean_fraction must be in [0, 1), got {self.clean_fraction!r}")
+        object.__setattr__(self, "clean_fraction", float(self.clean_fraction))
+        object.__setattr__(
+            self, "severity_fraction", _float(self.severity_fraction, "data.severity_fraction", 0.0, 1.0)
+        )
         _int(self.batch_size, "data.batch_size", 1)
         if self.val_batch_size is not None:
             _int(self.val_batch_size, "data.val_batch_size", 1)
@@ -588,8 +612,19 @@ def _resolve(path: str, folder: Path) -> str:
     return os.path.abspath(os.path.join(folder, os.path.expanduser(path)))
 
 
+def _looks_like_path(text: str) -> bool:
+    """A ``model.init`` value that names a file rather than a shipped model."""
+    return "/" in text or "\\" in text or text.endswith(".safetensors")
+
+
 def _resolve_paths(raw: dict[str, Any], folder: Path) -> dict[str, Any]:
-    """Make ``data.base``/``data.split`` (and ``data.roots`` without a base) absolute against ``folder``."""
+    """Make ``data.base``/``data.split`` (and ``data.roots`` without a base) absolute against ``folder``.
+
+    ``model.init`` too, when it is a path rather than a shipped model name.
+    """
+    model = raw.get("model")
+    if isinstance(model, dict) and isinstance(model.get("init"), str) and _looks_like_path(model["init"]):
+        raw = {**raw, "model": {**model, "init": _resolve(model["init"], folder)}}
     data = raw.get("data")
     if not isinstance(data, dict):
         return raw
@@ -643,6 +678,8 @@ def apply_overrides(raw: Mapping[str, Any], overrides: Iterable[str], cwd: Path 
                 child = node[part] = dict(child)
             node = child
         if key in PATH_KEYS and isinstance(value, str):
+            value = _resolve(value, folder)
+        if key == "model.init" and isinstance(value, str) and _looks_like_path(value):
             value = _resolve(value, folder)
         if key == "data.roots" and isinstance(value, (list, str)) and not node.get("base"):
             items = [value] if isinstance(value, str) else value

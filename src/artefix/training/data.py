@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from artefix.data.augment import Augmentation
+from artefix.data.augment import Augmentation, ScaleCrop
 from artefix.data.dataset import ArtefactDataset, GroupedShuffleSampler, TrainingSample, stable_entropy
 from artefix.data.io import Volume, read_volume
 from artefix.data.samples import load_sample
@@ -242,6 +242,7 @@ def _index(files: Sequence[Path], patient_of: dict[Path, str], data: DataSection
             files,
             matrix=data.matrix,
             axis=data.axis,
+            fit=data.fit,
             patient_of=patient_of.__getitem__,
             cache_size=None if cached else data.cache_size,
             reader=read_scan,
@@ -273,7 +274,14 @@ class ArtefactDataModule(L.LightningDataModule):
         if self.train_set is not None:
             return
         d = self.data
-        options = {"artefacts": d.artefacts, "weights": d.weights, "output": d.output}
+        options = {
+            "artefacts": d.artefacts,
+            "weights": d.weights,
+            "output": d.output,
+            "clean_fraction": d.clean_fraction,
+            "severity_fraction": d.severity_fraction,
+            "crop": ScaleCrop(d.matrix) if d.fit == "native" else None,
+        }
         train_index = _index(self.plan.train_files, self.plan.patient_of, d, self.plan.cached)
         val_index = _index(self.plan.val_files, self.plan.patient_of, d, self.plan.cached)
         for name, index in (("training", train_index), ("validation", val_index)):

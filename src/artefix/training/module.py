@@ -11,7 +11,12 @@ where only the residual ``p_y`` of the artefact applied to each slice enters the
 
 * ``val/mse`` = mean((v_hat - v)^2) on the Z-normalised images (early stopping and tuning monitor it),
 * ``val/ssim`` and ``val/vif`` (:mod:`artefix.evaluation.metrics`, on the CPU, when enabled),
-* each of them per artefact (``val/mse/bias``, ...), and the loss (``val/loss``).
+* each of them per artefact (``val/mse/bias``, ...; ``val/mse/none`` for the slices left clean with
+  ``data.clean_fraction``), and the loss (``val/loss``).
+
+With ``model.init`` the network starts from trained weights
+(:func:`artefix.models.checkpoint.transfer_weights`); a slice left clean (label ``-1``) selects no head in
+Eq. 6, so only the ``loss.all_heads`` term (and the regulariser) teaches the model to leave it alone.
 
 Sums and counts are reduced over all processes before the means are taken, so the numbers are exact
 under data-parallel training (up to the few slices a distributed sampler repeats to even out ranks).
@@ -26,7 +31,7 @@ import lightning as L
 import numpy as np
 import torch
 
-from artefix.data.dataset import TrainingSample
+from artefix.data.dataset import NO_ARTEFACT, TrainingSample
 from artefix.losses import MultiTaskLoss
 from artefix.models import ALL_HEADS, DualDomainModel, build_model
 from artefix.training.config import TrainConfig
@@ -65,9 +70,20 @@ class ArtefactCorrectionModule(L.LightningModule):
         heads = self.model.head_names
         head_map = torch.tensor([heads.index(h) if h in heads else -1 for h in ALL_HEADS], dtype=torch.int64)
         self.register_buffer("head_map", head_map, persistent=False)
-        self.artefacts: tuple[str, ...] = config.data.artefacts
+        if config.model.init is not None:
+            self._start_from(config.model.init)
+        self.artefacts: tuple[str, ...] = config.data.artefacts + (("none",) if config.data.clean_fraction else ())
         self.metric_names: tuple[str, ...] = config.trainer.val_metrics
         self._sums: torch.Tensor | None = None
+
+    def _start_from(self, init: str) -> None:
+        from artefix.models.checkpoint import load_model, transfer_weights
+        from artefix.models.registry import resolve_model
+
+        source, _ = load_model(resolve_model(init), verify=True)
+        if source.config.replace(heads=self.model.config.heads) != self.model.config:
+            raise ValueError(f"model.init {init!r} has another architecture than preset {self.config.model.preset!r}")
+        transfer_weights(self.model, source)
 
     def forward(self, x: torch.Tensor) -> Any:
         """The model's :class:`~artefix.models.ModelOutput` for ``x`` of shape ``(B, 1, H, W)``."""
@@ -75,7 +91,12 @@ class ArtefactCorrectionModule(L.LightningModule):
 
     def _loss(self, batch: TrainingSample) -> tuple[Any, torch.Tensor]:
         out = self.model(batch.corrupted)
-        index = None if len(self.model.head_names) == 1 else self.head_map[batch.artefact]
+        index = None
+        if len(self.model.head_names) > 1:
+            label = batch.artefact
+            heads = self.head_map[label.clamp_min(0)]
+            n = len(self.model.head_names)
+            index = (heads[:, None] == torch.arange(n, device=heads.device)) & (label != NO_ARTEFACT)[:, None]
         loss = self.criterion(batch.clean, batch.corrupted, out.residuals, index)
         weight = self.config.loss.all_heads
         if weight > 0 and index is not None:
