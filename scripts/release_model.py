@@ -2,13 +2,17 @@
 
 Usage (from the repository root)::
 
-    python scripts/release_model.py runs/mt-lc-brain mt-lc-brain --evaluation eval/mt-lc-brain-val
+    python scripts/release_model.py runs/mt-lc-brain mt-lc-brain --config configs/release/mt_lc_brain.yaml \
+        --stage1 runs/mt-lc-brain-stage1 --stage1-config configs/release/mt_lc_brain_stage1.yaml \
+        --evaluation eval/mt-lc-brain-val
 
 ``RUN`` is an ``artefix train`` output folder; ``--evaluation`` an ``artefix evaluate`` output folder run
 on the validation split of that training run (``RUN/split.json``) with the model. The card
 (``src/artefix/weights/NAME.json``) gets the training card's fields plus the validation metrics per
 artefact and severity (corrupted input, the model and every classical method), the data licences and
-the commands; ``docs/models.md`` is re-rendered from every shipped card.
+the commands; ``docs/models.md`` is re-rendered from every shipped card. A model fine-tuned from another
+run's weights (``model.init``) names that run with ``--stage1``: its command, epochs, wall time and hardware
+go into the card (``starts_from``) and its command leads the release command.
 """
 
 from __future__ import annotations
@@ -74,6 +78,14 @@ def render_doc() -> None:
             f"- trained with `{card.get('release_command', card.get('command'))}`",
             f"- {card['epochs']} epochs (best {card['best_epoch']}), {card['wall_time_s'] / 60:.0f} min on "
             f"{card['hardware'].get('cpu')} ({card['hardware'].get('accelerator')}), seed {card['seed']}",
+        ]
+        start = card.get("starts_from")
+        if start:
+            lines.append(
+                f"- starts from `{start['run']}`: {start['epochs']} epochs, {start['wall_time_s'] / 60:.0f} min on "
+                f"{start['hardware'].get('cpu')} ({start['hardware'].get('accelerator')}), seed {start['seed']}"
+            )
+        lines += [
             f"- sha256 `{card['sha256']}`",
             "- training data: " + "; ".join(f"`{k}` ({v})" for k, v in card.get("licences", {}).items()),
             "",
@@ -109,14 +121,26 @@ def main() -> None:
     parser.add_argument("--notes", default="")
     parser.add_argument("--evaluation-command", default="", help="the artefix evaluate command line")
     parser.add_argument("--split-file", help="committed copy of RUN/split.json")
+    parser.add_argument("--stage1", type=Path, help="the run whose weights RUN started from (model.init)")
+    parser.add_argument("--stage1-config", help="the config that trained --stage1, relative to the repository")
     args = parser.parse_args()
     model, card = load_model(args.run / "best.safetensors")
     card = dict(card)
     for key in ("config", "parameters", "heads", "weights", "sha256"):
         card.pop(key, None)
+    command = f"artefix train {args.config} --out runs/{args.name}"
+    if args.stage1 is not None:
+        first = json.loads((args.stage1 / "best.json").read_text())
+        first_command = f"artefix train {args.stage1_config} --out {args.stage1.as_posix()}"
+        card["starts_from"] = {
+            "run": args.stage1.as_posix(),
+            "command": first_command,
+            **{k: first.get(k) for k in ("epochs", "best_epoch", "wall_time_s", "hardware", "seed", "val_metrics")},
+        }
+        command = f"{first_command} && {command}"
     card.update(
         name=args.name,
-        release_command=f"artefix train {args.config} --out runs/{args.name}",
+        release_command=command,
         licences={
             root: text
             for root, text in LICENCES.items()

@@ -106,7 +106,7 @@ REGISTRY: dict[str, ArtefactSpec] = {
             noise.apply_noise,
             (5.0, 0.0, -5.0),
             "SNR in dB (smaller is worse)",
-            level_range=(-8.0, 20.0),
+            level_range=(-10.0, 15.0),
         ),
     )
 }

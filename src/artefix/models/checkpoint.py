@@ -149,7 +149,8 @@ def transfer_weights(target: DualDomainModel, source: DualDomainModel) -> dict[s
 
     Every tensor with the same name and shape is copied. The residual heads' 1x1 convolutions of a target
     with a subset of the source's heads (e.g. the single-task ``noise`` model from the multi-task one) take
-    the rows of those heads. Everything else keeps the target's initialisation.
+    the rows of those heads. Everything else (e.g. a detector the source lacks) keeps the target's
+    initialisation.
 
     Args:
         target: Model to fill (modified in place).
@@ -160,7 +161,7 @@ def transfer_weights(target: DualDomainModel, source: DualDomainModel) -> dict[s
         and left untouched.
 
     Raises:
-        ValueError: When nothing but the heads would be copied (an incompatible architecture).
+        ValueError: When a tensor of both models differs in shape (other than head rows), or nothing is copied.
     """
     src = source.state_dict()
     dst = target.state_dict()
@@ -177,7 +178,7 @@ def transfer_weights(target: DualDomainModel, source: DualDomainModel) -> dict[s
                 report["heads"].append(key)
             else:
                 report["kept"].append(key)
-    body = [k for k in report["kept"] if ".head." not in k and not k.endswith("num_batches_tracked")]
+    body = [k for k in report["kept"] if k in src and ".head." not in k and not k.endswith("num_batches_tracked")]
     if not report["copied"] or body:
         raise ValueError(
             f"cannot start from these weights: {len(body)} tensor(s) do not match "

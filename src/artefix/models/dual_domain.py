@@ -34,6 +34,7 @@ from torch import nn
 
 from artefix.artefacts.base import Artefact, znorm
 from artefix.fft import fft2c, ifft2c
+from artefix.models.detector import ArtefactDetector
 from artefix.models.unet import SRResUNet
 
 ALL_HEADS: tuple[str, ...] = tuple(a.value for a in Artefact)
@@ -76,6 +77,8 @@ class ModelConfig:
         branches: ``("image", "kspace")`` (the paper) or one of them alone (an ablation).
         pad_mode: How inputs whose size is not a multiple of ``2**depth`` are padded: ``"constant"``
             (zeros), ``"reflect"`` (needs the padding smaller than the image) or ``"replicate"``.
+        gates: Add an :class:`~artefix.models.detector.ArtefactDetector` whose per-head presence scores
+            multiply the residuals (not in the paper; lets the model leave clean images alone).
     """
 
     base_width: int = 8
@@ -85,6 +88,7 @@ class ModelConfig:
     negative_slope: float = 0.2
     branches: tuple[str, ...] = BRANCHES
     pad_mode: str = "constant"
+    gates: bool = False
 
     def __post_init__(self) -> None:
         for name in ("base_width", "depth", "convs_per_block"):
@@ -101,6 +105,8 @@ class ModelConfig:
         if self.pad_mode not in PAD_MODES:
             raise ValueError(f"pad_mode must be one of {list(PAD_MODES)}, got {self.pad_mode!r}")
         object.__setattr__(self, "negative_slope", float(self.negative_slope))
+        if not isinstance(self.gates, bool):
+            raise ValueError(f"gates must be true or false, got {self.gates!r}")
 
     @property
     def stride(self) -> int:
@@ -250,6 +256,7 @@ class DualDomainModel(nn.Module):
         )
         self.image_branch = SRResUNet(1, k, **kwargs) if "image" in c.branches else None
         self.kspace_branch = SRResUNet(2, 2 * k, **kwargs) if "kspace" in c.branches else None
+        self.detector = ArtefactDetector(k, negative_slope=c.negative_slope) if c.gates else None
         # NHWC weights let oneDNN pick its fast convolutions on CPU (about 1.5x here); numerics are equal.
         self.to(memory_format=torch.channels_last)
         if seed is not None:
@@ -311,7 +318,18 @@ class DualDomainModel(nn.Module):
             y = self.kspace_branch(torch.stack([k.real, k.imag], dim=1))
             y = y.reshape(y.shape[0], -1, 2, y.shape[-2], y.shape[-1])
             out = out + ifft2c(torch.complex(y[:, :, 0], y[:, :, 1])).real
+        if self.detector is not None:
+            out = out * self.detector(xp)[:, :, None, None]
         return out[..., top : top + h, left : left + w]
+
+    def detect(self, x: torch.Tensor) -> torch.Tensor | None:
+        """Per-head presence scores ``(B, K)`` in ``(0, 1)`` (``None`` without ``gates``).
+
+        The residuals returned by :meth:`residuals` are already multiplied by these scores.
+        """
+        if self.detector is None:
+            return None
+        return self.detector(self._pad(x)[0])
 
     def forward(self, x: torch.Tensor, heads: HeadSelection = None) -> ModelOutput:
         """Correct ``x``.

@@ -135,12 +135,15 @@ class ModelSection:
         init: Start from trained weights instead (fine-tuning): a ``.safetensors`` path (relative to the
             config file) or a shipped model name. Every tensor of the same shape is copied; a model with
             fewer heads takes the matching heads' rows (:func:`artefix.models.checkpoint.transfer_weights`).
+        gates: Add the artefact detector whose per-head scores gate the residuals
+            (:mod:`artefix.models.detector`; not in the paper).
     """
 
     preset: str = "compact"
     heads: tuple[str, ...] | None = None
     seed: int | None = None
     init: str | None = None
+    gates: bool = False
 
     def __post_init__(self) -> None:
         from artefix.models import ALL_HEADS, PRESETS
@@ -152,6 +155,8 @@ class ModelSection:
             _int(self.seed, "model.seed", 0)
         if self.init is not None and (not isinstance(self.init, str) or not self.init):
             raise ValueError(f"model.init must be a weights path, a shipped model name or null, got {self.init!r}")
+        if not isinstance(self.gates, bool):
+            raise ValueError(f"model.gates must be true or false, got {self.gates!r}")
 
     @property
     def head_names(self) -> tuple[str, ...]:

@@ -60,7 +60,7 @@ class ArtefactCorrectionModule(L.LightningModule):
         super().__init__()
         self.config = config
         self.model: DualDomainModel = build_model(
-            config.model.preset, seed=config.model_seed, heads=config.model.head_names
+            config.model.preset, seed=config.model_seed, heads=config.model.head_names, gates=config.model.gates
         )
         if self.model.kspace_branch is not None:
             # Mixed precision: the k-space branch's output feeds torch.complex and an inverse FFT, which
@@ -81,7 +81,7 @@ class ArtefactCorrectionModule(L.LightningModule):
         from artefix.models.registry import resolve_model
 
         source, _ = load_model(resolve_model(init), verify=True)
-        if source.config.replace(heads=self.model.config.heads) != self.model.config:
+        if source.config.replace(heads=self.model.config.heads, gates=self.model.config.gates) != self.model.config:
             raise ValueError(f"model.init {init!r} has another architecture than preset {self.config.model.preset!r}")
         transfer_weights(self.model, source)
 
