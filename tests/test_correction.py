@@ -247,3 +247,23 @@ def test_slice_moments_constant_detection():
     mean, std, constant = slice_moments(stack)
     assert mean.tolist() == [1.0, 4.0] and std[0] == 0 and constant.tolist() == [True, False]
     assert std[1] == pytest.approx(np.arange(9.0).std())
+
+
+def test_detection_scores_are_recorded_for_a_gated_model_only(tiny):
+    from artefix.correction.core import detect_batch
+
+    vol = _volume(seed=4)
+    assert correct_volume(vol, tiny).record.detection is None
+    gated = build_model("tiny", seed=0, gates=True).eval()
+    with torch.no_grad():
+        gated.detector.score.weight.normal_(0, 0.3, generator=torch.Generator().manual_seed(0))
+    rec = correct_volume(vol, gated, batch_size=3).record
+    assert rec.detection.shape == (7, 4) and bool(((rec.detection > 0) & (rec.detection < 1)).all())
+    stack = torch.from_numpy(np.moveaxis(vol.array, -1, 0).astype(np.float32))
+    mean, std = stack.mean(dim=(1, 2)), stack.std(dim=(1, 2), correction=0)
+    with torch.no_grad():
+        expected = detect_batch(gated, stack, mean, std).numpy()
+    np.testing.assert_allclose(rec.detection, expected, rtol=1e-4, atol=1e-5)
+    info = rec.to_dict()["artefacts"]["bias"]
+    assert info["detection_mean"] == pytest.approx(float(expected[:, 0].mean()), rel=1e-4)
+    assert len(info["detection_per_slice"]) == 7

@@ -122,3 +122,18 @@ def test_orthogonal_planes_follow_the_affine():
     # a slice axis stored first (sagittal acquisition): axes permuted by the affine
     perm = Volume(np.ascontiguousarray(np.moveaxis(array, 2, 0)), affine=np.eye(4)[[2, 0, 1, 3]].T, format="nifti")
     np.testing.assert_array_equal(orthogonal_planes(perm)[0][1], array[:, :, 5].T)
+
+
+def test_gated_model_reports_its_detection_scores(tmp_path, monkeypatch):
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    save_model(build_model("tiny", seed=2, gates=True), weights / "mt-lc-brain.safetensors", card={})
+    data = np.random.default_rng(1).random((5, 32, 28)).astype(np.float32) + 1
+    np.save(tmp_path / "scan.npy", data)
+    monkeypatch.setenv(WEIGHTS_ENV, str(weights))
+    run = correct_file(tmp_path / "scan.npy", tmp_path / "out.npy", report=tmp_path / "qc.html", axis=0)
+    summary = json.loads(run.summary.read_text())
+    scores = [summary["artefacts"][h]["detection_mean"] for h in HEADS]
+    assert all(0 < s < 1 for s in scores)
+    text = run.report.read_text()
+    assert "<th>detection</th>" in text and f"<td>{scores[0]:.2f}</td>" in text

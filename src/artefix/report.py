@@ -213,10 +213,13 @@ def render_report(run: CorrectionRun, before: Volume, after: Volume, summary: di
     esc = html.escape
     record = run.record
     rows = []
+    detected_col = record.detection is not None
     for head, info in summary["artefacts"].items():
         flagged = ", ".join(map(str, info["flagged_slices"])) or "none"
+        found = info.get("detection_mean")
+        detected = f"<td>{found:.2f}</td>" if found is not None else ("<td>n/a</td>" if detected_col else "")
         rows.append(
-            f"<tr><td>{esc(head)}</td><td>{'yes' if info['applied'] else 'no'}</td>"
+            f"<tr><td>{esc(head)}</td><td>{'yes' if info['applied'] else 'no'}</td>{detected}"
             f"<td>{info['mean_abs_residual']:.4g}</td><td>{esc(flagged)}</td></tr>"
         )
     facts = [
@@ -238,8 +241,17 @@ def render_report(run: CorrectionRun, before: Volume, after: Volume, summary: di
         f"<table>{fact_rows}</table>",
         "<h2>Corrections per artefact</h2>",
         "<p class='muted'>Mean |residual| in the input's intensity units. A slice is flagged when its value "
-        "exceeds the median over slices by more than 3 robust standard deviations (1.4826 MAD).</p>",
-        "<table><tr><th>artefact</th><th>applied</th><th>mean |residual|</th><th>flagged slices</th></tr>",
+        "exceeds the median over slices by more than 3 robust standard deviations (1.4826 MAD)."
+        + (
+            " Detection: the model's presence score of the artefact (0 absent, 1 present), mean over slices;"
+            " the residual is already scaled by it."
+            if detected_col
+            else ""
+        )
+        + "</p>",
+        "<table><tr><th>artefact</th><th>applied</th>"
+        + ("<th>detection</th>" if detected_col else "")
+        + "<th>mean |residual|</th><th>flagged slices</th></tr>",
         "".join(rows),
         "</table>",
         _img(figure_to_base64(residual_profile_figure(run)), "mean absolute residual per slice"),

@@ -128,6 +128,7 @@ def correct_command(
 
 
 def _print_summary(run, console) -> None:  # noqa: ANN001 - CorrectionRun, rich Console (lazy imports)
+    import numpy as np
     from rich.table import Table
 
     record = run.record
@@ -136,12 +137,16 @@ def _print_summary(run, console) -> None:  # noqa: ANN001 - CorrectionRun, rich 
     table = Table(title=f"{run.input.name} -> {run.output.name} ({run.model_card.get('name')})")
     table.add_column("artefact")
     table.add_column("applied")
+    if record.detection is not None:
+        table.add_column("detection", justify="right")
     table.add_column("mean |residual|", justify="right")
     table.add_column("flagged slices")
-    for head in record.heads:
+    for k, head in enumerate(record.heads):
+        found = [] if record.detection is None else [f"{np.nanmean(record.detection[:, k]):.2f}"]
         table.add_row(
             head,
             "yes" if head in record.applied else "no",
+            *found,
             f"{overall[head]:.4g}",
             ", ".join(map(str, flagged[head])) or "-",
         )

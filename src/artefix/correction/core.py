@@ -124,3 +124,29 @@ def correct_batch(
     combined = u + (weights.to(p.dtype)[None, :, None, None] * p).sum(dim=1)
     y = mu + sigma * znorm(combined)
     return y, p * sigma.unsqueeze(1)
+
+
+def detect_batch(
+    model: torch.nn.Module,
+    batch: torch.Tensor,
+    mean: torch.Tensor,
+    std: torch.Tensor,
+    work_shape: tuple[int, int] | None = None,
+) -> torch.Tensor | None:
+    """The model's per-head artefact presence scores ``(B, K)`` for a batch, or ``None`` without a detector.
+
+    Args:
+        model: A model with ``detect(u)`` (:meth:`artefix.models.DualDomainModel.detect`).
+        batch: Slices in input units, ``(B, H, W)``.
+        mean: Per-slice mean, ``(B,)``.
+        std: Per-slice standard deviation ``> 0``, ``(B,)``.
+        work_shape: Size at which the model runs (default: native).
+    """
+    detect = getattr(model, "detect", None)
+    if detect is None or getattr(model, "detector", None) is None:
+        return None
+    u = (batch - mean.to(batch.dtype)[:, None, None]) / std.to(batch.dtype)[:, None, None]
+    h, w = int(batch.shape[-2]), int(batch.shape[-1])
+    if work_shape is not None and tuple(work_shape) != (h, w):
+        u = fourier_resize(u, (int(work_shape[0]), int(work_shape[1])))
+    return detect(u.unsqueeze(1).contiguous())

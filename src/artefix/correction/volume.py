@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from artefix.correction.core import correct_batch, slice_moments, working_shape
+from artefix.correction.core import correct_batch, detect_batch, slice_moments, working_shape
 from artefix.data.io import Volume, check_finite
 from artefix.errors import InputError
 from artefix.models.dual_domain import head_weights
@@ -68,6 +68,8 @@ class CorrectionRecord:
         device: Device the model ran on.
         seconds: Wall time of the correction (s).
         max_batch_seen: Largest batch actually passed to the model.
+        detection: ``(N, K)`` artefact presence scores in ``[0, 1]`` from a model with a detector
+            (``ModelConfig.gates``), NaN for constant slices; ``None`` for models without one.
     """
 
     heads: tuple[str, ...]
@@ -84,6 +86,7 @@ class CorrectionRecord:
     device: str = "cpu"
     seconds: float = 0.0
     max_batch_seen: int = 0
+    detection: np.ndarray | None = None
 
     @property
     def n_slices(self) -> int:
@@ -114,6 +117,16 @@ class CorrectionRecord:
             out[head] = tuple(int(z) for z in keep[(values > limit) & (values > 0)])
         return out
 
+    def _detection_of(self, k: int) -> dict[str, Any]:
+        if self.detection is None:
+            return {}
+        scores = self.detection[:, k]
+        finite = scores[np.isfinite(scores)]
+        return {
+            "detection_mean": float(finite.mean()) if finite.size else None,
+            "detection_per_slice": [None if not np.isfinite(v) else float(v) for v in scores],
+        }
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly summary (per head: overall and per-slice mean |residual|, flagged slices)."""
         flagged = self.flagged()
@@ -134,6 +147,7 @@ class CorrectionRecord:
                     "mean_abs_residual": overall[head],
                     "per_slice": [float(v) for v in self.mean_abs_residual[:, k]],
                     "flagged_slices": list(flagged[head]),
+                    **self._detection_of(k),
                 }
                 for k, head in enumerate(self.heads)
             },
@@ -266,6 +280,7 @@ def correct_volume(
     res_arrays = [_allocate(volume.array.shape, scratch_dir, head) for head in heads] if keep_residuals else []
     res_views = [_stack_view(a, slice_axis) for a in res_arrays]
     mean_abs = np.zeros((n, len(heads)), dtype=np.float64)
+    detection = np.full((n, len(heads)), np.nan) if getattr(model, "detector", None) is not None else None
     applied_idx = [k for k, head in enumerate(heads) if head in applied] or list(range(len(heads)))
     snapshots: list[tuple[float, int, SliceSnapshot]] = []
     todo = np.flatnonzero(~constant)
@@ -282,6 +297,8 @@ def correct_volume(
             mu = torch.from_numpy(mean[idx]).to(device)
             sigma = torch.from_numpy(std[idx]).to(device)
             y, r = correct_batch(model, batch, mu, sigma, weights, work)
+            if detection is not None:
+                detection[idx] = detect_batch(model, batch, mu, sigma, work).float().cpu().numpy()
             max_seen = max(max_seen, int(idx.size))
             y_np = y.cpu().numpy()
             r_np = r.cpu().numpy()
@@ -317,6 +334,7 @@ def correct_volume(
         device=str(device),
         seconds=seconds,
         max_batch_seen=max_seen,
+        detection=detection,
     )
     residuals = {head: volume.with_array(a) for head, a in zip(heads, res_arrays, strict=False)}
     return CorrectionResult(volume.with_array(out_array), residuals, record)
