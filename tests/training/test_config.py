@@ -246,3 +246,33 @@ def test_new_data_and_model_options_are_validated(override, message):
     tiny = Path(__file__).resolve().parents[2] / "configs" / "tiny.yaml"
     with pytest.raises(ConfigError, match=message):
         load_config(tiny, [override])
+
+
+def test_detection_loss_is_the_cross_entropy_of_the_scores_against_the_applied_artefact():
+    import torch
+
+    from artefix.data.dataset import NO_ARTEFACT, TrainingSample
+    from artefix.training.module import ArtefactCorrectionModule
+
+    tiny = Path(__file__).resolve().parents[2] / "configs" / "tiny.yaml"
+    for heads, labels in ((None, [0, 3, NO_ARTEFACT]), (["noise"], [3, 3, NO_ARTEFACT])):
+        overrides = ["model.gates=true", f"model.heads={heads or 'null'}"]
+        if heads:
+            overrides.append("data.artefacts=[noise]")
+        module = ArtefactCorrectionModule(load_config(tiny, [*overrides, "loss.detection=0.5"]))
+        x = torch.randn(3, 1, 16, 16, generator=torch.Generator().manual_seed(0))
+        batch = TrainingSample(x, x.clone(), torch.tensor(labels), ("{}",) * 3, torch.arange(3))
+        with torch.no_grad():
+            g = module.model.detect(x)
+        n = g.shape[1]
+        target = torch.zeros(3, n)
+        for row, label in enumerate(labels):
+            if label != NO_ARTEFACT:
+                target[row, module.model.head_names.index(("bias", "subsampling", "motion", "noise")[label])] = 1
+        expected = torch.nn.functional.binary_cross_entropy(g, target)
+        torch.testing.assert_close(module._detection_loss(batch), expected, rtol=1e-5, atol=1e-6)
+        plain = ArtefactCorrectionModule(load_config(tiny, overrides))
+        plain.model.load_state_dict(module.model.state_dict())
+        loss, _ = module._loss(batch)
+        base, _ = plain._loss(batch)
+        torch.testing.assert_close(loss.total - base.total, 0.5 * expected, rtol=1e-4, atol=1e-6)

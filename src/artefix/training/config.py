@@ -180,11 +180,16 @@ class LossSection:
             correction it invents on an image without its artefact (only the regulariser ``alpha`` does,
             by shrinking every residual); this term does, without shrinking the needed correction.
             0 (default) is the paper's loss.
+        detection: Weight of a binary cross-entropy between the detector's scores (``model.gates``) and
+            the applied artefact, one-hot over the heads (all zero for a clean slice): the training data
+            know which artefact each slice has, so the detector learns it directly instead of only through
+            the reconstruction. 0 (default) leaves the detector to the reconstruction loss alone.
     """
 
     deltas: str | dict[str, float] = "mse"
     alpha: float = 0.0
     all_heads: float = 0.0
+    detection: float = 0.0
 
     def __post_init__(self) -> None:
         from artefix.losses import DELTA_PRESETS, KERNEL_NAMES
@@ -203,6 +208,7 @@ class LossSection:
             raise ValueError(f"loss.deltas must be a preset name or a mapping kernel -> weight, got {self.deltas!r}")
         object.__setattr__(self, "alpha", _float(self.alpha, "loss.alpha", 0.0))
         object.__setattr__(self, "all_heads", _float(self.all_heads, "loss.all_heads", 0.0))
+        object.__setattr__(self, "detection", _float(self.detection, "loss.detection", 0.0))
 
     @property
     def delta_values(self) -> dict[str, float]:

@@ -103,7 +103,19 @@ class ArtefactCorrectionModule(L.LightningModule):
             every = torch.ones_like(out.residuals[:, :, 0, 0])
             extra = weight * self.criterion(batch.clean, batch.corrupted, out.residuals, every).reconstruction
             loss = loss._replace(total=loss.total + extra, reconstruction=loss.reconstruction + extra)
+        if self.config.loss.detection > 0 and self.model.detector is not None:
+            loss = loss._replace(total=loss.total + self.config.loss.detection * self._detection_loss(batch))
         return loss, out.output
+
+    def _detection_loss(self, batch: TrainingSample) -> torch.Tensor:
+        """Binary cross-entropy of the detector's scores against the one-hot applied artefact."""
+        scores = self.model.detect(batch.corrupted).float().clamp(1e-6, 1 - 1e-6)
+        label = batch.artefact
+        heads = self.head_map[label.clamp_min(0)]
+        arange = torch.arange(scores.shape[1], device=heads.device)
+        target = ((heads[:, None] == arange) & (label != NO_ARTEFACT)[:, None]).float()
+        # written out (not F.binary_cross_entropy) so that it also runs under mixed-precision autocast
+        return -(target * scores.log() + (1 - target) * (1 - scores).log()).mean()
 
     def training_step(self, batch: TrainingSample, batch_idx: int) -> torch.Tensor:
         """One optimisation step's loss; logs ``train/loss`` (+ reconstruction and regulariser)."""
