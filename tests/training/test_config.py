@@ -276,3 +276,28 @@ def test_detection_loss_is_the_cross_entropy_of_the_scores_against_the_applied_a
         loss, _ = module._loss(batch)
         base, _ = plain._loss(batch)
         torch.testing.assert_close(loss.total - base.total, 0.5 * expected, rtol=1e-4, atol=1e-6)
+
+
+def test_cosine_schedule_and_batch_norm_momentum():
+    import torch
+
+    from artefix.training.module import ArtefactCorrectionModule
+
+    tiny = Path(__file__).resolve().parents[2] / "configs" / "tiny.yaml"
+    module = ArtefactCorrectionModule(load_config(tiny))
+    assert isinstance(module.configure_optimizers(), torch.optim.Optimizer)  # the paper: constant rate
+    overrides = ["optimizer.schedule=cosine", "optimizer.bn_momentum=0.01", "trainer.max_epochs=4"]
+    module = ArtefactCorrectionModule(load_config(tiny, overrides))
+    setup = module.configure_optimizers()
+    scheduler = setup["lr_scheduler"]["scheduler"]
+    lr0 = setup["optimizer"].param_groups[0]["lr"]
+    rates = []
+    for _ in range(4):
+        setup["optimizer"].step()
+        scheduler.step()
+        rates.append(setup["optimizer"].param_groups[0]["lr"])
+    assert rates[-1] < 1e-12 * lr0 + 1e-15 and rates[1] == pytest.approx(lr0 / 2)
+    norms = [m for m in module.model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert norms and all(m.momentum == 0.01 for m in norms)
+    with pytest.raises(ConfigError, match="bn_momentum"):
+        load_config(tiny, ["optimizer.bn_momentum=0"])

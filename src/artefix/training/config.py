@@ -231,16 +231,29 @@ class OptimizerSection:
         name: ``rmsprop`` or ``adam`` (PyTorch defaults for all other settings).
         log10_lr: ``g`` of ``lr = 10 ** g``.
         weight_decay: L2 weight decay (the paper: 0).
+        schedule: ``constant`` (the paper) or ``cosine``: the learning rate decays per epoch to 0 at
+            ``trainer.max_epochs`` (``torch.optim.lr_scheduler.CosineAnnealingLR``), so a short fine-tuning
+            run ends on small steps instead of oscillating around its optimum.
+        bn_momentum: Momentum of the batch-norm running statistics (PyTorch's default 0.1 averages about
+            the last ten batches, so the statistics used at inference follow whatever the last batches of
+            an epoch held; 0.01 averages about a hundred).
     """
 
     name: str = "rmsprop"
     log10_lr: float = -4.0
     weight_decay: float = 0.0
+    schedule: str = "constant"
+    bn_momentum: float = 0.1
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "name", _choice(self.name, "optimizer.name", OPTIMIZERS))
         object.__setattr__(self, "log10_lr", _float(self.log10_lr, "optimizer.log10_lr", -12.0, 1.0))
         object.__setattr__(self, "weight_decay", _float(self.weight_decay, "optimizer.weight_decay", 0.0))
+        object.__setattr__(self, "schedule", _choice(self.schedule, "optimizer.schedule", ("constant", "cosine")))
+        momentum = _float(self.bn_momentum, "optimizer.bn_momentum", 0.0, 1.0)
+        if momentum <= 0:
+            raise ValueError(f"optimizer.bn_momentum must lie in (0, 1], got {self.bn_momentum!r}")
+        object.__setattr__(self, "bn_momentum", momentum)
 
     @property
     def lr(self) -> float:

@@ -72,6 +72,9 @@ class ArtefactCorrectionModule(L.LightningModule):
         self.register_buffer("head_map", head_map, persistent=False)
         if config.model.init is not None:
             self._start_from(config.model.init)
+        for module in self.model.modules():
+            if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+                module.momentum = config.optimizer.bn_momentum
         self.artefacts: tuple[str, ...] = config.data.artefacts + (("none",) if config.data.clean_fraction else ())
         self.metric_names: tuple[str, ...] = config.trainer.val_metrics
         self._sums: torch.Tensor | None = None
@@ -174,8 +177,16 @@ class ArtefactCorrectionModule(L.LightningModule):
                 self.log(f"val/slices/{artefact}", counts[col].float(), sync_dist=True)
         self._sums = None
 
-    def configure_optimizers(self) -> torch.optim.Optimizer:
-        """RMSprop or Adam with ``lr = 10 ** optimizer.log10_lr`` (PyTorch defaults otherwise)."""
+    def configure_optimizers(self) -> Any:
+        """RMSprop or Adam with ``lr = 10 ** optimizer.log10_lr`` (PyTorch defaults otherwise).
+
+        With ``optimizer.schedule: cosine`` also a per-epoch cosine decay to 0 at ``trainer.max_epochs``.
+        """
         opt = self.config.optimizer
         cls = torch.optim.RMSprop if opt.name == "rmsprop" else torch.optim.Adam
-        return cls(self.model.parameters(), lr=opt.lr, weight_decay=opt.weight_decay)
+        optimizer = cls(self.model.parameters(), lr=opt.lr, weight_decay=opt.weight_decay)
+        if opt.schedule == "constant":
+            return optimizer
+        epochs = max(1, self.config.trainer.max_epochs)
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
