@@ -301,3 +301,25 @@ def test_cosine_schedule_and_batch_norm_momentum():
     assert norms and all(m.momentum == 0.01 for m in norms)
     with pytest.raises(ConfigError, match="bn_momentum"):
         load_config(tiny, ["optimizer.bn_momentum=0"])
+
+
+def test_release_configs_validate_and_fine_tune_the_stage_1_run():
+    release = CONFIGS / "release"
+    stage1 = load_config(release / "mt_lc_brain_stage1.yaml")
+    assert stage1.model.init is None and stage1.data.fit == "pad"
+    names = set()
+    for path in sorted(release.glob("*.yaml")):
+        config = load_config(path)
+        names.add(config.name)
+        assert TrainConfig.from_dict(config.to_dict()) == config
+        if path.stem == "mt_lc_brain_stage1":
+            continue
+        # every shipped model fine-tunes stage 1 with the same data recipe and the detector
+        assert config.model.init == str(REPO / "runs" / "mt-lc-brain-stage1" / "best.safetensors")
+        assert config.model.gates and config.loss.detection > 0 and config.data.fit == "native"
+        assert config.data.clean_fraction > 0 and config.data.severity_fraction > 0
+        assert config.model.preset == stage1.model.preset
+        single = config.model.heads is not None
+        assert single == (len(config.data.artefacts) == 1)
+    assert names >= {"mt-lc-brain", "mt-brain", "bias-brain", "subsampling-brain", "motion-brain", "noise-brain"}
+    assert "mt-lc-pelvis" in names and "periodic-motion" in load_config(release / "mt_lc_pelvis.yaml").data.artefacts
