@@ -323,3 +323,18 @@ def test_release_configs_validate_and_fine_tune_the_stage_1_run():
         assert single == (len(config.data.artefacts) == 1)
     assert names >= {"mt-lc-brain", "mt-brain", "bias-brain", "subsampling-brain", "motion-brain", "noise-brain"}
     assert "mt-lc-pelvis" in names and "periodic-motion" in load_config(release / "mt_lc_pelvis.yaml").data.artefacts
+
+
+
+def test_detector_learning_rate_scale():
+    from artefix.training.module import ArtefactCorrectionModule
+
+    tiny = Path(__file__).resolve().parents[2] / "configs" / "tiny.yaml"
+    config = load_config(tiny, ["model.gates=true", "optimizer.detector_lr_scale=10", "optimizer.log10_lr=-3"])
+    module = ArtefactCorrectionModule(config)
+    groups = module.configure_optimizers().param_groups
+    assert [g["lr"] for g in groups] == pytest.approx([1e-3, 1e-2])
+    detector = {id(p) for p in module.model.detector.parameters()}
+    assert {id(p) for p in groups[1]["params"]} == detector
+    assert not detector & {id(p) for p in groups[0]["params"]}
+    assert sum(len(g["params"]) for g in groups) == len(list(module.model.parameters()))

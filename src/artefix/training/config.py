@@ -237,6 +237,8 @@ class OptimizerSection:
         bn_momentum: Momentum of the batch-norm running statistics (PyTorch's default 0.1 averages about
             the last ten batches, so the statistics used at inference follow whatever the last batches of
             an epoch held; 0.01 averages about a hundred).
+        detector_lr_scale: Learning-rate factor of the artefact detector's parameters (``model.gates``):
+            a small classifier added to trained weights can learn faster than the network it gates.
     """
 
     name: str = "rmsprop"
@@ -244,6 +246,7 @@ class OptimizerSection:
     weight_decay: float = 0.0
     schedule: str = "constant"
     bn_momentum: float = 0.1
+    detector_lr_scale: float = 1.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "name", _choice(self.name, "optimizer.name", OPTIMIZERS))
@@ -254,6 +257,10 @@ class OptimizerSection:
         if momentum <= 0:
             raise ValueError(f"optimizer.bn_momentum must lie in (0, 1], got {self.bn_momentum!r}")
         object.__setattr__(self, "bn_momentum", momentum)
+        scale = _float(self.detector_lr_scale, "optimizer.detector_lr_scale", 0.0)
+        if scale <= 0:
+            raise ValueError(f"optimizer.detector_lr_scale must be positive, got {self.detector_lr_scale!r}")
+        object.__setattr__(self, "detector_lr_scale", scale)
 
     @property
     def lr(self) -> float:

@@ -180,11 +180,18 @@ class ArtefactCorrectionModule(L.LightningModule):
     def configure_optimizers(self) -> Any:
         """RMSprop or Adam with ``lr = 10 ** optimizer.log10_lr`` (PyTorch defaults otherwise).
 
-        With ``optimizer.schedule: cosine`` also a per-epoch cosine decay to 0 at ``trainer.max_epochs``.
+        The detector's parameters (if any) use ``lr * optimizer.detector_lr_scale``. With
+        ``optimizer.schedule: cosine`` also a per-epoch cosine decay to 0 at ``trainer.max_epochs``.
         """
         opt = self.config.optimizer
         cls = torch.optim.RMSprop if opt.name == "rmsprop" else torch.optim.Adam
-        optimizer = cls(self.model.parameters(), lr=opt.lr, weight_decay=opt.weight_decay)
+        detector = self.model.detector
+        groups: list[dict[str, Any]] = [
+            {"params": [p for n, p in self.model.named_parameters() if not n.startswith("detector.")]}
+        ]
+        if detector is not None:
+            groups.append({"params": list(detector.parameters()), "lr": opt.lr * opt.detector_lr_scale})
+        optimizer = cls(groups, lr=opt.lr, weight_decay=opt.weight_decay)
         if opt.schedule == "constant":
             return optimizer
         epochs = max(1, self.config.trainer.max_epochs)
