@@ -128,7 +128,6 @@ def correct_command(
 
 
 def _print_summary(run, console) -> None:  # noqa: ANN001 - CorrectionRun, rich Console (lazy imports)
-    import numpy as np
     from rich.table import Table
 
     record = run.record
@@ -142,7 +141,8 @@ def _print_summary(run, console) -> None:  # noqa: ANN001 - CorrectionRun, rich 
     table.add_column("mean |residual|", justify="right")
     table.add_column("flagged slices")
     for k, head in enumerate(record.heads):
-        found = [] if record.detection is None else [f"{np.nanmean(record.detection[:, k]):.2f}"]
+        score = record.detection_mean(k)
+        found = [] if record.detection is None else ["-" if score is None else f"{score:.2f}"]
         table.add_row(
             head,
             "yes" if head in record.applied else "no",

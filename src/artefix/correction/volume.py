@@ -117,14 +117,19 @@ class CorrectionRecord:
             out[head] = tuple(int(z) for z in keep[(values > limit) & (values > 0)])
         return out
 
+    def detection_mean(self, k: int) -> float | None:
+        """Mean presence score of head ``k`` over the non-constant slices (``None`` without a detector)."""
+        if self.detection is None:
+            return None
+        finite = self.detection[:, k][np.isfinite(self.detection[:, k])]
+        return float(finite.mean()) if finite.size else None
+
     def _detection_of(self, k: int) -> dict[str, Any]:
         if self.detection is None:
             return {}
-        scores = self.detection[:, k]
-        finite = scores[np.isfinite(scores)]
         return {
-            "detection_mean": float(finite.mean()) if finite.size else None,
-            "detection_per_slice": [None if not np.isfinite(v) else float(v) for v in scores],
+            "detection_mean": self.detection_mean(k),
+            "detection_per_slice": [None if not np.isfinite(v) else float(v) for v in self.detection[:, k]],
         }
 
     def to_dict(self) -> dict[str, Any]:

@@ -94,12 +94,7 @@ class ArtefactCorrectionModule(L.LightningModule):
 
     def _loss(self, batch: TrainingSample) -> tuple[Any, torch.Tensor]:
         out = self.model(batch.corrupted)
-        index = None
-        if len(self.model.head_names) > 1:
-            label = batch.artefact
-            heads = self.head_map[label.clamp_min(0)]
-            n = len(self.model.head_names)
-            index = (heads[:, None] == torch.arange(n, device=heads.device)) & (label != NO_ARTEFACT)[:, None]
+        index = self._applied_heads(batch.artefact) if len(self.model.head_names) > 1 else None
         loss = self.criterion(batch.clean, batch.corrupted, out.residuals, index)
         weight = self.config.loss.all_heads
         if weight > 0 and index is not None:
@@ -110,13 +105,16 @@ class ArtefactCorrectionModule(L.LightningModule):
             loss = loss._replace(total=loss.total + self.config.loss.detection * self._detection_loss(batch))
         return loss, out.output
 
+    def _applied_heads(self, label: torch.Tensor) -> torch.Tensor:
+        """``(B, K)`` boolean: the model head that corrects each slice's artefact (none for a clean slice)."""
+        heads = self.head_map[label.clamp_min(0)]
+        arange = torch.arange(len(self.model.head_names), device=heads.device)
+        return (heads[:, None] == arange) & (label != NO_ARTEFACT)[:, None]
+
     def _detection_loss(self, batch: TrainingSample) -> torch.Tensor:
         """Binary cross-entropy of the detector's scores against the one-hot applied artefact."""
         scores = self.model.detect(batch.corrupted).float().clamp(1e-6, 1 - 1e-6)
-        label = batch.artefact
-        heads = self.head_map[label.clamp_min(0)]
-        arange = torch.arange(scores.shape[1], device=heads.device)
-        target = ((heads[:, None] == arange) & (label != NO_ARTEFACT)[:, None]).float()
+        target = self._applied_heads(batch.artefact).float()
         # written out (not F.binary_cross_entropy) so that it also runs under mixed-precision autocast
         return -(target * scores.log() + (1 - target) * (1 - scores).log()).mean()
 
