@@ -55,8 +55,8 @@ def _hardware(trainer: L.Trainer) -> dict[str, Any]:
     except OSError:
         pass
     info: dict[str, Any] = {"cpu": cpu, "accelerator": type(trainer.accelerator).__name__}
-    if torch.cuda.is_available() and trainer.root_device.type == "cuda":
-        info["gpu"] = torch.cuda.get_device_name(trainer.root_device)
+    if torch.cuda.is_available() and trainer.strategy.root_device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(trainer.strategy.root_device)
     info.update(world_size=trainer.world_size, num_nodes=trainer.num_nodes, precision=str(trainer.precision))
     return info
 
