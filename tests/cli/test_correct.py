@@ -319,6 +319,9 @@ def test_models_listing(env, tmp_path, monkeypatch, capsys):
     assert data["models"][0]["default"] and len(data["models"][0]["sha256"]) == 64
     code, out, _ = run([], monkeypatch, capsys, command="models")
     assert code == 0 and "mt-lc-brain" in out and "tiny test" in out
+    monkeypatch.setenv("COLUMNS", "80")  # a plain terminal still shows the description
+    code, out, _ = run([], monkeypatch, capsys, command="models")
+    assert code == 0 and "tiny test" in out and "description" in out
     empty = tmp_path / "empty"
     empty.mkdir()
     monkeypatch.setenv(WEIGHTS_ENV, str(empty))

@@ -34,21 +34,19 @@ def models_command(
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"artefix models in {folder}")
+    table = Table(title=f"artefix models in {folder}", caption="sha256, training and validation: artefix models --json")
     table.add_column("name", no_wrap=True)
-    for column in ("heads", "parameters", "matrix", "description", "sha256", "size"):
-        table.add_column(column, overflow="fold")
+    table.add_column("heads", no_wrap=True)
+    table.add_column("parameters", no_wrap=True)
+    table.add_column("description", overflow="fold", ratio=1)
+    table.add_column("size", no_wrap=True)
     for info in infos:
         card = info.card
-        size = info.weights.stat().st_size / 1e6
-        matrix = card.get("matrix")
         table.add_row(
             f"{info.name} (default)" if info.name == DEFAULT_MODEL else info.name,
             "all four" if len(info.heads) == 4 else ", ".join(info.heads),
-            f"{card['parameters']:,}" if isinstance(card.get("parameters"), int) else "?",
-            "x".join(map(str, matrix)) if matrix else "native",
+            f"{card['parameters'] / 1e6:.2f} M" if isinstance(card.get("parameters"), int) else "?",
             info.description or "-",
-            (info.sha256 or "-")[:12],
-            f"{size:.1f} MB",
+            f"{info.weights.stat().st_size / 1e6:.1f} MB",
         )
     Console().print(table)
