@@ -44,3 +44,26 @@ def test_onnx_matches_eager(tmp_path):
 def test_export_rejects_bad_example_shape(tmp_path):
     with pytest.raises(ValueError, match="example_shape"):
         export_torchscript(build_model("tiny"), tmp_path / "m.pt", example_shape=(1, 2, 8, 8))
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:DeprecationWarning")
+def test_exports_keep_the_data_consistency_step(tmp_path):
+    """A shipped model with model.consistency exports with it: the same residuals on a truncated input."""
+    from artefix.artefacts.subsampling import centre_crop_kspace_image
+    from artefix.fft import fourier_resize
+    from artefix.models.consistency import measured_window
+
+    model = build_model("tiny", seed=0, consistency=True, gates=True)
+    shape = (2, 1, 64, 56)  # torch.export needs a batch of 2 or more for a dynamic batch axis
+    clean = _x((2, 64, 56), seed=3).abs()
+    x = znorm(fourier_resize(centre_crop_kspace_image(clean, 2.0), (64, 56)).abs())[:, None].float()
+    assert not measured_window(x[:, 0]).all()  # the step is found: the projection is exercised
+    with torch.no_grad():
+        eager = model.eval()(x)
+    loaded = torch.jit.load(str(export_torchscript(model, tmp_path / "m.pt", example_shape=shape)))
+    torch.testing.assert_close(loaded(x)[1], eager.residuals, atol=1e-4, rtol=0)
+    pytest.importorskip("onnxscript", reason="ONNX export needs onnxscript")
+    ort = pytest.importorskip("onnxruntime")
+    session = ort.InferenceSession(str(export_onnx(model, tmp_path / "m.onnx", example_shape=shape)))
+    _, residuals = session.run(["output", "residuals"], {"image": x.numpy()})
+    torch.testing.assert_close(torch.from_numpy(residuals), eager.residuals, atol=1e-4, rtol=0)

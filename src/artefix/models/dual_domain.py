@@ -34,6 +34,7 @@ from torch import nn
 
 from artefix.artefacts.base import Artefact, znorm
 from artefix.fft import fft2c, ifft2c
+from artefix.models.consistency import measured_window, project_unmeasured
 from artefix.models.detector import ArtefactDetector
 from artefix.models.unet import SRResUNet
 
@@ -79,6 +80,9 @@ class ModelConfig:
             (zeros), ``"reflect"`` (needs the padding smaller than the image) or ``"replicate"``.
         gates: Add an :class:`~artefix.models.detector.ArtefactDetector` whose per-head presence scores
             multiply the residuals (not in the paper; lets the model leave clean images alone).
+        consistency: Project the subsampling residual onto the k-space lines the input was not measured
+            with, where a truncated k-space is found (:mod:`artefix.models.consistency`; not in the paper):
+            the measured data stay as they are.
     """
 
     base_width: int = 8
@@ -89,6 +93,7 @@ class ModelConfig:
     branches: tuple[str, ...] = BRANCHES
     pad_mode: str = "constant"
     gates: bool = False
+    consistency: bool = False
 
     def __post_init__(self) -> None:
         for name in ("base_width", "depth", "convs_per_block"):
@@ -105,8 +110,9 @@ class ModelConfig:
         if self.pad_mode not in PAD_MODES:
             raise ValueError(f"pad_mode must be one of {list(PAD_MODES)}, got {self.pad_mode!r}")
         object.__setattr__(self, "negative_slope", float(self.negative_slope))
-        if not isinstance(self.gates, bool):
-            raise ValueError(f"gates must be true or false, got {self.gates!r}")
+        for name in ("gates", "consistency"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
 
     @property
     def stride(self) -> int:
@@ -320,7 +326,12 @@ class DualDomainModel(nn.Module):
             out = out + ifft2c(torch.complex(y[:, :, 0], y[:, :, 1])).real
         if self.detector is not None:
             out = out * self.detector(xp)[:, :, None, None]
-        return out[..., top : top + h, left : left + w]
+        out = out[..., top : top + h, left : left + w]
+        if self.config.consistency and "subsampling" in self.head_names:
+            i = self.head_names.index("subsampling")
+            projected = project_unmeasured(out[:, i], measured_window(x[:, 0]))
+            out = torch.cat([out[:, :i], projected[:, None], out[:, i + 1 :]], dim=1)
+        return out
 
     def detect(self, x: torch.Tensor) -> torch.Tensor | None:
         """Per-head presence scores ``(B, K)`` in ``(0, 1)`` (``None`` without ``gates``).

@@ -137,6 +137,8 @@ class ModelSection:
             fewer heads takes the matching heads' rows (:func:`artefix.models.checkpoint.transfer_weights`).
         gates: Add the artefact detector whose per-head scores gate the residuals
             (:mod:`artefix.models.detector`; not in the paper).
+        consistency: k-space data consistency of the subsampling head (:mod:`artefix.models.consistency`;
+            not in the paper): its residual may only change the k-space lines a truncated input lacks.
     """
 
     preset: str = "compact"
@@ -144,6 +146,7 @@ class ModelSection:
     seed: int | None = None
     init: str | None = None
     gates: bool = False
+    consistency: bool = False
 
     def __post_init__(self) -> None:
         from artefix.models import ALL_HEADS, PRESETS
@@ -155,8 +158,9 @@ class ModelSection:
             _int(self.seed, "model.seed", 0)
         if self.init is not None and (not isinstance(self.init, str) or not self.init):
             raise ValueError(f"model.init must be a weights path, a shipped model name or null, got {self.init!r}")
-        if not isinstance(self.gates, bool):
-            raise ValueError(f"model.gates must be true or false, got {self.gates!r}")
+        for name in ("gates", "consistency"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"model.{name} must be true or false, got {getattr(self, name)!r}")
 
     @property
     def head_names(self) -> tuple[str, ...]:

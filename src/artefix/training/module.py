@@ -60,7 +60,11 @@ class ArtefactCorrectionModule(L.LightningModule):
         super().__init__()
         self.config = config
         self.model: DualDomainModel = build_model(
-            config.model.preset, seed=config.model_seed, heads=config.model.head_names, gates=config.model.gates
+            config.model.preset,
+            seed=config.model_seed,
+            heads=config.model.head_names,
+            gates=config.model.gates,
+            consistency=config.model.consistency,
         )
         if self.model.kspace_branch is not None:
             # Mixed precision: the k-space branch's output feeds torch.complex and an inverse FFT, which
@@ -84,7 +88,8 @@ class ArtefactCorrectionModule(L.LightningModule):
         from artefix.models.registry import resolve_model
 
         source, _ = load_model(resolve_model(init), verify=True)
-        if source.config.replace(heads=self.model.config.heads, gates=self.model.config.gates) != self.model.config:
+        mine = self.model.config
+        if source.config.replace(heads=mine.heads, gates=mine.gates, consistency=mine.consistency) != mine:
             raise ValueError(f"model.init {init!r} has another architecture than preset {self.config.model.preset!r}")
         transfer_weights(self.model, source)
 
