@@ -22,6 +22,7 @@ import json
 from pathlib import Path
 
 from artefix.models.checkpoint import load_model, save_model
+from artefix.models.dual_domain import DualDomainModel
 
 ROOT = Path(__file__).resolve().parents[1]
 WEIGHTS = ROOT / "src" / "artefix" / "weights"
@@ -104,6 +105,8 @@ def render_doc() -> None:
             f"- {card['epochs']} epochs (best {card['best_epoch']}), {card['wall_time_s'] / 60:.0f} min on "
             f"{_hardware(card['hardware'])}, seed {card['seed']}",
         ]
+        if card.get("release_changes"):
+            lines.append(f"- {card['release_changes']}")
         start = card.get("starts_from")
         if start:
             lines.append(
@@ -144,6 +147,12 @@ def main() -> None:
     parser.add_argument("--evaluation", type=Path)
     parser.add_argument("--config", required=True, help="the config that trained RUN, relative to the repository")
     parser.add_argument("--notes", default="")
+    parser.add_argument(
+        "--consistency",
+        action="store_true",
+        help="ship with k-space data consistency of the subsampling head on (artefix.models.consistency); "
+        "the trained weights are unchanged",
+    )
     parser.add_argument("--description", help="one line for `artefix models` (default: DESCRIPTIONS[NAME])")
     parser.add_argument("--evaluation-command", default="", help="the artefix evaluate command line")
     parser.add_argument("--split-file", help="committed copy of RUN/split.json")
@@ -152,6 +161,11 @@ def main() -> None:
     args = parser.parse_args()
     model, card = load_model(args.run / "best.safetensors")
     card = dict(card)
+    if args.consistency and not model.config.consistency:
+        shipped = DualDomainModel(model.config.replace(consistency=True))
+        shipped.load_state_dict(model.state_dict())
+        model = shipped
+        card["release_changes"] = "model.consistency turned on at release (inference only; weights as trained)"
     card.update(_whole_run(args.run))
     for key in ("config", "parameters", "heads", "weights", "sha256"):
         card.pop(key, None)
