@@ -328,9 +328,7 @@ def test_clean_fraction_leaves_items_untouched_with_label_minus_one(scans: list[
 
 
 def test_severity_fraction_draws_the_evaluation_family(scans: list[Path]) -> None:
-    ds = ArtefactDataset.from_files(
-        scans, matrix=(32, 32), artefacts=("subsampling",), severity_fraction=1.0, seed=0
-    )
+    ds = ArtefactDataset.from_files(scans, matrix=(32, 32), artefacts=("subsampling",), severity_fraction=1.0, seed=0)
     for i in range(len(ds)):
         params = json.loads(ds[i].params)
         assert params["kind"] == "centred"  # the super-resolution masks of the paper's evaluation

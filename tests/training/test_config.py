@@ -210,8 +210,9 @@ def test_clean_inputs_select_no_head_and_model_init_starts_from_weights(tmp_path
     source = build_model("tiny", seed=7)
     (tmp_path / "w").mkdir()
     save_model(source, tmp_path / "w" / "start.safetensors")
-    (tmp_path / "c.yaml").write_text(yaml.safe_dump({**yaml.safe_load(tiny.read_text()), "model": {
-        "preset": "tiny", "init": "w/start.safetensors"}}))
+    (tmp_path / "c.yaml").write_text(
+        yaml.safe_dump({**yaml.safe_load(tiny.read_text()), "model": {"preset": "tiny", "init": "w/start.safetensors"}})
+    )
     config = load_config(tmp_path / "c.yaml", ["data.clean_fraction=0.2", "loss.all_heads=1.0"])
     assert config.model.init == str(tmp_path / "w" / "start.safetensors")  # relative to the config file
     module = ArtefactCorrectionModule(config)
@@ -325,7 +326,6 @@ def test_release_configs_validate_and_fine_tune_the_stage_1_run():
     assert "mt-lc-pelvis" in names and "periodic-motion" in load_config(release / "mt_lc_pelvis.yaml").data.artefacts
 
 
-
 def test_detector_learning_rate_scale():
     from artefix.training.module import ArtefactCorrectionModule
 
@@ -338,3 +338,45 @@ def test_detector_learning_rate_scale():
     assert {id(p) for p in groups[1]["params"]} == detector
     assert not detector & {id(p) for p in groups[0]["params"]}
     assert sum(len(g["params"]) for g in groups) == len(list(module.model.parameters()))
+
+
+def test_freeze_trains_only_the_detector_with_fixed_batch_norm_statistics():
+    import torch
+
+    from artefix.data.dataset import TrainingSample
+    from artefix.training.module import ArtefactCorrectionModule
+
+    tiny = Path(__file__).resolve().parents[2] / "configs" / "tiny.yaml"
+    overrides = ["model.gates=true", "model.freeze=[image_branch, kspace_branch]", "loss.detection=0.1"]
+    config = load_config(tiny, overrides)
+    assert config.model.freeze == ("image_branch", "kspace_branch")
+    module = ArtefactCorrectionModule(config)
+    groups = module.configure_optimizers().param_groups
+    assert [id(p) for g in groups for p in g["params"]] == [id(p) for p in module.model.detector.parameters()]
+    module.train()
+    assert module.model.detector.training
+    assert not module.model.image_branch.training and not module.model.kspace_branch.training
+    before = {k: v.clone() for k, v in module.model.state_dict().items() if not k.startswith("detector.")}
+    g = torch.Generator().manual_seed(0)
+    clean = torch.randn(4, 1, 32, 32, generator=g)
+    batch = TrainingSample(
+        clean=clean,
+        corrupted=clean + 0.3 * torch.randn(4, 1, 32, 32, generator=g),
+        artefact=torch.tensor([3, 3, -1, 0]),
+        params=['{"artefact": "noise"}'] * 4,
+        index=torch.arange(4),
+    )
+    optimizer = torch.optim.SGD([p for g in groups for p in g["params"]], lr=0.1)
+    detector_before = [p.clone() for p in module.model.detector.parameters()]
+    module.training_step(batch, 0).backward()
+    optimizer.step()
+    after = module.model.state_dict()
+    assert all(torch.equal(v, after[k]) for k, v in before.items())  # weights and running statistics
+    assert any(not torch.equal(a, b) for a, b in zip(detector_before, module.model.detector.parameters(), strict=True))
+    with pytest.raises(ConfigError, match="model.gates is false"):
+        load_config(tiny, ["model.freeze=[detector]"])
+    with pytest.raises(ConfigError, match="model.freeze"):
+        load_config(tiny, ["model.gates=true", "model.freeze=[trunk]"])
+    with pytest.raises(ValueError, match="nothing to train"):
+        everything = "model.freeze=[image_branch, kspace_branch, detector]"
+        ArtefactCorrectionModule(load_config(tiny, ["model.gates=true", everything]))

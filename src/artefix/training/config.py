@@ -122,6 +122,10 @@ def _limit(value: Any, name: str) -> int | float | None:
     raise ValueError(f"{name} must be null, an integer >= 1 or a fraction in (0, 1], got {value!r}")
 
 
+FREEZABLE = ("image_branch", "kspace_branch", "detector")
+"""Model parts that ``model.freeze`` can name."""
+
+
 @dataclass(frozen=True)
 class ModelSection:
     """Which network to train.
@@ -139,6 +143,9 @@ class ModelSection:
             (:mod:`artefix.models.detector`; not in the paper).
         consistency: k-space data consistency of the subsampling head (:mod:`artefix.models.consistency`;
             not in the paper): its residual may only change the k-space lines a truncated input lacks.
+        freeze: Parts of the model kept as they are (no gradient, batch-norm statistics fixed):
+            ``image_branch``, ``kspace_branch``, ``detector``. With both branches frozen only the detector
+            learns, e.g. to recalibrate its gates for a trained model at a fraction of a full step's cost.
     """
 
     preset: str = "compact"
@@ -147,6 +154,7 @@ class ModelSection:
     init: str | None = None
     gates: bool = False
     consistency: bool = False
+    freeze: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         from artefix.models import ALL_HEADS, PRESETS
@@ -161,6 +169,9 @@ class ModelSection:
         for name in ("gates", "consistency"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"model.{name} must be true or false, got {getattr(self, name)!r}")
+        object.__setattr__(self, "freeze", _names(self.freeze, "model.freeze", FREEZABLE, empty=True))
+        if "detector" in self.freeze and not self.gates:
+            raise ValueError("model.freeze names the detector but model.gates is false (there is none)")
 
     @property
     def head_names(self) -> tuple[str, ...]:

@@ -79,6 +79,15 @@ class ArtefactCorrectionModule(L.LightningModule):
         for module in self.model.modules():
             if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
                 module.momentum = config.optimizer.bn_momentum
+        self._frozen: list[torch.nn.Module] = []
+        for name in config.model.freeze:
+            part = getattr(self.model, name)
+            if part is None:
+                raise ValueError(f"model.freeze names {name!r} but the model has none (model.branches)")
+            part.requires_grad_(False)
+            self._frozen.append(part)
+        if not any(p.requires_grad for p in self.model.parameters()):
+            raise ValueError("model.freeze leaves nothing to train")
         self.artefacts: tuple[str, ...] = config.data.artefacts + (("none",) if config.data.clean_fraction else ())
         self.metric_names: tuple[str, ...] = config.trainer.val_metrics
         self._sums: torch.Tensor | None = None
@@ -92,6 +101,13 @@ class ArtefactCorrectionModule(L.LightningModule):
         if source.config.replace(heads=mine.heads, gates=mine.gates, consistency=mine.consistency) != mine:
             raise ValueError(f"model.init {init!r} has another architecture than preset {self.config.model.preset!r}")
         transfer_weights(self.model, source)
+
+    def train(self, mode: bool = True) -> ArtefactCorrectionModule:
+        """Switch training mode; frozen parts (``model.freeze``) stay in eval mode (fixed batch-norm statistics)."""
+        super().train(mode)
+        for part in self._frozen:
+            part.eval()
+        return self
 
     def forward(self, x: torch.Tensor) -> Any:
         """The model's :class:`~artefix.models.ModelOutput` for ``x`` of shape ``(B, 1, H, W)``."""
@@ -183,16 +199,16 @@ class ArtefactCorrectionModule(L.LightningModule):
     def configure_optimizers(self) -> Any:
         """RMSprop or Adam with ``lr = 10 ** optimizer.log10_lr`` (PyTorch defaults otherwise).
 
-        The detector's parameters (if any) use ``lr * optimizer.detector_lr_scale``. With
+        The detector's parameters (if any) use ``lr * optimizer.detector_lr_scale``; frozen parts
+        (``model.freeze``) are left out. With
         ``optimizer.schedule: cosine`` also a per-epoch cosine decay to 0 at ``trainer.max_epochs``.
         """
         opt = self.config.optimizer
         cls = torch.optim.RMSprop if opt.name == "rmsprop" else torch.optim.Adam
         detector = self.model.detector
-        groups: list[dict[str, Any]] = [
-            {"params": [p for n, p in self.model.named_parameters() if not n.startswith("detector.")]}
-        ]
-        if detector is not None:
+        trunk = [p for n, p in self.model.named_parameters() if not n.startswith("detector.") and p.requires_grad]
+        groups: list[dict[str, Any]] = [{"params": trunk}] if trunk else []
+        if detector is not None and any(p.requires_grad for p in detector.parameters()):
             groups.append({"params": list(detector.parameters()), "lr": opt.lr * opt.detector_lr_scale})
         optimizer = cls(groups, lr=opt.lr, weight_decay=opt.weight_decay)
         if opt.schedule == "constant":
