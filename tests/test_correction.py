@@ -267,3 +267,24 @@ def test_detection_scores_are_recorded_for_a_gated_model_only(tiny):
     info = rec.to_dict()["artefacts"]["bias"]
     assert info["detection_mean"] == pytest.approx(float(expected[:, 0].mean()), rel=1e-4)
     assert len(info["detection_per_slice"]) == 7
+
+
+def test_kspace_truncation_is_recorded_for_a_model_with_data_consistency(tiny):
+    from artefix.artefacts.subsampling import centre_crop_kspace_image
+    from artefix.data.samples import load_sample
+
+    image = load_sample("brain-t2")
+    zero_filled = np.abs(fourier_resize(centre_crop_kspace_image(image, 2.0), image.shape)).astype(np.float32)
+    volume = Volume(np.stack([zero_filled, image, 0.5 * zero_filled, np.full_like(image, 3.0)], axis=-1))
+    assert correct_volume(volume, tiny).record.kspace_window is None  # no data-consistency step
+    assert correct_volume(volume, tiny).record.kspace_sentence() == ""
+    model = build_model("tiny", seed=3, consistency=True).eval()
+    record = correct_volume(volume, model, batch_size=3).record
+    assert record.kspace_window.shape == (4, 2)
+    assert record.truncated_slices() == (0, 2)  # the constant slice 3 is passed through, slice 1 is complete
+    np.testing.assert_allclose(record.kspace_window[[0, 2]], 0.5, atol=3 / 406)
+    np.testing.assert_array_equal(record.kspace_window[1], [1.0, 1.0])
+    assert np.isnan(record.kspace_window[3]).all()
+    summary = record.to_dict()["kspace_truncation"]
+    assert summary["truncated_slices"] == [0, 2] and summary["per_slice"][3] is None
+    assert "2 of 4 slices" in record.kspace_sentence() and "50%" in record.kspace_sentence()

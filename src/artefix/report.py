@@ -231,6 +231,7 @@ def render_report(run: CorrectionRun, before: Volume, after: Volume, summary: di
         ("slice axis", str(record.axis)),
         ("model matrix per slice", " x ".join(map(str, record.work_shape))),
         ("constant slices passed through", ", ".join(map(str, record.constant_slices)) or "none"),
+        *([("k-space", record.kspace_sentence())] if record.kspace_sentence() else []),
         ("timings (s)", ", ".join(f"{k} {v:.2f}" for k, v in run.timings.items())),
     ]
     fact_rows = "".join(f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in facts)

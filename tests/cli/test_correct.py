@@ -356,3 +356,23 @@ def test_real_dicom_512_with_a_320_training_matrix(shared_data, tmp_path, monkey
     # the output keeps each slice's mean and standard deviation (input units), up to 16-bit DICOM quantisation
     np.testing.assert_allclose(v_out.array.mean(axis=(0, 1)), v_in.array.mean(axis=(0, 1)), rtol=1e-3)
     np.testing.assert_allclose(v_out.array.std(axis=(0, 1)), v_in.array.std(axis=(0, 1)), rtol=1e-3)
+
+
+def test_zero_filled_scan_is_reported_by_a_model_with_data_consistency(tmp_path, monkeypatch, capsys):
+    from artefix.artefacts.subsampling import centre_crop_kspace_image
+    from artefix.data.samples import load_sample
+    from artefix.fft import fourier_resize
+
+    image = load_sample("brain-t2")
+    zero_filled = np.abs(fourier_resize(centre_crop_kspace_image(image, 2.0), image.shape)).astype(np.float32)
+    scan = tmp_path / "zip.nii.gz"
+    nib.save(nib.Nifti1Image(np.stack([zero_filled, 0.8 * zero_filled], axis=-1), np.eye(4)), scan)
+    model = tmp_path / "consistent.safetensors"
+    save_model(build_model("tiny", seed=5, consistency=True), model, card={"description": "tiny consistent"})
+    out, report = tmp_path / "out.nii.gz", tmp_path / "qc.html"
+    code, stdout, err = run([scan, out, "--model", model, "--report", report], monkeypatch, capsys)
+    assert code == 0, err
+    assert "k-space truncated (zero-filled) in 2 of 2 slices" in " ".join(stdout.split())
+    assert "k-space truncated" in report.read_text()
+    summary = json.loads(report.with_suffix(".json").read_text())
+    assert summary["kspace_truncation"]["truncated_slices"] == [0, 1]

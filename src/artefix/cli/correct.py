@@ -151,6 +151,9 @@ def _print_summary(run, console) -> None:  # noqa: ANN001 - CorrectionRun, rich 
             ", ".join(map(str, flagged[head])) or "-",
         )
     console.print(table)
+    truncation = record.kspace_sentence()
+    if truncation:
+        console.print(truncation)
     rate = record.n_slices / record.seconds if record.seconds > 0 else float("inf")
     console.print(f"{record.n_slices} slices in {record.seconds:.2f} s ({rate:.1f} slices/s) on {record.device}")
     for head, path in run.residual_paths.items():

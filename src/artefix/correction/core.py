@@ -150,3 +150,37 @@ def detect_batch(
     if work_shape is not None and tuple(work_shape) != (h, w):
         u = fourier_resize(u, (int(work_shape[0]), int(work_shape[1])))
     return detect(u.unsqueeze(1).contiguous())
+
+
+def kspace_window_batch(
+    model: torch.nn.Module,
+    batch: torch.Tensor,
+    mean: torch.Tensor,
+    std: torch.Tensor,
+    work_shape: tuple[int, int] | None = None,
+) -> torch.Tensor | None:
+    """Fractions of the k-space rows and columns each slice was measured with, ``(B, 2)``.
+
+    Found as the model's data-consistency step finds them (:func:`artefix.models.consistency.measured_window`
+    on the model's input); ``None`` for a model without ``consistency`` or without a subsampling head.
+
+    Args:
+        model: The correction model.
+        batch: Slices in input units, ``(B, H, W)``.
+        mean: Per-slice mean, ``(B,)``.
+        std: Per-slice standard deviation ``> 0``, ``(B,)``.
+        work_shape: Size at which the model runs (default: native).
+    """
+    from artefix.models.consistency import measured_window
+
+    config = getattr(model, "config", None)
+    if not getattr(config, "consistency", False) or "subsampling" not in getattr(model, "head_names", ()):
+        return None
+    u = (batch - mean.to(batch.dtype)[:, None, None]) / std.to(batch.dtype)[:, None, None]
+    h, w = int(batch.shape[-2]), int(batch.shape[-1])
+    if work_shape is not None and tuple(work_shape) != (h, w):
+        u = fourier_resize(u, (int(work_shape[0]), int(work_shape[1])))
+    measured = measured_window(u)
+    rows = measured.any(dim=-1).float().mean(dim=-1)
+    cols = measured.any(dim=-2).float().mean(dim=-1)
+    return torch.stack([rows, cols], dim=-1)

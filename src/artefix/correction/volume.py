@@ -20,7 +20,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from artefix.correction.core import correct_batch, detect_batch, slice_moments, working_shape
+from artefix.correction.core import (
+    correct_batch,
+    detect_batch,
+    kspace_window_batch,
+    slice_moments,
+    working_shape,
+)
 from artefix.data.io import Volume, check_finite
 from artefix.errors import InputError
 from artefix.models.dual_domain import head_weights
@@ -70,6 +76,10 @@ class CorrectionRecord:
         max_batch_seen: Largest batch actually passed to the model.
         detection: ``(N, K)`` artefact presence scores in ``[0, 1]`` from a model with a detector
             (``ModelConfig.gates``), NaN for constant slices; ``None`` for models without one.
+        kspace_window: ``(N, 2)`` fractions of the k-space rows and columns each slice was measured with,
+            as found by the data-consistency step of the subsampling head (``ModelConfig.consistency``;
+            below 1 where the k-space was truncated, e.g. zero-filled interpolation), NaN for constant
+            slices; ``None`` for models without the step.
     """
 
     heads: tuple[str, ...]
@@ -87,6 +97,7 @@ class CorrectionRecord:
     seconds: float = 0.0
     max_batch_seen: int = 0
     detection: np.ndarray | None = None
+    kspace_window: np.ndarray | None = None
 
     @property
     def n_slices(self) -> int:
@@ -124,6 +135,38 @@ class CorrectionRecord:
         finite = self.detection[:, k][np.isfinite(self.detection[:, k])]
         return float(finite.mean()) if finite.size else None
 
+    def truncated_slices(self) -> tuple[int, ...]:
+        """Slices whose k-space was found truncated on some side (empty without the data-consistency step)."""
+        if self.kspace_window is None:
+            return ()
+        window = np.nan_to_num(self.kspace_window, nan=1.0)
+        return tuple(int(z) for z in np.flatnonzero((window < 1.0).any(axis=1)))
+
+    def kspace_summary(self) -> dict[str, Any] | None:
+        """Truncated slices and the median fractions of rows/columns measured in them (``None`` without the step)."""
+        if self.kspace_window is None:
+            return None
+        truncated = list(self.truncated_slices())
+        median = np.median(self.kspace_window[truncated], axis=0) if truncated else np.ones(2)
+        return {
+            "truncated_slices": truncated,
+            "median_rows_measured": float(median[0]),
+            "median_columns_measured": float(median[1]),
+            "per_slice": [None if not np.isfinite(r) else [float(r), float(c)] for r, c in self.kspace_window],
+        }
+
+    def kspace_sentence(self) -> str:
+        """One line on the slices whose k-space was found truncated; "" when none was (or nobody looked)."""
+        summary = self.kspace_summary()
+        if not summary or not summary["truncated_slices"]:
+            return ""
+        n = len(summary["truncated_slices"])
+        rows, cols = summary["median_rows_measured"], summary["median_columns_measured"]
+        return (
+            f"k-space truncated (zero-filled) in {n} of {self.n_slices} slices, median {rows:.0%} of the rows x "
+            f"{cols:.0%} of the columns measured: the subsampling correction only fills the missing lines"
+        )
+
     def _detection_of(self, k: int) -> dict[str, Any]:
         if self.detection is None:
             return {}
@@ -156,6 +199,7 @@ class CorrectionRecord:
                 }
                 for k, head in enumerate(self.heads)
             },
+            "kspace_truncation": self.kspace_summary(),
             "constant_slices": list(self.constant_slices),
             "largest_corrections": [s.index for s in self.snapshots],
             "correction_seconds": self.seconds,
@@ -286,6 +330,8 @@ def correct_volume(
     res_views = [_stack_view(a, slice_axis) for a in res_arrays]
     mean_abs = np.zeros((n, len(heads)), dtype=np.float64)
     detection = np.full((n, len(heads)), np.nan) if getattr(model, "detector", None) is not None else None
+    consistent = getattr(getattr(model, "config", None), "consistency", False) and "subsampling" in heads
+    window = np.full((n, 2), np.nan) if consistent else None
     applied_idx = [k for k, head in enumerate(heads) if head in applied] or list(range(len(heads)))
     snapshots: list[tuple[float, int, SliceSnapshot]] = []
     todo = np.flatnonzero(~constant)
@@ -304,6 +350,8 @@ def correct_volume(
             y, r = correct_batch(model, batch, mu, sigma, weights, work)
             if detection is not None:
                 detection[idx] = detect_batch(model, batch, mu, sigma, work).float().cpu().numpy()
+            if window is not None:
+                window[idx] = kspace_window_batch(model, batch, mu, sigma, work).cpu().numpy()
             max_seen = max(max_seen, int(idx.size))
             y_np = y.cpu().numpy()
             r_np = r.cpu().numpy()
@@ -340,6 +388,7 @@ def correct_volume(
         seconds=seconds,
         max_batch_seen=max_seen,
         detection=detection,
+        kspace_window=window,
     )
     residuals = {head: volume.with_array(a) for head, a in zip(heads, res_arrays, strict=False)}
     return CorrectionResult(volume.with_array(out_array), residuals, record)
