@@ -126,6 +126,17 @@ def correct_batch(
     return y, p * sigma.unsqueeze(1)
 
 
+def _model_input(
+    batch: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, work_shape: tuple[int, int] | None
+) -> torch.Tensor:
+    """Z-normalised slices ``(B, H', W')`` at the size the model runs at (Fourier-resized when it differs)."""
+    u = (batch - mean.to(batch.dtype)[:, None, None]) / std.to(batch.dtype)[:, None, None]
+    h, w = int(batch.shape[-2]), int(batch.shape[-1])
+    if work_shape is not None and tuple(work_shape) != (h, w):
+        u = fourier_resize(u, (int(work_shape[0]), int(work_shape[1])))
+    return u
+
+
 def detect_batch(
     model: torch.nn.Module,
     batch: torch.Tensor,
@@ -145,11 +156,7 @@ def detect_batch(
     detect = getattr(model, "detect", None)
     if detect is None or getattr(model, "detector", None) is None:
         return None
-    u = (batch - mean.to(batch.dtype)[:, None, None]) / std.to(batch.dtype)[:, None, None]
-    h, w = int(batch.shape[-2]), int(batch.shape[-1])
-    if work_shape is not None and tuple(work_shape) != (h, w):
-        u = fourier_resize(u, (int(work_shape[0]), int(work_shape[1])))
-    return detect(u.unsqueeze(1).contiguous())
+    return detect(_model_input(batch, mean, std, work_shape).unsqueeze(1).contiguous())
 
 
 def kspace_window_batch(
@@ -176,11 +183,7 @@ def kspace_window_batch(
     config = getattr(model, "config", None)
     if not getattr(config, "consistency", False) or "subsampling" not in getattr(model, "head_names", ()):
         return None
-    u = (batch - mean.to(batch.dtype)[:, None, None]) / std.to(batch.dtype)[:, None, None]
-    h, w = int(batch.shape[-2]), int(batch.shape[-1])
-    if work_shape is not None and tuple(work_shape) != (h, w):
-        u = fourier_resize(u, (int(work_shape[0]), int(work_shape[1])))
-    measured = measured_window(u)
+    measured = measured_window(_model_input(batch, mean, std, work_shape))
     rows = measured.any(dim=-1).float().mean(dim=-1)
     cols = measured.any(dim=-2).float().mean(dim=-1)
     return torch.stack([rows, cols], dim=-1)
