@@ -19,3 +19,67 @@ def shared_data() -> Path:
     if os.environ.get("ARTEFIX_REQUIRE_SHARED_DATA") == "1":
         pytest.fail(f"{reason} but ARTEFIX_REQUIRE_SHARED_DATA=1")
     pytest.skip(reason)
+
+
+def _mr_slice(
+    stored,
+    *,
+    series_uid: str,
+    number: int,
+    position=None,
+    spacing=(0.8, 0.6),
+    thickness: float = 2.5,
+    bits_stored: int = 16,
+    **extra,
+):
+    """One synthetic axial MR image as a pydicom Dataset (explicit VR little endian, uint16 pixels).
+
+    Args:
+        stored: ``(rows, columns)`` stored values (cast to little-endian uint16).
+        series_uid: SeriesInstanceUID.
+        number: InstanceNumber.
+        position: ImagePositionPatient (LPS, mm) or None to leave it out.
+        spacing: PixelSpacing (row spacing, column spacing) in mm.
+        thickness: SliceThickness in mm.
+        bits_stored: BitsStored (HighBit follows).
+        **extra: Further attributes set as given (e.g. ``RescaleSlope=2``).
+    """
+    import numpy as np
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
+
+    stored = np.asarray(stored)
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = MRImageStorage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID = MRImageStorage
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.StudyInstanceUID = "1.2.3.4"
+    ds.SeriesInstanceUID = series_uid
+    ds.PatientID = "ANON"
+    ds.Modality = "MR"
+    ds.ImageType = ["ORIGINAL", "PRIMARY", "M", "ND"]
+    ds.SeriesDescription = "t2_tse_tra"
+    ds.InstanceNumber = number
+    ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+    if position is not None:
+        ds.ImagePositionPatient = [float(p) for p in position]
+    ds.PixelSpacing = list(spacing)
+    ds.SliceThickness = thickness
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.Rows, ds.Columns = stored.shape
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, bits_stored, bits_stored - 1, 0
+    ds.PixelData = stored.astype("<u2").tobytes()
+    for name, value in extra.items():
+        setattr(ds, name, value)
+    return ds
+
+
+@pytest.fixture(scope="session")
+def mr_slice():
+    """Builder of one synthetic MR DICOM image (see ``_mr_slice``), shared by the DICOM reading and CLI tests."""
+    return _mr_slice

@@ -11,8 +11,7 @@ import numpy as np
 import pydicom
 import pytest
 from PIL import Image
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
+from pydicom.uid import generate_uid
 
 from artefix.cli import main
 from artefix.data.io import read_volume
@@ -66,36 +65,13 @@ def nifti(tmp_path):
     return path
 
 
-def _write_dicom_series(folder: Path, n: int = 4) -> np.ndarray:
+def _write_dicom_series(mr_slice, folder: Path, n: int = 4) -> np.ndarray:
     folder.mkdir()
     rng = np.random.default_rng(1)
     stored = (_phantom((24, 20, n), seed=2) + rng.random((24, 20, n))).astype(np.uint16)
     series = generate_uid()
     for k in range(n):
-        meta = FileMetaDataset()
-        meta.MediaStorageSOPClassUID = MRImageStorage
-        meta.MediaStorageSOPInstanceUID = generate_uid()
-        meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        ds = Dataset()
-        ds.file_meta = meta
-        ds.SOPClassUID = MRImageStorage
-        ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-        ds.StudyInstanceUID = "1.2.3.4"
-        ds.SeriesInstanceUID = series
-        ds.PatientID = "ANON"
-        ds.Modality = "MR"
-        ds.ImageType = ["ORIGINAL", "PRIMARY", "M", "ND"]
-        ds.SeriesDescription = "t2_tse_tra"
-        ds.InstanceNumber = k + 1
-        ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
-        ds.ImagePositionPatient = [-20.0, 30.0, 10.0 + 2.5 * k]
-        ds.PixelSpacing = [0.8, 0.6]
-        ds.SliceThickness = 2.5
-        ds.SamplesPerPixel = 1
-        ds.PhotometricInterpretation = "MONOCHROME2"
-        ds.Rows, ds.Columns = 24, 20
-        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
-        ds.PixelData = stored[:, :, k].astype("<u2").tobytes()
+        ds = mr_slice(stored[:, :, k], series_uid=series, number=k + 1, position=(-20.0, 30.0, 10.0 + 2.5 * k))
         ds.save_as(folder / f"{k:03d}.dcm", enforce_file_format=True)
     return stored.astype(np.float32)
 
@@ -161,9 +137,9 @@ def test_png_slice(env, tmp_path, monkeypatch, capsys):
     assert np.load(res / "noise.npy").shape == (40, 36)
 
 
-def test_dicom_series_becomes_a_new_derived_series(env, tmp_path, monkeypatch, capsys):
+def test_dicom_series_becomes_a_new_derived_series(env, tmp_path, monkeypatch, capsys, mr_slice):
     src = tmp_path / "series"
-    _write_dicom_series(src)
+    _write_dicom_series(mr_slice, src)
     out, res = tmp_path / "corrected", tmp_path / "res"
     code, _, err = run([src, out, "--residuals", res, "-q"], monkeypatch, capsys)
     assert code == 0, err

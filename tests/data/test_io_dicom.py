@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
+from pydicom.dataset import Dataset
+from pydicom.uid import generate_uid
 
 from artefix.data import io_dicom
 from artefix.data.io import Volume, read_volume, write_volume
@@ -20,45 +20,23 @@ ORIGIN = np.array([-20.0, 30.0, 10.0])  # LPS of the first slice's first pixel
 GAP = 2.5
 
 
-def _slice(stored: np.ndarray, z: float | None, number: int, series_uid: str, **extra) -> Dataset:
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = MRImageStorage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID = MRImageStorage
-    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-    ds.StudyInstanceUID = "1.2.3.4"
-    ds.SeriesInstanceUID = series_uid
-    ds.PatientID = "ANON"
-    ds.Modality = "MR"
-    ds.ImageType = ["ORIGINAL", "PRIMARY", "M", "ND"]
-    ds.SeriesDescription = "t2_tse_tra"
-    ds.SeriesNumber = 7
-    ds.InstanceNumber = number
-    ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
-    if z is not None:
-        ds.ImagePositionPatient = [float(ORIGIN[0]), float(ORIGIN[1]), z]
-    ds.PixelSpacing = [DR, DC]
-    ds.SliceThickness = GAP
-    ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = "MONOCHROME2"
-    ds.Rows, ds.Columns = stored.shape
-    ds.BitsAllocated = 16
-    ds.BitsStored = 12
-    ds.HighBit = 11
-    ds.PixelRepresentation = 0
-    ds.RescaleSlope = 2
-    ds.RescaleIntercept = -100
-    ds.SmallestImagePixelValue = int(stored.min())
-    ds.PixelData = stored.astype("<u2").tobytes()
-    for name, value in extra.items():
-        setattr(ds, name, value)
-    return ds
+def _slice(mr_slice, stored: np.ndarray, z: float | None, number: int, series_uid: str, **extra) -> Dataset:
+    position = None if z is None else (ORIGIN[0], ORIGIN[1], z)
+    extra = {"SeriesNumber": 7, "RescaleSlope": 2, "RescaleIntercept": -100, **extra}
+    extra.setdefault("SmallestImagePixelValue", int(stored.min()))
+    return mr_slice(
+        stored,
+        series_uid=series_uid,
+        number=number,
+        position=position,
+        spacing=(DR, DC),
+        thickness=GAP,
+        bits_stored=12,
+        **extra,
+    )
 
 
-def _write_series(folder: Path, n: int = 4, *, positions: bool = True, seed: int = 0) -> np.ndarray:
+def _write_series(mr_slice, folder: Path, n: int = 4, *, positions: bool = True, seed: int = 0) -> np.ndarray:
     """Axial series in shuffled file names, instance numbers descending with z; returns physical values
     ``2 * stored - 100`` as ``(rows, cols, n)`` in ascending z order."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -69,7 +47,7 @@ def _write_series(folder: Path, n: int = 4, *, positions: bool = True, seed: int
     for k in range(n):
         z = float(ORIGIN[2] + GAP * k) if positions else None
         number = n - k if positions else k + 1
-        ds = _slice(stored[k], z, number, series_uid)
+        ds = _slice(mr_slice, stored[k], z, number, series_uid)
         ds.save_as(folder / f"img_{names[k]:03d}.bin", enforce_file_format=True)
     (folder / "notes.txt").write_text("not dicom")
     return np.moveaxis(stored.astype(np.float64) * 2 - 100, 0, -1)
@@ -81,8 +59,8 @@ def _expected_affine(z0: float = ORIGIN[2]) -> np.ndarray:
     return np.diag([-1.0, -1.0, 1.0, 1.0]) @ lps
 
 
-def test_read_series_sorted_rescaled_with_affine(tmp_path):
-    expected = _write_series(tmp_path / "s", n=5)
+def test_read_series_sorted_rescaled_with_affine(tmp_path, mr_slice):
+    expected = _write_series(mr_slice, tmp_path / "s", n=5)
     v = read_volume(tmp_path / "s")
     assert v.format == "dicom" and v.meta["slice_axis"] == 2
     assert v.array.shape == (ROWS, COLS, 5) and v.array.dtype == np.float32
@@ -98,14 +76,14 @@ def test_read_series_sorted_rescaled_with_affine(tmp_path):
     assert all("PixelData" not in ds for ds in v.header)
 
 
-def test_read_without_positions_falls_back_to_instance_number(tmp_path):
-    expected = _write_series(tmp_path / "s", n=3, positions=False)
+def test_read_without_positions_falls_back_to_instance_number(tmp_path, mr_slice):
+    expected = _write_series(mr_slice, tmp_path / "s", n=3, positions=False)
     v = read_volume(tmp_path / "s")
     np.testing.assert_array_equal(v.array, expected)
 
 
-def test_single_file_is_2d(tmp_path):
-    expected = _write_series(tmp_path / "s", n=3)
+def test_single_file_is_2d(tmp_path, mr_slice):
+    expected = _write_series(mr_slice, tmp_path / "s", n=3)
     v = read_volume(tmp_path / "s")
     files = sorted((tmp_path / "s").glob("img_*.bin"))
     one = files[0].with_suffix(".dcm")
@@ -124,10 +102,10 @@ def test_single_file_is_2d(tmp_path):
     np.testing.assert_allclose(back.array[..., 0], single.array + 10, rtol=0, atol=step / 2 + 1e-3)
 
 
-def test_several_series_need_a_key(tmp_path):
+def test_several_series_need_a_key(tmp_path, mr_slice):
     folder = tmp_path / "s"
-    _write_series(folder, n=3, seed=1)
-    other = _slice(np.zeros((ROWS, COLS), np.uint16), 50.0, 1, "1.2.3.999")
+    _write_series(mr_slice, folder, n=3, seed=1)
+    other = _slice(mr_slice, np.zeros((ROWS, COLS), np.uint16), 50.0, 1, "1.2.3.999")
     other.save_as(folder / "other.dcm", enforce_file_format=True)
     with pytest.raises(InputError, match=r"2 series.*1\.2\.3\.999"):
         read_volume(folder)
@@ -136,7 +114,7 @@ def test_several_series_need_a_key(tmp_path):
         read_volume(folder, key="4.5.6")
 
 
-def test_bad_folders_and_files(tmp_path):
+def test_bad_folders_and_files(tmp_path, mr_slice):
     (tmp_path / "empty").mkdir()
     with pytest.raises(InputError, match="empty"):
         read_volume(tmp_path / "empty")
@@ -147,12 +125,12 @@ def test_bad_folders_and_files(tmp_path):
     dup = tmp_path / "dup"
     dup.mkdir()
     for k in range(2):
-        _slice(np.zeros((ROWS, COLS), np.uint16), 5.0, k + 1, "1.2.3.5").save_as(
+        _slice(mr_slice, np.zeros((ROWS, COLS), np.uint16), 5.0, k + 1, "1.2.3.5").save_as(
             dup / f"{k}.dcm", enforce_file_format=True
         )
     with pytest.raises(InputError, match="same slice position|share one slice position"):
         read_volume(dup)
-    _write_series(tmp_path / "cut", n=2)
+    _write_series(mr_slice, tmp_path / "cut", n=2)
     victim = sorted((tmp_path / "cut").glob("img_*.bin"))[0]
     victim.write_bytes(victim.read_bytes()[:-20])
     with pytest.raises(InputError, match="img_"):
@@ -170,8 +148,8 @@ def test_quantise_bounds():
     assert float(slope) * const[0] + float(intercept) == 7.25
 
 
-def test_write_derived_series(tmp_path):
-    _write_series(tmp_path / "s", n=4)
+def test_write_derived_series(tmp_path, mr_slice):
+    _write_series(mr_slice, tmp_path / "s", n=4)
     v = read_volume(tmp_path / "s")
     result = v.array * 0.37 + 5.3
     out = write_volume(Volume(result), tmp_path / "out", like=v)
@@ -201,8 +179,8 @@ def test_write_derived_series(tmp_path):
     assert str(v.header[0].SeriesInstanceUID) not in series  # the reference is untouched
 
 
-def test_write_dicom_refusals(tmp_path, monkeypatch):
-    _write_series(tmp_path / "s", n=3)
+def test_write_dicom_refusals(tmp_path, monkeypatch, mr_slice):
+    _write_series(mr_slice, tmp_path / "s", n=3)
     v = read_volume(tmp_path / "s")
     with pytest.raises(OutputError, match="needs like= a DICOM"):
         write_volume(Volume(v.array), tmp_path / "out")
