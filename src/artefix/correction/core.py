@@ -169,19 +169,12 @@ def kspace_window_batch(
     """Fractions of the k-space rows and columns each slice was measured with, ``(B, 2)``.
 
     Found as the model's data-consistency step finds them (:func:`artefix.models.consistency.measured_window`
-    on the model's input); ``None`` for a model without ``consistency`` or without a subsampling head.
-
-    Args:
-        model: The correction model.
-        batch: Slices in input units, ``(B, H, W)``.
-        mean: Per-slice mean, ``(B,)``.
-        std: Per-slice standard deviation ``> 0``, ``(B,)``.
-        work_shape: Size at which the model runs (default: native).
+    on the model's input); ``None`` for a model without that step (``DualDomainModel.consistent_head``).
+    The arguments are those of :func:`detect_batch`.
     """
     from artefix.models.consistency import measured_window
 
-    config = getattr(model, "config", None)
-    if not getattr(config, "consistency", False) or "subsampling" not in getattr(model, "head_names", ()):
+    if getattr(model, "consistent_head", None) is None:
         return None
     measured = measured_window(_model_input(batch, mean, std, work_shape))
     rows = measured.any(dim=-1).float().mean(dim=-1)

@@ -330,8 +330,7 @@ def correct_volume(
     res_views = [_stack_view(a, slice_axis) for a in res_arrays]
     mean_abs = np.zeros((n, len(heads)), dtype=np.float64)
     detection = np.full((n, len(heads)), np.nan) if getattr(model, "detector", None) is not None else None
-    consistent = getattr(getattr(model, "config", None), "consistency", False) and "subsampling" in heads
-    window = np.full((n, 2), np.nan) if consistent else None
+    window = np.full((n, 2), np.nan) if getattr(model, "consistent_head", None) is not None else None
     applied_idx = [k for k, head in enumerate(heads) if head in applied] or list(range(len(heads)))
     snapshots: list[tuple[float, int, SliceSnapshot]] = []
     todo = np.flatnonzero(~constant)

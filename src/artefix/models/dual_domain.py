@@ -290,6 +290,13 @@ class DualDomainModel(nn.Module):
         return self.config.heads
 
     @property
+    def consistent_head(self) -> int | None:
+        """Channel of the subsampling residual that data consistency constrains (``None``: no such step)."""
+        if not self.config.consistency or "subsampling" not in self.head_names:
+            return None
+        return self.head_names.index("subsampling")
+
+    @property
     def stride(self) -> int:
         """Inputs are padded internally to multiples of this many pixels."""
         return self.config.stride
@@ -327,8 +334,8 @@ class DualDomainModel(nn.Module):
         if self.detector is not None:
             out = out * self.detector(xp)[:, :, None, None]
         out = out[..., top : top + h, left : left + w]
-        if self.config.consistency and "subsampling" in self.head_names:
-            i = self.head_names.index("subsampling")
+        i = self.consistent_head
+        if i is not None:
             projected = project_unmeasured(out[:, i], measured_window(x[:, 0]))
             out = torch.cat([out[:, :i], projected[:, None], out[:, i + 1 :]], dim=1)
         return out
