@@ -10,6 +10,7 @@ from artefix.artefacts.sampler import (
     PELVIS_TRAINING,
     REGISTRY,
     apply_params,
+    check_level_ranges,
     compose,
     get_spec,
     head_of,
@@ -116,3 +117,31 @@ def test_severity_fraction_mixes_in_the_evaluation_families():
     assert 60 < paper < 140  # about half from each family
     with pytest.raises(ValueError, match="severity_fraction"):
         sample_training_corruption(rng, shape, severity_fraction=1.5)
+
+
+def test_level_ranges_replace_the_evaluation_family_range_of_one_artefact():
+    shape = (32, 32)
+    rng = np.random.default_rng(3)
+    ranges = {"noise": (-10.0, 10.0)}
+    drawn = [
+        sample_training_corruption(rng, shape, ("noise", "bias"), severity_fraction=1.0, level_ranges=ranges)
+        for _ in range(200)
+    ]
+    snrs = [p.snr_db for p in drawn if type(p).name == "noise"]
+    assert len(snrs) > 50 and max(snrs) <= 10.0 and min(snrs) >= -10.0
+    assert max(snrs) > 8.0  # the whole new range is used
+    lo, hi = get_spec("bias").level_range
+    assert all(2 * lo <= p.field_range <= 2 * hi for p in drawn if type(p).name == "bias")  # others untouched
+    same = [sample_training_corruption(np.random.default_rng(k), shape, level_ranges={}) for k in range(20)]
+    assert same == [sample_training_corruption(np.random.default_rng(k), shape) for k in range(20)]
+
+
+@pytest.mark.parametrize(
+    ("ranges", "message"),
+    [({"nois": (0, 1)}, "unknown artefact"), ({"noise": (5, 1)}, "low <= high"), ({"noise": (1,)}, "two finite")],
+)
+def test_level_ranges_are_validated(ranges, message):
+    with pytest.raises(ValueError, match=message):
+        check_level_ranges(ranges)
+    with pytest.raises(ValueError, match=message):
+        sample_training_corruption(np.random.default_rng(0), (32, 32), severity_fraction=1.0, level_ranges=ranges)

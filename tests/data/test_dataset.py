@@ -334,6 +334,18 @@ def test_severity_fraction_draws_the_evaluation_family(scans: list[Path]) -> Non
         assert params["kind"] == "centred"  # the super-resolution masks of the paper's evaluation
 
 
+def test_level_ranges_bound_the_evaluation_family_draws(scans: list[Path]) -> None:
+    ds = ArtefactDataset.from_files(
+        scans, matrix=(32, 32), artefacts=("noise",), severity_fraction=1.0, level_ranges={"noise": [2, 3]}, seed=0
+    )
+    assert ds.level_ranges == {"noise": (2.0, 3.0)}
+    for epoch in range(3):
+        ds.set_epoch(epoch)
+        assert all(2.0 <= json.loads(ds[i].params)["snr_db"] <= 3.0 for i in range(len(ds)))
+    with pytest.raises(ValueError, match="low <= high"):
+        ArtefactDataset.from_files(scans, matrix=(32, 32), level_ranges={"noise": [3, 2]})
+
+
 def test_native_index_is_cropped_by_scale_crop(tmp_path: Path) -> None:
     from artefix.data.augment import ScaleCrop
     from artefix.data.slices import SliceIndex

@@ -170,6 +170,14 @@ def test_save_config_round_trip(tmp_path):
     assert load_config(path) == config
 
 
+def test_level_ranges_survive_the_resolved_config(tmp_path):
+    config = load_config(CONFIGS / "mt_lc_brain.yaml", ["data.level_ranges={noise: [-10, 10]}"])
+    assert config.data.level_ranges == {"noise": (-10.0, 10.0)}
+    path = save_config(config, tmp_path / "out.yaml")
+    assert yaml.safe_load(path.read_text())["data"]["level_ranges"] == {"noise": [-10.0, 10.0]}
+    assert load_config(path) == config
+
+
 def test_all_heads_term_penalises_invented_corrections():
     from pathlib import Path
 
@@ -240,6 +248,9 @@ def test_clean_inputs_select_no_head_and_model_init_starts_from_weights(tmp_path
         ("data.fit=stretch", "data.fit must be one of"),
         ("data.clean_fraction=1.0", "clean_fraction"),
         ("data.severity_fraction=2", "severity_fraction"),
+        ("data.level_ranges={noise: [10, -10]}", "data.level_ranges: .*low <= high"),
+        ("data.level_ranges={motio: [0.1, 0.2]}", "data.level_ranges: unknown artefact"),
+        ("data.level_ranges=[1, 2]", "data.level_ranges must map"),
         ("model.init=''", "model.init"),
     ],
 )

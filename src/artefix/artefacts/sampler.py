@@ -14,7 +14,8 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import math
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -172,6 +173,7 @@ def sample_training_corruption(
     artefacts: Sequence[str] = BRAIN_TRAINING,
     weights: Sequence[float] | None = None,
     severity_fraction: float = 0.0,
+    level_ranges: Mapping[str, tuple[float, float]] | None = None,
 ) -> Any:
     """Draw exactly one artefact (uniformly unless ``weights``) and its training parameters.
 
@@ -188,18 +190,51 @@ def sample_training_corruption(
         artefacts: Names to draw from (:data:`BRAIN_TRAINING` or :data:`PELVIS_TRAINING`).
         weights: Optional probabilities, same length as ``artefacts``.
         severity_fraction: Probability ``q`` in ``[0, 1]`` of a draw from the evaluation family.
+        level_ranges: Per-artefact ``(low, high)`` that replaces :attr:`ArtefactSpec.level_range` for
+            these draws, e.g. ``{"noise": (-10.0, 10.0)}`` so that no added noise is milder than the
+            paper's 10 dB (:func:`check_level_ranges`).
 
     Returns:
         The parameter dataclass; :func:`head_of` gives the head (target index) it trains.
+
+    Raises:
+        ValueError: On a ``severity_fraction`` outside ``[0, 1]`` or bad ``level_ranges``.
     """
     if not 0.0 <= float(severity_fraction) <= 1.0:
         raise ValueError(f"severity_fraction must be in [0, 1], got {severity_fraction!r}")
+    ranges = check_level_ranges(level_ranges)
     p = None if weights is None else np.asarray(weights, dtype=float) / np.sum(weights)
     name = artefacts[int(rng.choice(len(artefacts), p=p))]
     spec = get_spec(name)
-    if severity_fraction > 0 and spec.level_range is not None and rng.random() < severity_fraction:
-        return spec.for_severity(float(rng.uniform(*spec.level_range)), shape, rng)
+    level_range = ranges.get(name, spec.level_range)
+    if severity_fraction > 0 and level_range is not None and rng.random() < severity_fraction:
+        return spec.for_severity(float(rng.uniform(*level_range)), shape, rng)
     return make_params(name, rng, shape)
+
+
+def check_level_ranges(level_ranges: Mapping[str, Sequence[float]] | None) -> dict[str, tuple[float, float]]:
+    """Validate per-artefact evaluation-family level ranges (see :func:`sample_training_corruption`).
+
+    Args:
+        level_ranges: Artefact name -> ``(low, high)`` in the artefact's severity unit, or None.
+
+    Returns:
+        The ranges as ``{name: (low, high)}`` floats (empty for None).
+
+    Raises:
+        ValueError: On an unknown artefact, a range that is not two finite numbers, or ``low > high``.
+    """
+    out: dict[str, tuple[float, float]] = {}
+    for name, bounds in (level_ranges or {}).items():
+        get_spec(name)
+        pair = tuple(bounds) if isinstance(bounds, (list, tuple)) else ()
+        if len(pair) != 2 or not all(isinstance(b, (int, float)) and math.isfinite(b) for b in pair):
+            raise ValueError(f"the level range of {name!r} must be two finite numbers [low, high], got {bounds!r}")
+        low, high = float(pair[0]), float(pair[1])
+        if low > high:
+            raise ValueError(f"the level range of {name!r} must have low <= high, got [{low}, {high}]")
+        out[name] = (low, high)
+    return out
 
 
 def apply_params(image: Any, params: Any) -> Any:

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
@@ -48,6 +48,7 @@ from artefix.artefacts.sampler import (
     BRAIN_TRAINING,
     PELVIS_TRAINING,
     apply_params,
+    check_level_ranges,
     get_spec,
     head_of,
     sample_training_corruption,
@@ -118,6 +119,7 @@ class ArtefactDataset(Dataset[TrainingSample]):
         clean_fraction: Probability that an item is left clean (input = target, label -1).
         severity_fraction: Probability of a draw from the evaluation family (see
             :func:`~artefix.artefacts.sampler.sample_training_corruption`).
+        level_ranges: Per-artefact level ranges of those draws that replace the registry's.
         crop: Resolution/field-of-view augmentation of a ``fit="native"`` index (random in training,
             the centre window at native pixels in validation).
     """
@@ -134,6 +136,7 @@ class ArtefactDataset(Dataset[TrainingSample]):
         augment: Augmentation | None = None,
         clean_fraction: float = 0.0,
         severity_fraction: float = 0.0,
+        level_ranges: Mapping[str, Sequence[float]] | None = None,
         crop: ScaleCrop | None = None,
     ) -> None:
         """Wrap a :class:`SliceIndex`; see :meth:`from_files` and :meth:`from_split` to build one.
@@ -153,6 +156,8 @@ class ArtefactDataset(Dataset[TrainingSample]):
                 to leave artefact-free images alone (0: the paper, every item has one artefact).
             severity_fraction: Probability in ``[0, 1]`` of drawing the artefact from its evaluation
                 family at a random level (0: the paper's training distribution only).
+            level_ranges: Per-artefact ``(low, high)`` levels of those draws instead of the registry's
+                (:func:`~artefix.artefacts.sampler.check_level_ranges`).
             crop: Required for (and only for) a ``fit="native"`` index: cuts each native slice to
                 ``crop.matrix`` (must equal the index's matrix); random zoom and window in ``"train"``
                 mode (augmentation stream), centre window at native pixels otherwise.
@@ -180,6 +185,7 @@ class ArtefactDataset(Dataset[TrainingSample]):
             raise ValueError(f"clean_fraction must be in [0, 1), got {clean_fraction!r}")
         if not 0.0 <= float(severity_fraction) <= 1.0:
             raise ValueError(f"severity_fraction must be in [0, 1], got {severity_fraction!r}")
+        ranges = check_level_ranges(level_ranges)
         if (index.fit == "native") != (crop is not None):
             raise ValueError("a fit='native' SliceIndex needs a crop (ScaleCrop), and only such an index takes one")
         if crop is not None and tuple(crop.matrix) != tuple(index.matrix):
@@ -198,6 +204,7 @@ class ArtefactDataset(Dataset[TrainingSample]):
         self.augment = augment
         self.clean_fraction = float(clean_fraction)
         self.severity_fraction = float(severity_fraction)
+        self.level_ranges = ranges
         self.crop = crop
         self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
 
@@ -293,7 +300,12 @@ class ArtefactDataset(Dataset[TrainingSample]):
         if self.clean_fraction > 0 and rng.random() < self.clean_fraction:
             return None
         return sample_training_corruption(
-            rng, self.index.matrix, self.artefacts, self.weights, severity_fraction=self.severity_fraction
+            rng,
+            self.index.matrix,
+            self.artefacts,
+            self.weights,
+            severity_fraction=self.severity_fraction,
+            level_ranges=self.level_ranges,
         )
 
     def __getitem__(self, i: int) -> TrainingSample:

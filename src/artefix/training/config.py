@@ -323,6 +323,9 @@ class DataSection:
             images alone (0: the paper).
         severity_fraction: Probability that an artefact is drawn from its evaluation family at a random
             mild-to-severe level instead of the paper's training ranges (0: the paper).
+        level_ranges: Per-artefact ``[low, high]`` levels of those draws instead of the registry's
+            (:attr:`artefix.artefacts.sampler.ArtefactSpec.level_range`), e.g. ``{noise: [-10, 10]}``
+            so that no added noise is milder than the paper's 10 dB, in the artefact's severity unit.
     """
 
     source: str = "files"
@@ -350,9 +353,10 @@ class DataSection:
     fit: str = "pad"
     clean_fraction: float = 0.0
     severity_fraction: float = 0.0
+    level_ranges: dict[str, tuple[float, float]] | None = None
 
     def __post_init__(self) -> None:
-        from artefix.artefacts.sampler import ARTEFACT_NAMES
+        from artefix.artefacts.sampler import ARTEFACT_NAMES, check_level_ranges
         from artefix.data.samples import SAMPLE_NAMES
 
         object.__setattr__(self, "source", _choice(self.source, "data.source", SOURCES))
@@ -396,6 +400,14 @@ class DataSection:
         object.__setattr__(
             self, "severity_fraction", _float(self.severity_fraction, "data.severity_fraction", 0.0, 1.0)
         )
+        if self.level_ranges is not None:
+            if not isinstance(self.level_ranges, Mapping):
+                raise ValueError(f"data.level_ranges must map artefact names to [low, high], got {self.level_ranges!r}")
+            try:
+                ranges = check_level_ranges(self.level_ranges)
+            except ValueError as exc:
+                raise ValueError(f"data.level_ranges: {exc}") from None
+            object.__setattr__(self, "level_ranges", ranges)
         _int(self.batch_size, "data.batch_size", 1)
         if self.val_batch_size is not None:
             _int(self.val_batch_size, "data.val_batch_size", 1)

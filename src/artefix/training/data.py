@@ -280,6 +280,7 @@ class ArtefactDataModule(L.LightningDataModule):
             "output": d.output,
             "clean_fraction": d.clean_fraction,
             "severity_fraction": d.severity_fraction,
+            "level_ranges": d.level_ranges,
             "crop": ScaleCrop(d.matrix) if d.fit == "native" else None,
         }
         train_index = _index(self.plan.train_files, self.plan.patient_of, d, self.plan.cached)
