@@ -3,7 +3,7 @@
 Usage (from the repository root)::
 
     python scripts/release_model.py runs/mt-lc-brain mt-lc-brain --config configs/release/mt_lc_brain.yaml \
-        --stage1 runs/mt-lc-brain-stage1 --stage1-config configs/release/mt_lc_brain_stage1.yaml \
+        --starts-from runs/mt-lc-brain-stage1 configs/release/mt_lc_brain_stage1.yaml \
         --evaluation eval/mt-lc-brain-val
 
 ``RUN`` is an ``artefix train`` output folder; ``--evaluation`` an ``artefix evaluate`` output folder run
@@ -11,8 +11,9 @@ on the validation split of that training run (``RUN/split.json``) with the model
 (``src/artefix/weights/NAME.json``) gets the training card's fields plus the validation metrics per
 artefact and severity (corrupted input, the model and every classical method), the data licences and
 the commands; ``docs/models.md`` is re-rendered from every shipped card. A model fine-tuned from another
-run's weights (``model.init``) names that run with ``--stage1``: its command, epochs, wall time and hardware
-go into the card (``starts_from``) and its command leads the release command.
+run's weights (``model.init``) names that run and its config with ``--starts-from RUN CONFIG``, repeated for
+a longer chain (earliest stage first): their commands, epochs, wall times and hardware go into the card
+(``starts_from``, a list) and their commands lead the release command.
 """
 
 from __future__ import annotations
@@ -107,8 +108,8 @@ def render_doc() -> None:
         ]
         if card.get("release_changes"):
             lines.append(f"- {card['release_changes']}")
-        start = card.get("starts_from")
-        if start:
+        starts = card.get("starts_from") or []
+        for start in [starts] if isinstance(starts, dict) else starts:
             lines.append(
                 f"- starts from `{start['run']}`: {start['epochs']} epochs, {start['wall_time_s'] / 60:.0f} min on "
                 f"{_hardware(start['hardware'])}, seed {start['seed']}"
@@ -156,8 +157,15 @@ def main() -> None:
     parser.add_argument("--description", help="one line for `artefix models` (default: DESCRIPTIONS[NAME])")
     parser.add_argument("--evaluation-command", default="", help="the artefix evaluate command line")
     parser.add_argument("--split-file", help="committed copy of RUN/split.json")
-    parser.add_argument("--stage1", type=Path, help="the run whose weights RUN started from (model.init)")
-    parser.add_argument("--stage1-config", help="the config that trained --stage1, relative to the repository")
+    parser.add_argument(
+        "--starts-from",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("RUN", "CONFIG"),
+        help="an earlier stage: the run whose weights the next stage started from (model.init) and the config "
+        "that trained it, relative to the repository; repeat for each stage, earliest first",
+    )
     args = parser.parse_args()
     model, card = load_model(args.run / "best.safetensors")
     card = dict(card)
@@ -169,17 +177,23 @@ def main() -> None:
     card.update(_whole_run(args.run))
     for key in ("config", "parameters", "heads", "weights", "sha256"):
         card.pop(key, None)
-    command = f"artefix train {args.config} --out runs/{args.name}"
-    if args.stage1 is not None:
-        first = json.loads((args.stage1 / "best.json").read_text())
-        first_command = f"artefix train {args.stage1_config} --out {args.stage1.as_posix()}"
-        card["starts_from"] = {
-            "run": args.stage1.as_posix(),
-            "command": first_command,
-            **{k: first.get(k) for k in ("epochs", "best_epoch", "wall_time_s", "hardware", "seed", "val_metrics")},
-            **_whole_run(args.stage1),
-        }
-        command = f"{first_command} && {command}"
+    commands = []
+    card.pop("starts_from", None)
+    if args.starts_from:
+        card["starts_from"] = []
+    for run_text, config in args.starts_from:
+        run = Path(run_text)
+        best = json.loads((run / "best.json").read_text())
+        commands.append(f"artefix train {config} --out {run.as_posix()}")
+        card["starts_from"].append(
+            {
+                "run": run.as_posix(),
+                "command": commands[-1],
+                **{k: best.get(k) for k in ("epochs", "best_epoch", "wall_time_s", "hardware", "seed", "val_metrics")},
+                **_whole_run(run),
+            }
+        )
+    command = " && ".join([*commands, f"artefix train {args.config} --out {args.run.as_posix()}"])
     card.update(
         name=args.name,
         description=args.description if args.description is not None else DESCRIPTIONS.get(args.name, ""),

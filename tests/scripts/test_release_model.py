@@ -29,3 +29,41 @@ def test_every_shipped_card_has_a_description_and_the_gpu_is_named():
         "NVIDIA H200 (CUDAAccelerator)"
     )
     assert module._hardware({"cpu": "x86", "accelerator": "CPUAccelerator"}) == "x86 (CPUAccelerator)"
+
+
+def test_release_records_every_earlier_stage_in_the_card_and_the_command(tmp_path, monkeypatch):
+    """A three-stage model: both earlier runs go into ``starts_from`` (earliest first) and lead the command."""
+    from artefix.models.checkpoint import load_model, save_model
+    from artefix.models.dual_domain import DualDomainModel
+    from artefix.models.presets import PRESETS
+
+    module = _module()
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    monkeypatch.setattr(module, "WEIGHTS", weights)
+    monkeypatch.setattr(module, "DOC", tmp_path / "models.md")
+    hardware = {"cpu": "x86", "accelerator": "CPUAccelerator"}
+    stages = []
+    for k, name in enumerate(("s1", "s2", "s3")):
+        run = tmp_path / "runs" / name
+        run.mkdir(parents=True)
+        card = {"epochs": k + 1, "best_epoch": k, "wall_time_s": 60.0 * (k + 1), "hardware": hardware, "seed": k}
+        (run / "best.json").write_text(json.dumps(card))
+        stages.append(run)
+    training = {"loss": {"deltas": "mt_lc_brain", "alpha": 0.01, "all_heads": 1.0}, "data": {"roots": []}}
+    card = {"name": "x", "preset": "tiny", "training_config": training, "epochs": 3, "best_epoch": 2}
+    card.update(wall_time_s=180.0, hardware=hardware, seed=2)
+    save_model(DualDomainModel(PRESETS["tiny"]), stages[2] / "best.safetensors", card=card)
+    argv = ["release_model.py", str(stages[2]), "mt-lc-brain", "--config", "c3.yaml"]
+    argv += ["--starts-from", str(stages[0]), "c1.yaml", "--starts-from", str(stages[1]), "c2.yaml"]
+    monkeypatch.setattr("sys.argv", argv)
+    module.main()
+    _, shipped = load_model(weights / "mt-lc-brain.safetensors")
+    assert [s["run"] for s in shipped["starts_from"]] == [stages[0].as_posix(), stages[1].as_posix()]
+    assert [s["epochs"] for s in shipped["starts_from"]] == [1, 2]
+    assert shipped["release_command"] == (
+        f"artefix train c1.yaml --out {stages[0].as_posix()} && artefix train c2.yaml --out {stages[1].as_posix()}"
+        f" && artefix train c3.yaml --out {stages[2].as_posix()}"
+    )
+    doc = (tmp_path / "models.md").read_text()
+    assert doc.count("- starts from `") == 2 and doc.index(stages[0].as_posix()) < doc.index(stages[1].as_posix())

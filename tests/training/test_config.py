@@ -326,6 +326,11 @@ def test_release_configs_validate_and_fine_tune_the_stage_1_run():
         assert TrainConfig.from_dict(config.to_dict()) == config
         if path.stem == "mt_lc_brain_stage1":
             continue
+        if path.stem == "mt_lc_brain_gates":  # stage 3: only the detector of stage 2 learns
+            assert config.model.init == str(REPO / "runs" / "mt-lc-brain" / "best.safetensors")
+            assert set(config.model.freeze) == {"image_branch", "kspace_branch"} and config.model.gates
+            assert config.data.level_ranges == {"noise": (-10.0, 10.0)}
+            continue
         # every shipped model fine-tunes stage 1 with the same data recipe and the detector
         assert config.model.init == str(REPO / "runs" / "mt-lc-brain-stage1" / "best.safetensors")
         assert config.model.gates and config.loss.detection > 0 and config.data.fit == "native"
