@@ -82,6 +82,44 @@ def test_selection_differs_exactly_by_excluded_residuals(tiny):
     np.testing.assert_array_equal(full.volume.array, correct_volume(vol, tiny, batch_size=4).volume.array)
 
 
+def test_strength_scales_each_residual_and_is_recorded(tiny):
+    vol = _volume(seed=6)
+    full = correct_volume(vol, tiny, keep_residuals=True, batch_size=4)
+    x = np.moveaxis(vol.array, -1, 0).astype(np.float64)
+    r = {h: np.moveaxis(full.residuals[h].array, -1, 0).astype(np.float64) for h in HEADS}
+    out = correct_volume(vol, tiny, only=["bias", "noise"], strength={"noise": 0.25, "bias": 1.0}, batch_size=4)
+    expected = _renorm(x + r["bias"] + 0.25 * r["noise"], x)
+    np.testing.assert_allclose(np.moveaxis(out.volume.array, -1, 0), expected, atol=2e-4 * float(x.std()))
+    record = out.record
+    assert record.applied == ("bias", "noise") and record.strength == {"noise": 0.25}
+    assert [record.strength_of(h) for h in HEADS] == [1.0, 0.0, 0.0, 0.25]
+    assert record.applied_text() == "bias, noise (25%)"
+    summary = record.to_dict()["artefacts"]
+    assert summary["noise"]["strength"] == 0.25 and summary["motion"]["strength"] == 0.0
+    # strength 0 leaves the head out; strength 1 everywhere is the plain correction
+    none = correct_volume(vol, tiny, strength={h: 0.0 for h in HEADS}, batch_size=4)
+    np.testing.assert_allclose(none.volume.array, vol.array, atol=1e-5 * float(np.abs(vol.array).max()))
+    assert none.record.applied == ()
+    ones = correct_volume(vol, tiny, strength={h: 1.0 for h in HEADS}, batch_size=4)
+    np.testing.assert_array_equal(ones.volume.array, full.volume.array)
+    assert ones.record.strength == {}
+
+
+@pytest.mark.parametrize(
+    ("only", "strength", "message"),
+    [
+        (None, {"noise": 1.5}, "from 0 to 1"),
+        (None, {"noise": -0.1}, "from 0 to 1"),
+        (None, {"noise": True}, "from 0 to 1"),
+        (None, {"ghost": 0.5}, "no 'ghost' head"),
+        (["bias"], {"noise": 0.5}, "which --only leaves out"),
+    ],
+)
+def test_bad_strength_is_an_input_error(tiny, only, strength, message):
+    with pytest.raises(InputError, match=message):
+        correct_volume(_volume(), tiny, only=only, strength=strength)
+
+
 def test_residuals_are_in_input_units():
     # p_bias = a * u  ->  r_bias = sigma * a * u = a * (x - mu); output Znorm(u (1 + a)) = u -> y = x
     vol = _volume(seed=2, scale=1000.0, offset=-200.0)

@@ -107,6 +107,8 @@ def residual_profile_figure(run: CorrectionRun) -> Any:
         values = record.mean_abs_residual[:, k]
         style = "-" if head in record.applied else "--"
         label = head if head in record.applied else f"{head} (not applied)"
+        if 0 < record.strength_of(head) < 1:
+            label = f"{head} (applied at {record.strength_of(head):.0%})"
         colour = _HEAD_COLOURS.get(head)
         ax.plot(z, values, style, marker="." if record.n_slices < 64 else None, color=colour, label=label)
         idx = list(flagged[head])
@@ -193,6 +195,14 @@ th{background:#f3f3f3}img{max-width:100%}pre{background:#f6f6f6;padding:.8em;ove
 """
 
 
+def applied_cell(info: dict[str, Any]) -> str:
+    """``"yes"``, ``"no"`` or ``"50 %"`` (a partial correction, ``--strength``) for one head of the summary."""
+    if not info["applied"]:
+        return "no"
+    strength = float(info.get("strength", 1.0))
+    return "yes" if strength == 1.0 else f"{strength:.0%}"
+
+
 def _img(b64: str, alt: str) -> str:
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{b64}">'
 
@@ -219,14 +229,14 @@ def render_report(run: CorrectionRun, before: Volume, after: Volume, summary: di
         found = info.get("detection_mean")
         detected = f"<td>{found:.2f}</td>" if found is not None else ("<td>n/a</td>" if detected_col else "")
         rows.append(
-            f"<tr><td>{esc(head)}</td><td>{'yes' if info['applied'] else 'no'}</td>{detected}"
+            f"<tr><td>{esc(head)}</td><td>{esc(applied_cell(info))}</td>{detected}"
             f"<td>{info['mean_abs_residual']:.4g}</td><td>{esc(flagged)}</td></tr>"
         )
     facts = [
         ("input", str(run.input)),
         ("output", str(run.output)),
         ("model", f"{summary['model']['name']} (sha256 {summary['model']['sha256'] or 'n/a'})"),
-        ("applied corrections", ", ".join(record.applied) or "none (identity)"),
+        ("applied corrections", record.applied_text() or "none (identity)"),
         ("volume shape", " x ".join(map(str, record.shape))),
         ("slice axis", str(record.axis)),
         ("model matrix per slice", " x ".join(map(str, record.work_shape))),

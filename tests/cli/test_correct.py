@@ -110,6 +110,42 @@ def test_only_none_returns_the_input(env, nifti, tmp_path, monkeypatch, capsys):
     np.testing.assert_allclose(nib.load(out).get_fdata(), x, atol=1e-4 * np.abs(x).max())
 
 
+def test_strength_gives_a_partial_correction_and_reports_it(env, nifti, tmp_path, monkeypatch, capsys):
+    full, half, none = tmp_path / "full.nii", tmp_path / "half.nii", tmp_path / "none.nii"
+    report = tmp_path / "qc.html"
+    assert run([nifti, full, "--only", "noise", "-q"], monkeypatch, capsys)[0] == 0
+    assert run([nifti, none, "--only", "none", "-q"], monkeypatch, capsys)[0] == 0
+    code, out, err = run(
+        [nifti, half, "--only", "noise", "--strength", "noise=0.5", "--report", report], monkeypatch, capsys
+    )
+    assert code == 0, err
+    y_full, y_half, x = (nib.load(p).get_fdata() for p in (full, half, none))
+    # half the residual lands between the input and the full correction
+    assert 0 < np.abs(y_half - x).mean() < np.abs(y_full - x).mean()
+    assert "50%" in out
+    summary = json.loads(report.with_suffix(".json").read_text())
+    assert summary["artefacts"]["noise"]["strength"] == 0.5 and summary["applied"] == ["noise"]
+    assert "noise (50%)" in report.read_text()
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("noise", "is not HEAD=FACTOR"),
+        ("noise=2", "factor from 0 to 1"),
+        ("noise=abc", "factor from 0 to 1"),
+        ("ghost=0.5", "unknown artefact 'ghost'"),
+        ("noise=0.5,noise=0.2", "listed twice"),
+        (",", "give HEAD=FACTOR"),
+    ],
+)
+def test_bad_strength_is_a_one_line_error(env, nifti, tmp_path, monkeypatch, capsys, value, message):
+    out = tmp_path / "out.nii"
+    code, _, err = run([nifti, out, "--strength", value], monkeypatch, capsys)
+    assert code != 0 and message in err and "Traceback" not in err
+    assert not out.exists()
+
+
 def test_npy_axis_and_batch(env, tmp_path, monkeypatch, capsys):
     data = np.moveaxis(_phantom((32, 28, 9)), -1, 0).astype(np.float32)
     src = tmp_path / "stack.npy"

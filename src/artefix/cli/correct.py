@@ -31,6 +31,36 @@ def parse_only(text: str | None) -> list[str] | None:
     return names
 
 
+def parse_strength(text: str | None) -> dict[str, float] | None:
+    """Parse ``--strength``: comma-separated ``HEAD=FACTOR`` with ``FACTOR`` from 0 to 1; None keeps every 1.
+
+    Raises:
+        InputError: For a malformed item, an unknown or repeated head, or a factor outside ``[0, 1]``.
+    """
+    if text is None:
+        return None
+    out: dict[str, float] = {}
+    for item in (t.strip() for t in text.split(",") if t.strip()):
+        name, sep, value = item.partition("=")
+        name = name.strip().lower()
+        if not sep:
+            raise InputError(f"--strength: {item!r} is not HEAD=FACTOR, e.g. noise=0.5")
+        if name not in HEADS:
+            raise InputError(f"--strength: unknown artefact {name!r}; choose from {', '.join(HEADS)}")
+        if name in out:
+            raise InputError(f"--strength: {name} is listed twice in {text!r}")
+        try:
+            factor = float(value)
+        except ValueError:
+            factor = float("nan")
+        if not 0.0 <= factor <= 1.0:
+            raise InputError(f"--strength: {item!r} needs a factor from 0 to 1")
+        out[name] = factor
+    if not out:
+        raise InputError("--strength: give HEAD=FACTOR items, e.g. noise=0.5")
+    return out
+
+
 def correct_command(
     input: Annotated[
         str,
@@ -51,6 +81,13 @@ def correct_command(
         str | None,
         typer.Option(
             help="Apply only these corrections, comma-separated: bias,subsampling,motion,noise; 'none': none."
+        ),
+    ] = None,
+    strength: Annotated[
+        str | None,
+        typer.Option(
+            help="Partial corrections, comma-separated HEAD=FACTOR (0 to 1), e.g. noise=0.5 removes half of "
+            "what the noise head would (keeps part of the scan's own noise); others stay at 1."
         ),
     ] = None,
     residuals: Annotated[
@@ -87,6 +124,7 @@ def correct_command(
     from artefix.errors import ArtefixError
 
     heads = parse_only(only)
+    factors = parse_strength(strength)
     err_console = Console(stderr=True)
     progress = Progress(
         TextColumn("correcting"),
@@ -110,6 +148,7 @@ def correct_command(
                 output,
                 model=model,
                 only=heads,
+                strength=factors,
                 residuals=residuals,
                 report=report,
                 axis=axis,
@@ -130,6 +169,8 @@ def correct_command(
 def _print_summary(run, console) -> None:  # noqa: ANN001 - CorrectionRun, rich Console (lazy imports)
     from rich.table import Table
 
+    from artefix.report import applied_cell
+
     record = run.record
     flagged = record.flagged()
     overall = record.overall()
@@ -145,7 +186,7 @@ def _print_summary(run, console) -> None:  # noqa: ANN001 - CorrectionRun, rich 
         found = [] if record.detection is None else ["-" if score is None else f"{score:.2f}"]
         table.add_row(
             head,
-            "yes" if head in record.applied else "no",
+            applied_cell({"applied": head in record.applied, "strength": record.strength_of(head)}),
             *found,
             f"{overall[head]:.4g}",
             ", ".join(map(str, flagged[head])) or "-",

@@ -106,7 +106,7 @@ def correct_batch(
         batch: Slices ``x`` in input units, ``(B, H, W)`` float32.
         mean: Per-slice mean ``mu``, ``(B,)``.
         std: Per-slice standard deviation ``sigma > 0``, ``(B,)``.
-        weights: Head selection ``m``, ``(K,)`` of 0/1.
+        weights: Head selection ``m``, ``(K,)``: 0/1, or a factor in ``[0, 1]`` for a partial correction.
         work_shape: Size at which the model runs (default: native ``(H, W)``).
 
     Returns:

@@ -20,7 +20,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -148,6 +148,7 @@ def correct_file(
     *,
     model: str | Path | None = None,
     only: Sequence[str] | None = None,
+    strength: Mapping[str, float] | None = None,
     residuals: str | Path | None = None,
     report: str | Path | None = None,
     axis: int | None = None,
@@ -164,6 +165,7 @@ def correct_file(
         output: Output path, see the module docstring for families.
         model: Shipped model name or ``.safetensors`` path (default :data:`DEFAULT_MODEL`).
         only: Heads to apply (None: all of the model's heads).
+        strength: Head -> factor in ``[0, 1]`` for a partial correction (:func:`correct_volume`).
         residuals: Folder for the residual volumes (created if missing; its parent must exist).
         report: ``.html`` QC report path; the JSON summary goes next to it (``.json``).
         axis: Slice axis (default: the header's acquisition axis, else the last).
@@ -225,6 +227,7 @@ def correct_file(
             volume,
             net,
             only=only,
+            strength=strength,
             axis=axis,
             batch_size=batch_size,
             matrix=card.get("matrix"),

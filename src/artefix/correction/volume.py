@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import heapq
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -61,7 +61,7 @@ class CorrectionRecord:
 
     Attributes:
         heads: The model's residual heads, in channel order.
-        applied: The heads whose residuals were added (``--only``).
+        applied: The heads whose residuals were added (``--only``; a strength of 0 leaves a head out).
         axis: Slice axis of the volume (``None`` for a 2D image).
         shape: Shape of the volume.
         work_shape: In-plane size at which the model ran (the native size unless the card declared a matrix).
@@ -80,6 +80,8 @@ class CorrectionRecord:
             as found by the data-consistency step of the subsampling head (``ModelConfig.consistency``;
             below 1 where the k-space was truncated, e.g. zero-filled interpolation), NaN for constant
             slices; ``None`` for models without the step.
+        strength: Applied head -> factor in ``(0, 1]`` its residual was scaled by (``--strength``; 1 for
+            the full correction).
     """
 
     heads: tuple[str, ...]
@@ -98,6 +100,16 @@ class CorrectionRecord:
     max_batch_seen: int = 0
     detection: np.ndarray | None = None
     kspace_window: np.ndarray | None = None
+    strength: dict[str, float] = field(default_factory=dict)
+
+    def strength_of(self, head: str) -> float:
+        """The factor ``head``'s residual was added with: 0 when not applied, else its strength (default 1)."""
+        return float(self.strength.get(head, 1.0)) if head in self.applied else 0.0
+
+    def applied_text(self) -> str:
+        """``"bias, noise (50 %)"``: the applied heads, with the strength of any partial correction."""
+        parts = [h if self.strength_of(h) == 1.0 else f"{h} ({self.strength_of(h):.0%})" for h in self.applied]
+        return ", ".join(parts)
 
     @property
     def n_slices(self) -> int:
@@ -192,6 +204,7 @@ class CorrectionRecord:
             "artefacts": {
                 head: {
                     "applied": head in self.applied,
+                    "strength": self.strength_of(head),
                     "mean_abs_residual": overall[head],
                     "per_slice": [float(v) for v in self.mean_abs_residual[:, k]],
                     "flagged_slices": list(flagged[head]),
@@ -252,6 +265,23 @@ def _model_device(model: torch.nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
+def _strength_weights(
+    strength: Mapping[str, float] | None, heads: Sequence[str], selected: torch.Tensor
+) -> torch.Tensor:
+    """Per-head factors ``(K,)`` from ``--strength`` (1 for heads not named), validated against ``--only``."""
+    factors = torch.ones(len(heads), dtype=selected.dtype)
+    for head, value in (strength or {}).items():
+        if head not in heads:
+            raise InputError(f"--strength: the model has no {head!r} head; it has {', '.join(heads)}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= float(value) <= 1.0:
+            raise InputError(f"--strength: {head}={value!r} must be a number from 0 to 1")
+        k = list(heads).index(head)
+        if float(value) > 0 and not selected[k]:
+            raise InputError(f"--strength names {head}, which --only leaves out")
+        factors[k] = float(value)
+    return factors
+
+
 def _allocate(shape: tuple[int, ...], scratch_dir: Path | None, name: str) -> np.ndarray:
     if scratch_dir is None:
         return np.zeros(shape, dtype=np.float32)
@@ -263,6 +293,7 @@ def correct_volume(
     model: torch.nn.Module,
     *,
     only: Sequence[str] | None = None,
+    strength: Mapping[str, float] | None = None,
     axis: int | None = None,
     batch_size: int = 8,
     matrix: Sequence[int] | None = None,
@@ -279,6 +310,9 @@ def correct_volume(
             ``head_names``), on the device to use; it is put in eval mode.
         only: Heads whose residuals are applied (the paper's selective correction); ``None`` applies all
             of the model's heads, ``[]`` none (the output then equals the input up to round-off).
+        strength: Head -> factor in ``[0, 1]`` that scales that head's residual (``--strength``), e.g.
+            ``{"noise": 0.5}`` removes half of what the noise head would; heads not named keep 1. A head
+            named here must be applied (``only``); 0 leaves it out.
         axis: Slice axis; default the header's acquisition axis (``meta["slice_axis"]``), else the last.
         batch_size: Maximum number of slices per model call.
         matrix: Training matrix ``(Hm, Wm)`` of the model (its card's ``matrix``), or None to run at the
@@ -294,7 +328,7 @@ def correct_volume(
 
     Raises:
         InputError: Non-finite voxels, an all-constant volume, a bad axis, a head the model lacks, a slice
-            smaller than 2x2.
+            smaller than 2x2, a strength outside ``[0, 1]`` or for a head that ``only`` leaves out.
         ValueError: ``batch_size`` or ``top_k`` not a positive / non-negative integer.
     """
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
@@ -309,8 +343,9 @@ def correct_volume(
         weights = head_weights(None if only is None else list(only), heads)
     except ValueError as exc:
         raise InputError(f"--only: {exc}") from None
-
+    weights = weights * _strength_weights(strength, heads, weights)
     applied = tuple(h for h, m in zip(heads, weights.tolist(), strict=True) if m)
+    factors = {h: float(m) for h, m in zip(heads, weights.tolist(), strict=True) if m and m != 1.0}
     slice_axis = _slice_axis(volume, axis)
     src = _stack_view(volume.array, slice_axis)
     n, h, w = src.shape
@@ -388,6 +423,7 @@ def correct_volume(
         max_batch_seen=max_seen,
         detection=detection,
         kspace_window=window,
+        strength=factors,
     )
     residuals = {head: volume.with_array(a) for head, a in zip(heads, res_arrays, strict=False)}
     return CorrectionResult(volume.with_array(out_array), residuals, record)
