@@ -154,6 +154,12 @@ def main() -> None:
         help="ship with k-space data consistency of the subsampling head on (artefix.models.consistency); "
         "the trained weights are unchanged",
     )
+    parser.add_argument(
+        "--ensemble",
+        type=int,
+        help="ship with this inference self-ensemble (ModelConfig.ensemble: 1, 2, 4 or 8 dihedral transforms "
+        "averaged per slice); the trained weights are unchanged",
+    )
     parser.add_argument("--description", help="one line for `artefix models` (default: DESCRIPTIONS[NAME])")
     parser.add_argument("--evaluation-command", default="", help="the artefix evaluate command line")
     parser.add_argument("--split-file", help="committed copy of RUN/split.json")
@@ -169,11 +175,18 @@ def main() -> None:
     args = parser.parse_args()
     model, card = load_model(args.run / "best.safetensors")
     card = dict(card)
+    changes = {}
     if args.consistency and not model.config.consistency:
-        shipped = DualDomainModel(model.config.replace(consistency=True))
+        changes["consistency"] = True
+    if args.ensemble is not None and args.ensemble != model.config.ensemble:
+        changes["ensemble"] = args.ensemble
+    card.pop("release_changes", None)
+    if changes:
+        shipped = DualDomainModel(model.config.replace(**changes))
         shipped.load_state_dict(model.state_dict())
         model = shipped
-        card["release_changes"] = "model.consistency turned on at release (inference only; weights as trained)"
+        said = ", ".join(f"model.{k} {'on' if v is True else v}" for k, v in changes.items())
+        card["release_changes"] = f"{said} at release (inference only; weights as trained)"
     card.update(_whole_run(args.run))
     for key in ("config", "parameters", "heads", "weights", "sha256"):
         card.pop(key, None)

@@ -100,6 +100,7 @@ def test_strength_scales_each_residual_and_is_recorded(tiny):
     none = correct_volume(vol, tiny, strength={h: 0.0 for h in HEADS}, batch_size=4)
     np.testing.assert_allclose(none.volume.array, vol.array, atol=1e-5 * float(np.abs(vol.array).max()))
     assert none.record.applied == ()
+    assert out.record.ensemble == 1 and out.record.to_dict()["ensemble"] == 1
     ones = correct_volume(vol, tiny, strength={h: 1.0 for h in HEADS}, batch_size=4)
     np.testing.assert_array_equal(ones.volume.array, full.volume.array)
     assert ones.record.strength == {}

@@ -240,6 +240,7 @@ def render_report(run: CorrectionRun, before: Volume, after: Volume, summary: di
         ("volume shape", " x ".join(map(str, record.shape))),
         ("slice axis", str(record.axis)),
         ("model matrix per slice", " x ".join(map(str, record.work_shape))),
+        ("self-ensemble", f"{record.ensemble} dihedral transform(s) averaged per slice"),
         ("constant slices passed through", ", ".join(map(str, record.constant_slices)) or "none"),
         *([("k-space", record.kspace_sentence())] if record.kspace_sentence() else []),
         ("timings (s)", ", ".join(f"{k} {v:.2f}" for k, v in run.timings.items())),

@@ -146,6 +146,19 @@ def test_bad_strength_is_a_one_line_error(env, nifti, tmp_path, monkeypatch, cap
     assert not out.exists()
 
 
+def test_ensemble_option_overrides_the_model_and_is_recorded(env, nifti, tmp_path, monkeypatch, capsys):
+    one, four, report = tmp_path / "one.nii", tmp_path / "four.nii", tmp_path / "qc.html"
+    assert run([nifti, one, "--ensemble", "1", "-q"], monkeypatch, capsys)[0] == 0
+    code, out, err = run([nifti, four, "--ensemble", "4", "--report", report], monkeypatch, capsys)
+    assert code == 0, err
+    assert "self-ensemble of 4" in out
+    assert json.loads(report.with_suffix(".json").read_text())["ensemble"] == 4
+    assert not np.allclose(nib.load(one).get_fdata(), nib.load(four).get_fdata())
+    code, _, err = run([nifti, tmp_path / "bad.nii", "--ensemble", "3"], monkeypatch, capsys)
+    assert code != 0 and "--ensemble" in err and "Traceback" not in err
+    assert not (tmp_path / "bad.nii").exists()
+
+
 def test_npy_axis_and_batch(env, tmp_path, monkeypatch, capsys):
     data = np.moveaxis(_phantom((32, 28, 9)), -1, 0).astype(np.float32)
     src = tmp_path / "stack.npy"

@@ -252,3 +252,86 @@ def test_seeded_initialisation_is_reproducible_whatever_the_global_rng_state():
     # the default PyTorch scale: kaiming_uniform_(a=sqrt(5)) is U(-1/sqrt(fan_in), 1/sqrt(fan_in))
     w = a.image_branch.down[0][0].weight  # fan_in = 4 channels * 9
     assert w.abs().max() <= 1 / 6 and w.abs().max() > 0.8 / 6
+
+
+@pytest.mark.parametrize("k", range(8))
+def test_dihedral_transforms_are_undone_exactly(k):
+    from artefix.models.dual_domain import dihedral, undo_dihedral
+
+    x = torch.arange(2 * 3 * 5, dtype=torch.float32).reshape(2, 1, 3, 5)
+    y = dihedral(x, k)
+    assert y.shape[-2:] == ((5, 3) if k >= 4 else (3, 5))
+    torch.testing.assert_close(undo_dihedral(y, k), x, rtol=0, atol=0)
+    assert len({tuple(dihedral(x[0, 0], j).flatten().tolist()) for j in range(8)}) == 8  # eight distinct maps
+
+
+def _gated(seed=2, **changes):
+    from artefix.models.presets import PRESETS
+
+    return DualDomainModel(PRESETS["tiny"].replace(gates=True, **changes), seed=seed).eval()
+
+
+@pytest.mark.parametrize("shape", [(2, 1, 24, 24), (1, 1, 19, 30)])
+def test_self_ensemble_is_the_mean_of_the_transformed_passes_and_equivariant(shape):
+    from artefix.models.dual_domain import dihedral, undo_dihedral
+
+    model = _gated()
+    x = _x(shape, seed=3)
+    with torch.no_grad():
+        plain = model.residuals(x)
+        passes = [undo_dihedral(model.residuals(dihedral(x, k)), k) for k in range(8)]
+        model.set_ensemble(8)
+        mean = model.residuals(x)
+        torch.testing.assert_close(mean, sum(passes) / 8, rtol=0, atol=1e-5)
+        assert not torch.allclose(mean, plain, atol=1e-4)
+        # averaging over the whole group makes the model commute with every transform of it
+        for k in range(8):
+            torch.testing.assert_close(model.residuals(dihedral(x, k)), dihedral(mean, k), rtol=0, atol=1e-5)
+            torch.testing.assert_close(model.detect(dihedral(x, k)), model.detect(x), rtol=0, atol=1e-6)
+        out = model(x)
+        torch.testing.assert_close(out.residuals, mean, rtol=0, atol=0)
+        model.set_ensemble(1)
+        torch.testing.assert_close(model.residuals(x), plain, rtol=0, atol=0)
+
+
+def test_self_ensemble_only_at_inference_and_validated():
+    model = _gated(ensemble=4)
+    assert model.config.ensemble == 4 and model.ensemble == 4
+    model.train()
+    assert model.ensemble == 1  # training always sees single passes
+    x = _x((2, 1, 16, 16), seed=4)
+    calls = []
+    handle = model.image_branch.register_forward_hook(lambda *a: calls.append(1))
+    model(x)
+    assert len(calls) == 1
+    model.eval()
+    with torch.no_grad():
+        model(x)
+    assert len(calls) == 1 + 4
+    handle.remove()
+    assert ModelConfig.from_dict(model.config.to_dict()) == model.config
+    assert ModelConfig.from_dict({}).ensemble == 1  # cards written before the option
+    for bad in (3, 0, True, 2.0, "8"):
+        with pytest.raises(ValueError, match="ensemble"):
+            ModelConfig(ensemble=bad)
+
+
+def test_self_ensemble_keeps_data_consistency_exact():
+    from artefix.artefacts.subsampling import centre_crop_kspace_image
+
+    model = DualDomainModel(ModelConfig(base_width=4, depth=2, convs_per_block=1, consistency=True, ensemble=8), seed=1)
+    model.eval()
+    rng = np.random.default_rng(0)
+    clean = rng.random((40, 40)) + 2.0
+    low = np.abs(centre_crop_kspace_image(clean, 2.0))
+    up = torch.fft.ifft2(
+        torch.fft.ifftshift(
+            torch.nn.functional.pad(torch.fft.fftshift(torch.fft.fft2(torch.from_numpy(low))), (10, 10, 10, 10))
+        )
+    ).real
+    x = znorm(up.float())[None, None]
+    with torch.no_grad():
+        p = model.residuals(x)[:, ALL_HEADS.index("subsampling")]
+    k = fft2c(p[0].double())
+    centre = k[10:30, 10:30]
+    assert float(centre.abs().max()) < 1e-4 * float(k.abs().max())  # the measured lines are left alone

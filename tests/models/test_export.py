@@ -67,3 +67,23 @@ def test_exports_keep_the_data_consistency_step(tmp_path):
     session = ort.InferenceSession(str(export_onnx(model, tmp_path / "m.onnx", example_shape=shape)))
     _, residuals = session.run(["output", "residuals"], {"image": x.numpy()})
     torch.testing.assert_close(torch.from_numpy(residuals), eager.residuals, atol=1e-4, rtol=0)
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:DeprecationWarning")
+def test_exports_keep_the_self_ensemble(tmp_path):
+    """A model shipped with model.ensemble exports with its transforms (transposes of a non-square input too)."""
+    model = build_model("tiny", seed=0, gates=True, ensemble=8)
+    shape = (2, 1, 37, 50)
+    x = _x(shape, seed=5)
+    with torch.no_grad():
+        eager = model.eval()(x)
+        single = model.set_ensemble(1)(x)
+    model.set_ensemble(8)
+    assert not torch.allclose(single.residuals, eager.residuals, atol=1e-4)  # the ensemble is exercised
+    loaded = torch.jit.load(str(export_torchscript(model, tmp_path / "m.pt", example_shape=shape)))
+    torch.testing.assert_close(loaded(x)[1], eager.residuals, atol=1e-4, rtol=0)
+    pytest.importorskip("onnxscript", reason="ONNX export needs onnxscript")
+    ort = pytest.importorskip("onnxruntime")
+    session = ort.InferenceSession(str(export_onnx(model, tmp_path / "m.onnx", example_shape=shape)))
+    _, residuals = session.run(["output", "residuals"], {"image": x.numpy()})
+    torch.testing.assert_close(torch.from_numpy(residuals), eager.residuals, atol=1e-4, rtol=0)

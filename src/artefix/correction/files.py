@@ -149,6 +149,7 @@ def correct_file(
     model: str | Path | None = None,
     only: Sequence[str] | None = None,
     strength: Mapping[str, float] | None = None,
+    ensemble: int | None = None,
     residuals: str | Path | None = None,
     report: str | Path | None = None,
     axis: int | None = None,
@@ -166,6 +167,8 @@ def correct_file(
         model: Shipped model name or ``.safetensors`` path (default :data:`DEFAULT_MODEL`).
         only: Heads to apply (None: all of the model's heads).
         strength: Head -> factor in ``[0, 1]`` for a partial correction (:func:`correct_volume`).
+        ensemble: Self-ensemble size (1, 2, 4 or 8 dihedral transforms per slice) instead of the model
+            card's (``ModelConfig.ensemble``): 1 is the fastest, 8 the most accurate.
         residuals: Folder for the residual volumes (created if missing; its parent must exist).
         report: ``.html`` QC report path; the JSON summary goes next to it (``.json``).
         axis: Slice axis (default: the header's acquisition axis, else the last).
@@ -211,6 +214,11 @@ def correct_file(
 
     t0 = time.perf_counter()
     net, card = load_named_model(model if model is not None else DEFAULT_MODEL, device=dev)
+    if ensemble is not None:
+        try:
+            net.set_ensemble(ensemble)
+        except ValueError as exc:
+            raise InputError(f"--ensemble: {exc}") from None
     timings["load_model"] = time.perf_counter() - t0
     heads = tuple(net.head_names)
     res_paths = residual_paths(output_path, residual_dir, heads) if residual_dir is not None else {}

@@ -82,6 +82,7 @@ class CorrectionRecord:
             slices; ``None`` for models without the step.
         strength: Applied head -> factor in ``(0, 1]`` its residual was scaled by (``--strength``; 1 for
             the full correction).
+        ensemble: Dihedral transforms the model averaged per slice (``ModelConfig.ensemble``; 1: none).
     """
 
     heads: tuple[str, ...]
@@ -101,6 +102,7 @@ class CorrectionRecord:
     detection: np.ndarray | None = None
     kspace_window: np.ndarray | None = None
     strength: dict[str, float] = field(default_factory=dict)
+    ensemble: int = 1
 
     def strength_of(self, head: str) -> float:
         """The factor ``head``'s residual was added with: 0 when not applied, else its strength (default 1)."""
@@ -200,6 +202,7 @@ class CorrectionRecord:
             "work_shape": list(self.work_shape),
             "batch_size": self.batch_size,
             "device": self.device,
+            "ensemble": self.ensemble,
             "units": "input intensity units",
             "artefacts": {
                 head: {
@@ -424,6 +427,7 @@ def correct_volume(
         detection=detection,
         kspace_window=window,
         strength=factors,
+        ensemble=int(getattr(getattr(model, "config", None), "ensemble", 1)),
     )
     residuals = {head: volume.with_array(a) for head, a in zip(heads, res_arrays, strict=False)}
     return CorrectionResult(volume.with_array(out_array), residuals, record)

@@ -41,6 +41,29 @@ from artefix.models.unet import SRResUNet
 ALL_HEADS: tuple[str, ...] = tuple(a.value for a in Artefact)
 BRANCHES: tuple[str, ...] = ("image", "kspace")
 PAD_MODES: tuple[str, ...] = ("constant", "reflect", "replicate")
+ENSEMBLES: tuple[int, ...] = (1, 2, 4, 8)
+"""Self-ensemble sizes: the first ``n`` of the image's dihedral transforms (:func:`dihedral`)."""
+_FLIPS: tuple[tuple[int, ...], ...] = ((), (-1,), (-2,), (-2, -1))
+
+
+def dihedral(x: torch.Tensor, k: int) -> torch.Tensor:
+    """Dihedral transform ``k`` in ``0..7`` of the last two axes of ``x``.
+
+    0 is the identity, 1 the left-right flip, 2 the up-down flip, 3 both (a half turn); 4-7 are the same
+    after a transpose, which turns ``(H, W)`` into ``(W, H)``.
+    """
+    if k >= 4:
+        x = x.transpose(-2, -1)
+    flips = _FLIPS[k % 4]
+    return torch.flip(x, flips) if flips else x
+
+
+def undo_dihedral(x: torch.Tensor, k: int) -> torch.Tensor:
+    """The inverse of :func:`dihedral`: ``undo_dihedral(dihedral(x, k), k) == x``."""
+    flips = _FLIPS[k % 4]
+    x = torch.flip(x, flips) if flips else x
+    return x.transpose(-2, -1) if k >= 4 else x
+
 
 HeadSelection = torch.Tensor | Sequence[bool | int | float | str | Artefact] | None
 """Which residuals to add: ``None`` (all), a 0/1 (or weight) tensor of shape ``(K,)`` or ``(B, K)``, a
@@ -83,6 +106,11 @@ class ModelConfig:
         consistency: Project the subsampling residual onto the k-space lines the input was not measured
             with, where a truncated k-space is found (:mod:`artefix.models.consistency`; not in the paper):
             the measured data stay as they are.
+        ensemble: Self-ensemble at inference (eval mode only; not in the paper): the residuals and the
+            detector's scores are averaged over this many dihedral transforms of the input (1 none; 2 adds
+            the left-right flip; 4 all flips; 8 flips and transposes), each mapped back. Costs ``ensemble``
+            network passes; averaging the transforms' independent errors lowers the texture a correction
+            adds (the "self-ensemble" of super-resolution networks).
     """
 
     base_width: int = 8
@@ -94,6 +122,7 @@ class ModelConfig:
     pad_mode: str = "constant"
     gates: bool = False
     consistency: bool = False
+    ensemble: int = 1
 
     def __post_init__(self) -> None:
         for name in ("base_width", "depth", "convs_per_block"):
@@ -113,6 +142,8 @@ class ModelConfig:
         for name in ("gates", "consistency"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
+        if isinstance(self.ensemble, bool) or not isinstance(self.ensemble, int) or self.ensemble not in ENSEMBLES:
+            raise ValueError(f"ensemble must be one of {list(ENSEMBLES)}, got {self.ensemble!r}")
 
     @property
     def stride(self) -> int:
@@ -317,10 +348,40 @@ class DualDomainModel(nn.Module):
             return F.pad(x, pad), top, left
         return F.pad(x, pad, mode=self.config.pad_mode), top, left
 
+    @property
+    def ensemble(self) -> int:
+        """Dihedral transforms averaged at inference (1 in training mode, where it never applies)."""
+        return 1 if self.training else self.config.ensemble
+
+    def set_ensemble(self, n: int) -> DualDomainModel:
+        """Change the inference self-ensemble (:attr:`ModelConfig.ensemble`) in place; returns ``self``."""
+        self.config = self.config.replace(ensemble=n)
+        return self
+
     def residuals(self, x: torch.Tensor) -> torch.Tensor:
-        """Residual maps ``p`` of both branches summed, shape ``(B, K, H, W)`` for ``x`` ``(B, 1, H, W)``."""
+        """Residual maps ``p`` of both branches summed, shape ``(B, K, H, W)`` for ``x`` ``(B, 1, H, W)``.
+
+        In eval mode with :attr:`ModelConfig.ensemble` ``n > 1`` they are the mean over ``n`` dihedral
+        transforms of the input, each transformed back (data consistency applied again to the mean).
+        """
         if x.ndim != 4 or x.shape[1] != 1:
             raise ValueError(f"expected input of shape (B, 1, H, W), got {tuple(x.shape)}")
+        n = self.ensemble
+        if n == 1:
+            return self._residuals(x)
+        out = sum(undo_dihedral(self._residuals(dihedral(x, k)), k) for k in range(n)) / n
+        return self._consistent(out, x)
+
+    def _consistent(self, out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """Data consistency of the subsampling channel of ``out`` for input ``x`` (a no-op without it)."""
+        i = self.consistent_head
+        if i is None:
+            return out
+        projected = project_unmeasured(out[:, i], measured_window(x[:, 0]))
+        return torch.cat([out[:, :i], projected[:, None], out[:, i + 1 :]], dim=1)
+
+    def _residuals(self, x: torch.Tensor) -> torch.Tensor:
+        """One network pass: the residuals of :meth:`residuals` without the self-ensemble."""
         h, w = x.shape[-2], x.shape[-1]
         xp, top, left = self._pad(x)
         out = torch.zeros((), dtype=x.dtype, device=x.device)
@@ -333,21 +394,18 @@ class DualDomainModel(nn.Module):
             out = out + ifft2c(torch.complex(y[:, :, 0], y[:, :, 1])).real
         if self.detector is not None:
             out = out * self.detector(xp)[:, :, None, None]
-        out = out[..., top : top + h, left : left + w]
-        i = self.consistent_head
-        if i is not None:
-            projected = project_unmeasured(out[:, i], measured_window(x[:, 0]))
-            out = torch.cat([out[:, :i], projected[:, None], out[:, i + 1 :]], dim=1)
-        return out
+        return self._consistent(out[..., top : top + h, left : left + w], x)
 
     def detect(self, x: torch.Tensor) -> torch.Tensor | None:
         """Per-head presence scores ``(B, K)`` in ``(0, 1)`` (``None`` without ``gates``).
 
-        The residuals returned by :meth:`residuals` are already multiplied by these scores.
+        The residuals returned by :meth:`residuals` are already multiplied by these scores; with a
+        self-ensemble (:attr:`ModelConfig.ensemble`) the scores are the mean over its transforms.
         """
         if self.detector is None:
             return None
-        return self.detector(self._pad(x)[0])
+        n = self.ensemble
+        return sum(self.detector(self._pad(dihedral(x, k))[0]) for k in range(n)) / n
 
     def forward(self, x: torch.Tensor, heads: HeadSelection = None) -> ModelOutput:
         """Correct ``x``.

@@ -98,7 +98,8 @@ class ArtefactCorrectionModule(L.LightningModule):
 
         source, _ = load_model(resolve_model(init), verify=True)
         mine = self.model.config
-        if source.config.replace(heads=mine.heads, gates=mine.gates, consistency=mine.consistency) != mine:
+        same = {"heads": mine.heads, "gates": mine.gates, "consistency": mine.consistency, "ensemble": mine.ensemble}
+        if source.config.replace(**same) != mine:
             raise ValueError(f"model.init {init!r} has another architecture than preset {self.config.model.preset!r}")
         transfer_weights(self.model, source)
 
