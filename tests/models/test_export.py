@@ -46,6 +46,18 @@ def test_export_rejects_bad_example_shape(tmp_path):
         export_torchscript(build_model("tiny"), tmp_path / "m.pt", example_shape=(1, 2, 8, 8))
 
 
+def _assert_exports_match(model, x, residuals, tmp_path):
+    """TorchScript (and ONNX, where installed) exports of ``model`` give ``residuals`` for ``x``."""
+    shape = tuple(x.shape)
+    loaded = torch.jit.load(str(export_torchscript(model, tmp_path / "m.pt", example_shape=shape)))
+    torch.testing.assert_close(loaded(x)[1], residuals, atol=1e-4, rtol=0)
+    pytest.importorskip("onnxscript", reason="ONNX export needs onnxscript")
+    ort = pytest.importorskip("onnxruntime")
+    session = ort.InferenceSession(str(export_onnx(model, tmp_path / "m.onnx", example_shape=shape)))
+    _, exported = session.run(["output", "residuals"], {"image": x.numpy()})
+    torch.testing.assert_close(torch.from_numpy(exported), residuals, atol=1e-4, rtol=0)
+
+
 @pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:DeprecationWarning")
 def test_exports_keep_the_data_consistency_step(tmp_path):
     """A shipped model with model.consistency exports with it: the same residuals on a truncated input."""
@@ -54,36 +66,22 @@ def test_exports_keep_the_data_consistency_step(tmp_path):
     from artefix.models.consistency import measured_window
 
     model = build_model("tiny", seed=0, consistency=True, gates=True)
-    shape = (2, 1, 64, 56)  # torch.export needs a batch of 2 or more for a dynamic batch axis
-    clean = _x((2, 64, 56), seed=3).abs()
+    clean = _x((2, 64, 56), seed=3).abs()  # torch.export needs a batch of 2 or more for a dynamic batch axis
     x = znorm(fourier_resize(centre_crop_kspace_image(clean, 2.0), (64, 56)).abs())[:, None].float()
     assert not measured_window(x[:, 0]).all()  # the step is found: the projection is exercised
     with torch.no_grad():
         eager = model.eval()(x)
-    loaded = torch.jit.load(str(export_torchscript(model, tmp_path / "m.pt", example_shape=shape)))
-    torch.testing.assert_close(loaded(x)[1], eager.residuals, atol=1e-4, rtol=0)
-    pytest.importorskip("onnxscript", reason="ONNX export needs onnxscript")
-    ort = pytest.importorskip("onnxruntime")
-    session = ort.InferenceSession(str(export_onnx(model, tmp_path / "m.onnx", example_shape=shape)))
-    _, residuals = session.run(["output", "residuals"], {"image": x.numpy()})
-    torch.testing.assert_close(torch.from_numpy(residuals), eager.residuals, atol=1e-4, rtol=0)
+    _assert_exports_match(model, x, eager.residuals, tmp_path)
 
 
 @pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:DeprecationWarning")
 def test_exports_keep_the_self_ensemble(tmp_path):
     """A model shipped with model.ensemble exports with its transforms (transposes of a non-square input too)."""
     model = build_model("tiny", seed=0, gates=True, ensemble=8)
-    shape = (2, 1, 37, 50)
-    x = _x(shape, seed=5)
+    x = _x((2, 1, 37, 50), seed=5)
     with torch.no_grad():
         eager = model.eval()(x)
         single = model.set_ensemble(1)(x)
     model.set_ensemble(8)
     assert not torch.allclose(single.residuals, eager.residuals, atol=1e-4)  # the ensemble is exercised
-    loaded = torch.jit.load(str(export_torchscript(model, tmp_path / "m.pt", example_shape=shape)))
-    torch.testing.assert_close(loaded(x)[1], eager.residuals, atol=1e-4, rtol=0)
-    pytest.importorskip("onnxscript", reason="ONNX export needs onnxscript")
-    ort = pytest.importorskip("onnxruntime")
-    session = ort.InferenceSession(str(export_onnx(model, tmp_path / "m.onnx", example_shape=shape)))
-    _, residuals = session.run(["output", "residuals"], {"image": x.numpy()})
-    torch.testing.assert_close(torch.from_numpy(residuals), eager.residuals, atol=1e-4, rtol=0)
+    _assert_exports_match(model, x, eager.residuals, tmp_path)
