@@ -220,6 +220,19 @@ def test_model_method_and_chain(models):
         apply_method(MethodSpec("mt-tiny", "model", ("mt-tiny",)), case)
 
 
+def test_model_pool_applies_the_self_ensemble(models):
+    spec = model_spec(str(models["mt"]))
+    plain, ensemble = ModelPool({spec.name: spec}), ModelPool({spec.name: spec}, ensemble=8)
+    assert plain.get(spec.name).config.ensemble == 1 and ensemble.get(spec.name).config.ensemble == 8
+    clean = _slice("brain-t2", 48).astype(np.float32)
+    corrupted = make_case(clean, "noise", 0.0, np.random.default_rng(4)).corrupted
+    one, _ = plain.run(spec.name, corrupted, (1.0, 1.0))
+    eight, _ = ensemble.run(spec.name, corrupted, (1.0, 1.0))
+    assert not np.allclose(one, eight, atol=1e-4)
+    with pytest.raises(InputError, match="ensemble must be one of"):
+        evaluate([Path("nowhere")], models=[str(models["mt"])], ensemble=3)
+
+
 def test_bm3d_is_deterministic_inside_the_thread_guard():
     pytest.importorskip("bm3d")
     from artefix.evaluation.baselines import bm3d

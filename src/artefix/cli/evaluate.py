@@ -63,6 +63,12 @@ def evaluate_command(
     threads: Annotated[int, typer.Option(min=1, help="CPU threads per process for torch and SimpleITK.")] = 1,
     tune_slices: Annotated[int, typer.Option(min=1, help="Slices on which the 'tv' weight is tuned.")] = 3,
     device: Annotated[str, typer.Option(help="Device of the models: cpu or cuda.")] = "cpu",
+    ensemble: Annotated[
+        int | None,
+        typer.Option(
+            help="Self-ensemble of every model: 1, 2, 4 or 8 flips/transposes averaged (default: each model's)."
+        ),
+    ] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an earlier evaluation in the output folder.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary.")] = False,
 ) -> None:
@@ -121,6 +127,7 @@ def evaluate_command(
                 threads=threads,
                 tune_slices=tune_slices,
                 device=device,
+                ensemble=ensemble,
                 progress=update,
             )
         except ArtefixError:

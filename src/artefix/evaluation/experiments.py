@@ -416,6 +416,7 @@ class _Plan:
     models: tuple[ModelSpec, ...]
     device: str
     threads: int
+    ensemble: int | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -529,7 +530,7 @@ def _optional(module: str) -> Any:
 def _init_worker(plan: _Plan) -> None:
     """Process-pool initializer: fix the thread counts and load every model once."""
     _set_threads(plan.threads)
-    pool = ModelPool({m.name: m for m in plan.models}, plan.device)
+    pool = ModelPool({m.name: m for m in plan.models}, plan.device, plan.ensemble)
     pool.load_all()
     _WORKER["plan"] = plan
     _WORKER["pool"] = pool
@@ -670,6 +671,7 @@ def evaluate(
     threads: int = 1,
     tune_slices: int = TUNE_SLICES,
     device: str = "cpu",
+    ensemble: int | None = None,
     progress: ProgressFn | None = None,
 ) -> EvaluationResult:
     """Run the paper's evaluation protocol on the scans under ``data`` (see the module docstring).
@@ -687,16 +689,19 @@ def evaluate(
         threads: CPU threads of torch and SimpleITK in each process (>= 1); results may change with it.
         tune_slices: Slices on which ``tv`` is tuned (>= 1 when ``tv`` runs).
         device: Torch device of the models.
+        ensemble: Self-ensemble of every model (1, 2, 4 or 8 dihedral transforms averaged per slice,
+            ``ModelConfig.ensemble``), or None for each model's own.
         progress: Called as ``progress(done, total)`` in method runs (slice x severity x method).
 
     Returns:
         The :class:`EvaluationResult`.
 
     Raises:
-        InputError: Unknown experiment, baseline or model, no scans or no foreground slices.
+        InputError: Unknown experiment, baseline or model, no scans or no foreground slices, a bad ensemble.
     """
     from artefix.data.splits import discover_scans
     from artefix.evaluation.baselines import BASELINES
+    from artefix.models.dual_domain import ENSEMBLES
     from artefix.models.registry import list_models
 
     started = time.perf_counter()
@@ -707,6 +712,8 @@ def evaluate(
     for name, value in (("jobs", jobs), ("threads", threads)):
         if isinstance(value, bool) or int(value) != value or value < 1:
             raise InputError(f"{name} must be an integer >= 1, got {value!r}")
+    if ensemble is not None and (isinstance(ensemble, bool) or ensemble not in ENSEMBLES):
+        raise InputError(f"ensemble must be one of {', '.join(map(str, ENSEMBLES))}, got {ensemble!r}")
     if isinstance(tune_slices, bool) or int(tune_slices) != tune_slices or tune_slices < 0:
         raise InputError(f"tune_slices must be an integer >= 0, got {tune_slices!r}")
     if baselines is not None:
@@ -745,7 +752,7 @@ def evaluate(
         )
     if not specs:
         notes.append("No model was given or installed: only the classical methods were evaluated.")
-    plan = _Plan(int(seed), methods, tuple(specs), device, int(threads))
+    plan = _Plan(int(seed), methods, tuple(specs), device, int(threads), ensemble)
     tasks: list[_Task] = []
     for pos, s in enumerate(slices):
         for exp in exps:
@@ -765,6 +772,7 @@ def evaluate(
         "jobs": int(jobs),
         "threads": int(threads),
         "device": device,
+        "ensemble": ensemble,
         "tuned": settings,
         "tuning_slices": where if settings else None,
         "scenarios": {k: [list(p) for p in v] for k, v in SCENARIOS.items() if k in exps},
@@ -788,7 +796,7 @@ def _execute(
 
     advance(0)
     if jobs == 1:
-        pool = ModelPool({m.name: m for m in plan.models}, plan.device)
+        pool = ModelPool({m.name: m for m in plan.models}, plan.device, plan.ensemble)
         with _threads(plan.threads):
             return [_run_task(t, plan, pool, lambda: advance(1)) for t in tasks]
     import multiprocessing

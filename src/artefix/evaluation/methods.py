@@ -135,10 +135,13 @@ class ModelPool:
     Attributes:
         specs: The models, by name.
         device: Torch device of the weights and inputs (``"cpu"``, ``"cuda"``).
+        ensemble: Self-ensemble of every model (``ModelConfig.ensemble``: 1, 2, 4 or 8), or None for
+            each model's own.
     """
 
     specs: dict[str, ModelSpec]
     device: str = "cpu"
+    ensemble: int | None = None
     _models: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def load_all(self) -> None:
@@ -154,6 +157,8 @@ class ModelPool:
             from artefix.models.registry import load_named_model
 
             model, _ = load_named_model(Path(self.specs[name].path), device=self.device)
+            if self.ensemble is not None:
+                model.set_ensemble(self.ensemble)
             self._models[name] = model.eval()
         return self._models[name]
 
