@@ -16,7 +16,8 @@ Markdown table:
   by BM3D denoising when ``bm3d`` is installed, else scikit-image's non-local means as a stand-in
   (labelled); timed on ``--classical-slices`` slices and extrapolated to the volume.
 
-Usage: ``python benchmarks/correct.py [--slices 160] [--batch 8] [--classical-slices 3] [--threads N]``
+Usage: ``python benchmarks/correct.py [--slices 160] [--batch 8] [--classical-slices 3] [--threads N]
+[--ensemble 8]``
 """
 
 from __future__ import annotations
@@ -116,6 +117,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--skip-file", action="store_true", help="skip the end-to-end file run")
     parser.add_argument("--tracemalloc", action="store_true", help="also trace NumPy allocations (extra run)")
+    parser.add_argument("--ensemble", type=int, default=None, help="self-ensemble (1, 2, 4, 8); default the model's")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -124,6 +126,8 @@ def main() -> None:
         tmp = Path(tmp_name)
         weights, model_label = model_for_benchmark(tmp)
         model, card = load_named_model(weights)
+        if args.ensemble is not None:
+            model.set_ensemble(args.ensemble)
         array = make_volume(args.slices)
         volume = Volume(array, affine=np.diag([0.7, 0.7, 3.0, 1.0]), format="nifti", meta={"slice_axis": 2})
         correct_volume(Volume(array[..., :2].copy()), model, batch_size=args.batch)  # warm-up
@@ -148,7 +152,14 @@ def main() -> None:
         if not args.skip_file:
             src = write_volume(volume, tmp / "scan.nii")
             t0 = time.perf_counter()
-            correct_file(src, tmp / "out.nii", model=weights, residuals=tmp / "res", batch_size=args.batch)
+            correct_file(
+                src,
+                tmp / "out.nii",
+                model=weights,
+                residuals=tmp / "res",
+                batch_size=args.batch,
+                ensemble=args.ensemble,
+            )
             file_seconds = time.perf_counter() - t0
 
         k = max(1, args.classical_slices)
@@ -159,7 +170,8 @@ def main() -> None:
     volume_mb = array.nbytes / 2**20
     print(
         f"CPU: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch threads "
-        f"{torch.get_num_threads()}; model: {model_label}; batch {args.batch}; volume {n} x 320 x 320 float32 "
+        f"{torch.get_num_threads()}; model: {model_label}, self-ensemble {model.config.ensemble}; "
+        f"batch {args.batch}; volume {n} x 320 x 320 float32 "
         f"({volume_mb:.0f} MB)"
     )
     print()
