@@ -246,6 +246,14 @@ def test_bm3d_is_deterministic_inside_the_thread_guard():
 # ------------------------------------------------------------------------------------------ end to end
 
 
+def test_evaluate_notes_the_self_ensemble(volume, models):
+    result = evaluate(
+        [volume], experiments=["noise"], models=[str(models["mt"])], baselines=[], max_slices=1, ensemble=2
+    )
+    assert result.settings["ensemble"] == 2
+    assert any("over 2 flips/transposes" in note for note in result.notes)
+
+
 def test_evaluate_bias_subsampling_motion_end_to_end(volume, models):
     calls = []
     result = evaluate(

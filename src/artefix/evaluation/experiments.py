@@ -752,6 +752,10 @@ def evaluate(
         )
     if not specs:
         notes.append("No model was given or installed: only the classical methods were evaluated.")
+    elif ensemble is not None and ensemble > 1:
+        notes.append(
+            f"Every model averaged its corrections over {ensemble} flips/transposes of each slice (--ensemble)."
+        )
     plan = _Plan(int(seed), methods, tuple(specs), device, int(threads), ensemble)
     tasks: list[_Task] = []
     for pos, s in enumerate(slices):
