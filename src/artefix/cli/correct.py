@@ -94,7 +94,7 @@ def correct_command(
         int | None,
         typer.Option(
             help="Self-ensemble: average each slice's correction over 1, 2, 4 or 8 flips/transposes "
-            "(default: the model's, 8 for mt-lc-brain); 1 is 8x faster, 8 the most accurate."
+            "(default: the model's, 1 for the shipped models); 8 is the most accurate and 8x slower."
         ),
     ] = None,
     residuals: Annotated[
