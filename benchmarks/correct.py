@@ -16,7 +16,7 @@ Markdown table:
   by BM3D denoising when ``bm3d`` is installed, else scikit-image's non-local means as a stand-in
   (labelled); timed on ``--classical-slices`` slices and extrapolated to the volume.
 
-Usage: ``python benchmarks/correct.py [--slices 160] [--batch 8] [--classical-slices 3] [--threads N]
+Usage: ``python benchmarks/correct.py [--slices 160] [--batch N] [--classical-slices 3] [--threads N]
 [--ensemble 8]``
 """
 
@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from artefix.correction import correct_file, correct_volume
+from artefix.correction import auto_batch_size, correct_file, correct_volume
 from artefix.data.io import Volume, write_volume
 from artefix.data.samples import load_sample
 from artefix.models import build_model
@@ -112,7 +112,7 @@ def classical_chain(slices: np.ndarray) -> tuple[float, str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--slices", type=int, default=160)
-    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--batch", type=int, default=None, help="slices per call (default: auto_batch_size)")
     parser.add_argument("--classical-slices", type=int, default=3)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--skip-file", action="store_true", help="skip the end-to-end file run")
@@ -168,10 +168,11 @@ def main() -> None:
 
     n = args.slices
     volume_mb = array.nbytes / 2**20
+    batch_label = args.batch or f"auto ({auto_batch_size((320, 320), 'cpu')})"
     print(
         f"CPU: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch threads "
         f"{torch.get_num_threads()}; model: {model_label}, self-ensemble {model.config.ensemble}; "
-        f"batch {args.batch}; volume {n} x 320 x 320 float32 "
+        f"batch {batch_label}; volume {n} x 320 x 320 float32 "
         f"({volume_mb:.0f} MB)"
     )
     print()

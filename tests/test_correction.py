@@ -121,6 +121,18 @@ def test_bad_strength_is_an_input_error(tiny, only, strength, message):
         correct_volume(_volume(), tiny, only=only, strength=strength)
 
 
+def test_auto_batch_size_keeps_a_cpu_batch_small_for_large_slices(tiny):
+    from artefix.correction import auto_batch_size
+
+    assert [auto_batch_size((n, n), "cpu") for n in (64, 128, 256, 320, 512)] == [8, 8, 2, 1, 1]
+    assert auto_batch_size((320, 320), "cuda") == 8 and auto_batch_size((1, 1), "cpu") == 8
+    vol = _volume(shape=(40, 36, 7))
+    seen = correct_volume(vol, tiny)  # 40 x 36 slices: all 7 in one call
+    assert seen.record.batch_size == 8 and seen.record.max_batch_seen == 7
+    with pytest.raises(ValueError, match="batch_size"):
+        correct_volume(vol, tiny, batch_size=0)
+
+
 def test_residuals_are_in_input_units():
     # p_bias = a * u  ->  r_bias = sigma * a * u = a * (x - mu); output Znorm(u (1 + a)) = u -> y = x
     vol = _volume(seed=2, scale=1000.0, offset=-200.0)

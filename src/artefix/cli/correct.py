@@ -110,7 +110,12 @@ def correct_command(
     axis: Annotated[
         int | None, typer.Option(help="Slice axis (default: the header's acquisition axis, else the last).")
     ] = None,
-    batch_size: Annotated[int, typer.Option(min=1, help="Slices per model call (bounds the memory).")] = 8,
+    batch_size: Annotated[
+        int | None,
+        typer.Option(
+            min=1, help="Slices per model call (bounds the memory; default: 8 on a GPU, by slice size on a CPU)."
+        ),
+    ] = None,
     device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
     key: Annotated[
         str | None, typer.Option(help="Array/series to read: npz key, .h5 dataset or DICOM SeriesInstanceUID.")

@@ -22,6 +22,7 @@ from artefix.correction.volume import (
     CorrectionRecord,
     CorrectionResult,
     SliceSnapshot,
+    auto_batch_size,
     correct_volume,
 )
 
@@ -31,6 +32,7 @@ __all__ = [
     "CorrectionResult",
     "CorrectionRun",
     "SliceSnapshot",
+    "auto_batch_size",
     "correct_batch",
     "correct_file",
     "correct_volume",

@@ -153,7 +153,7 @@ def correct_file(
     residuals: str | Path | None = None,
     report: str | Path | None = None,
     axis: int | None = None,
-    batch_size: int = 8,
+    batch_size: int | None = None,
     device: str = "cpu",
     overwrite: bool = False,
     key: str | None = None,
@@ -172,7 +172,7 @@ def correct_file(
         residuals: Folder for the residual volumes (created if missing; its parent must exist).
         report: ``.html`` QC report path; the JSON summary goes next to it (``.json``).
         axis: Slice axis (default: the header's acquisition axis, else the last).
-        batch_size: Slices per model call.
+        batch_size: Slices per model call (None: :func:`~artefix.correction.volume.auto_batch_size`).
         device: ``cpu`` or ``cuda`` (``cuda:1``, ...).
         overwrite: Replace existing outputs.
         key: Which array/series to read from a multi-array input (npz key, h5 dataset, SeriesInstanceUID).
