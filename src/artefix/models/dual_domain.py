@@ -400,7 +400,8 @@ class DualDomainModel(nn.Module):
         """Per-head presence scores ``(B, K)`` in ``(0, 1)`` (``None`` without ``gates``).
 
         The residuals returned by :meth:`residuals` are already multiplied by these scores; with a
-        self-ensemble (:attr:`ModelConfig.ensemble`) the scores are the mean over its transforms.
+        self-ensemble (:attr:`ModelConfig.ensemble`) the scores are the mean over its transforms, each of
+        which gated its own pass's residuals.
         """
         if self.detector is None:
             return None
