@@ -195,14 +195,6 @@ th{background:#f3f3f3}img{max-width:100%}pre{background:#f6f6f6;padding:.8em;ove
 """
 
 
-def applied_cell(info: dict[str, Any]) -> str:
-    """``"yes"``, ``"no"`` or ``"50 %"`` (a partial correction, ``--strength``) for one head of the summary."""
-    if not info["applied"]:
-        return "no"
-    strength = float(info.get("strength", 1.0))
-    return "yes" if strength == 1.0 else f"{strength:.0%}"
-
-
 def _img(b64: str, alt: str) -> str:
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{b64}">'
 
@@ -229,7 +221,7 @@ def render_report(run: CorrectionRun, before: Volume, after: Volume, summary: di
         found = info.get("detection_mean")
         detected = f"<td>{found:.2f}</td>" if found is not None else ("<td>n/a</td>" if detected_col else "")
         rows.append(
-            f"<tr><td>{esc(head)}</td><td>{esc(applied_cell(info))}</td>{detected}"
+            f"<tr><td>{esc(head)}</td><td>{esc(record.applied_label(head))}</td>{detected}"
             f"<td>{info['mean_abs_residual']:.4g}</td><td>{esc(flagged)}</td></tr>"
         )
     facts = [

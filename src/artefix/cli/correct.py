@@ -182,8 +182,6 @@ def correct_command(
 def _print_summary(run, console) -> None:  # noqa: ANN001 - CorrectionRun, rich Console (lazy imports)
     from rich.table import Table
 
-    from artefix.report import applied_cell
-
     record = run.record
     flagged = record.flagged()
     overall = record.overall()
@@ -199,7 +197,7 @@ def _print_summary(run, console) -> None:  # noqa: ANN001 - CorrectionRun, rich 
         found = [] if record.detection is None else ["-" if score is None else f"{score:.2f}"]
         table.add_row(
             head,
-            applied_cell({"applied": head in record.applied, "strength": record.strength_of(head)}),
+            record.applied_label(head),
             *found,
             f"{overall[head]:.4g}",
             ", ".join(map(str, flagged[head])) or "-",

@@ -108,6 +108,11 @@ class CorrectionRecord:
         """The factor ``head``'s residual was added with: 0 when not applied, else its strength (default 1)."""
         return float(self.strength.get(head, 1.0)) if head in self.applied else 0.0
 
+    def applied_label(self, head: str) -> str:
+        """``"yes"``, ``"no"`` or ``"50%"`` (a partial correction, ``--strength``) for one head."""
+        factor = self.strength_of(head)
+        return "no" if factor == 0.0 else "yes" if factor == 1.0 else f"{factor:.0%}"
+
     def applied_text(self) -> str:
         """``"bias, noise (50 %)"``: the applied heads, with the strength of any partial correction."""
         parts = [h if self.strength_of(h) == 1.0 else f"{h} ({self.strength_of(h):.0%})" for h in self.applied]
