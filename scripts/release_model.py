@@ -140,6 +140,15 @@ def render_doc() -> None:
     DOC.write_text("\n".join(lines) + "\n")
 
 
+def _said(value: object) -> str:
+    """A release change as the card says it: ``on`` for a switch, ``9-12`` for a range, else the value."""
+    if value is True:
+        return "on"
+    if isinstance(value, tuple):
+        return "-".join(f"{v:g}" for v in value)
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
 def main() -> None:
     """Copy, annotate and document one model."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -159,6 +168,20 @@ def main() -> None:
         type=int,
         help="ship with this inference self-ensemble (ModelConfig.ensemble: 1, 2, 4 or 8 dihedral transforms "
         "averaged per slice); the trained weights are unchanged",
+    )
+    parser.add_argument(
+        "--bias-smooth",
+        type=float,
+        help="ship with the smooth-field prior on the bias head (ModelConfig.bias_smooth: Gaussian sigma as a "
+        "fraction of the larger image side); the trained weights are unchanged",
+    )
+    parser.add_argument(
+        "--noise-snr",
+        type=float,
+        nargs=2,
+        metavar=("LO", "HI"),
+        help="ship with the SNR gate on the noise head (ModelConfig.noise_snr: full below LO dB of estimated "
+        "SNR, off above HI); the trained weights are unchanged",
     )
     parser.add_argument("--description", help="one line for `artefix models` (default: DESCRIPTIONS[NAME])")
     parser.add_argument("--evaluation-command", default="", help="the artefix evaluate command line")
@@ -180,12 +203,16 @@ def main() -> None:
         changes["consistency"] = True
     if args.ensemble is not None and args.ensemble != model.config.ensemble:
         changes["ensemble"] = args.ensemble
+    if args.bias_smooth is not None and args.bias_smooth != model.config.bias_smooth:
+        changes["bias_smooth"] = args.bias_smooth
+    if args.noise_snr is not None and tuple(args.noise_snr) != model.config.noise_snr:
+        changes["noise_snr"] = tuple(args.noise_snr)
     card.pop("release_changes", None)
     if changes:
         shipped = DualDomainModel(model.config.replace(**changes))
         shipped.load_state_dict(model.state_dict())
         model = shipped
-        said = ", ".join(f"model.{k} {'on' if v is True else v}" for k, v in changes.items())
+        said = ", ".join(f"model.{k} {_said(v)}" for k, v in changes.items())
         card["release_changes"] = f"{said} at release (inference only; weights as trained)"
     card.update(_whole_run(args.run))
     for key in ("config", "parameters", "heads", "weights", "sha256"):

@@ -339,3 +339,24 @@ def test_kspace_truncation_is_recorded_for_a_model_with_data_consistency(tiny):
     summary = record.to_dict()["kspace_truncation"]
     assert summary["truncated_slices"] == [0, 2] and summary["per_slice"][3] is None
     assert "2 of 4 slices" in record.kspace_sentence() and "50%" in record.kspace_sentence()
+
+
+def test_estimated_snr_is_recorded_for_a_model_with_the_noise_gate(tiny):
+    from artefix.data.samples import load_sample
+    from artefix.models.priors import estimated_snr_db
+
+    image = load_sample("brain-t2").astype(np.float32)
+    noisy = image + np.random.default_rng(0).normal(0, 0.3 * image.std(), image.shape).astype(np.float32)
+    volume = Volume(np.stack([image, noisy, np.full_like(image, 2.0)], axis=-1))
+    assert correct_volume(volume, tiny).record.snr_db is None  # no gate, no estimate, no sentence
+    assert correct_volume(volume, tiny).record.snr_sentence() == ""
+    model = build_model("tiny", seed=3, noise_snr=(9.0, 12.0)).eval()
+    record = correct_volume(volume, model, batch_size=2).record
+    u = torch.from_numpy(np.stack([image, noisy]))
+    u = (u - u.mean(dim=(1, 2), keepdim=True)) / u.std(dim=(1, 2), keepdim=True, correction=0)
+    np.testing.assert_allclose(record.snr_db[:2], estimated_snr_db(u).numpy(), atol=1e-3)
+    assert record.snr_db[0] >= 12.0 > 9.0 >= record.snr_db[1] and np.isnan(record.snr_db[2])
+    summary = record.to_dict()["estimated_snr"]
+    assert summary["noise_gate_db"] == [9.0, 12.0] and summary["noise_off_slices"] == [0]
+    assert summary["per_slice"][2] is None
+    assert "off in 1 of 3 slices" in record.snr_sentence()

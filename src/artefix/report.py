@@ -235,6 +235,7 @@ def render_report(run: CorrectionRun, before: Volume, after: Volume, summary: di
         ("self-ensemble", f"{record.ensemble} dihedral transform(s) averaged per slice"),
         ("constant slices passed through", ", ".join(map(str, record.constant_slices)) or "none"),
         *([("k-space", record.kspace_sentence())] if record.kspace_sentence() else []),
+        *([("noise level", record.snr_sentence())] if record.snr_sentence() else []),
         ("timings (s)", ", ".join(f"{k} {v:.2f}" for k, v in run.timings.items())),
     ]
     fact_rows = "".join(f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in facts)

@@ -401,3 +401,26 @@ def test_zero_filled_scan_is_reported_by_a_model_with_data_consistency(tmp_path,
     assert "k-space truncated" in report.read_text()
     summary = json.loads(report.with_suffix(".json").read_text())
     assert summary["kspace_truncation"]["truncated_slices"] == [0, 1]
+    assert summary["estimated_snr"] is None  # a model without the noise gate
+
+
+def test_noise_gate_is_reported_by_a_model_with_it(tmp_path, monkeypatch, capsys):
+    from artefix.data.samples import load_sample
+
+    image = load_sample("brain-t2").astype(np.float32)
+    scan = tmp_path / "clean.nii.gz"
+    nib.save(nib.Nifti1Image(np.stack([image, 0.5 * image], axis=-1), np.eye(4)), scan)
+    model = tmp_path / "gated.safetensors"
+    save_model(build_model("tiny", seed=5, noise_snr=(9.0, 12.0)), model, card={"description": "tiny gated"})
+    out, report = tmp_path / "out.nii.gz", tmp_path / "qc.html"
+    code, stdout, err = run([scan, out, "--model", model, "--report", report], monkeypatch, capsys)
+    assert code == 0, err
+    assert "the noise correction fades out from 9 to 12 dB" in " ".join(stdout.split())
+    assert "noise level" in report.read_text()
+    summary = json.loads(report.with_suffix(".json").read_text())
+    assert summary["estimated_snr"]["noise_gate_db"] == [9.0, 12.0] and len(summary["estimated_snr"]["per_slice"]) == 2
+    plain = tmp_path / "plain.nii.gz"
+    code, stdout, err = run([scan, plain, "--model", model, "--no-priors"], monkeypatch, capsys)
+    assert code == 0, err
+    assert "fades out" not in stdout  # the heads as trained: the clean scan's noise head is applied
+    assert not np.allclose(nib.load(plain).get_fdata(), nib.load(out).get_fdata())

@@ -335,3 +335,49 @@ def test_self_ensemble_keeps_data_consistency_exact():
     k = fft2c(p[0].double())
     centre = k[10:30, 10:30]
     assert float(centre.abs().max()) < 1e-4 * float(k.abs().max())  # the measured lines are left alone
+
+
+def _noisy_and_clean(h=48, w=40):
+    yy, xx = torch.meshgrid(torch.linspace(-1, 1, h), torch.linspace(-1, 1, w), indexing="ij")
+    clean = ((yy / 0.8) ** 2 + (xx / 0.7) ** 2 < 1).float() * (1 + 0.2 * torch.cos(3 * xx))
+    noisy = clean + 0.5 * torch.randn((h, w), generator=torch.Generator().manual_seed(0))
+    return znorm(torch.stack([clean, noisy]))[:, None]
+
+
+def test_physics_priors_apply_in_eval_mode_only():
+    from artefix.models.priors import estimated_snr_db, smooth_bias_residual, snr_gate
+
+    model = _gated(bias_smooth=0.1, noise_snr=(9.0, 12.0))
+    x = _noisy_and_clean()
+    plain = DualDomainModel(model.config.replace(bias_smooth=0.0, noise_snr=None))
+    plain.load_state_dict(model.state_dict())
+    model.eval(), plain.eval()
+    with torch.no_grad():
+        raw, out, scores, raw_scores = plain.residuals(x), model.residuals(x), model.detect(x), plain.detect(x)
+    gate = snr_gate(estimated_snr_db(x[:, 0]), 9.0, 12.0)
+    assert gate.tolist() == [0.0, 1.0]  # the clean slice keeps its noise, the noisy one is corrected
+    n, b = ALL_HEADS.index("noise"), ALL_HEADS.index("bias")
+    torch.testing.assert_close(out[:, n], raw[:, n] * gate[:, None, None])
+    torch.testing.assert_close(scores[:, n], raw_scores[:, n] * gate)
+    torch.testing.assert_close(out[:, b], smooth_bias_residual(x[:, 0], raw[:, b], 0.1))
+    keep = [i for i in range(len(ALL_HEADS)) if i not in (n, b)]
+    torch.testing.assert_close(out[:, keep], raw[:, keep])
+    model.train(), plain.train()
+    torch.testing.assert_close(model.residuals(x), plain.residuals(x))  # training never sees the priors
+
+
+def test_physics_priors_config_round_trip_and_validation():
+    config = ModelConfig(bias_smooth=0.1, noise_snr=[9, 12])
+    assert config.noise_snr == (9.0, 12.0)
+    assert ModelConfig.from_dict(config.to_dict()) == config
+    assert ModelConfig.from_dict({}).noise_snr is None and ModelConfig.from_dict({}).bias_smooth == 0.0
+    for bad in (-0.1, 2, True, "0.1"):
+        with pytest.raises(ValueError, match="bias_smooth"):
+            ModelConfig(bias_smooth=bad)
+    for bad in ((12, 9), (9,), (9, "12"), 10.0, (True, 12)):
+        with pytest.raises(ValueError, match="noise_snr"):
+            ModelConfig(noise_snr=bad)
+    single = build_model("tiny", seed=0, heads=("subsampling",), bias_smooth=0.1, noise_snr=(9.0, 12.0)).eval()
+    x = _noisy_and_clean()
+    with torch.no_grad():  # a model without the bias and noise heads is left as it is
+        torch.testing.assert_close(single.residuals(x), single._residuals(x))

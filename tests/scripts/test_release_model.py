@@ -56,11 +56,15 @@ def test_release_records_every_earlier_stage_in_the_card_and_the_command(tmp_pat
     save_model(DualDomainModel(PRESETS["tiny"]), stages[2] / "best.safetensors", card=card)
     argv = ["release_model.py", str(stages[2]), "mt-lc-brain", "--config", "c3.yaml"]
     argv += ["--starts-from", str(stages[0]), "c1.yaml", "--starts-from", str(stages[1]), "c2.yaml"]
-    monkeypatch.setattr("sys.argv", [*argv, "--consistency", "--ensemble", "8"])
+    priors = ["--bias-smooth", "0.1", "--noise-snr", "9", "12"]
+    monkeypatch.setattr("sys.argv", [*argv, "--consistency", "--ensemble", "8", *priors])
     module.main()
     model, shipped = load_model(weights / "mt-lc-brain.safetensors")
     assert model.config.consistency and model.config.ensemble == 8
-    assert shipped["release_changes"].startswith("model.consistency on, model.ensemble 8 at release")
+    assert model.config.bias_smooth == 0.1 and model.config.noise_snr == (9.0, 12.0)
+    assert shipped["release_changes"].startswith(
+        "model.consistency on, model.ensemble 8, model.bias_smooth 0.1, model.noise_snr 9-12 at release"
+    )
     assert [s["run"] for s in shipped["starts_from"]] == [stages[0].as_posix(), stages[1].as_posix()]
     assert [s["epochs"] for s in shipped["starts_from"]] == [1, 2]
     assert shipped["release_command"] == (

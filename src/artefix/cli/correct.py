@@ -97,6 +97,14 @@ def correct_command(
             "(default: the model's, 1 for the shipped models); 8 is the most accurate and 8x slower."
         ),
     ] = None,
+    priors: Annotated[
+        bool,
+        typer.Option(
+            help="Keep the model's physics priors: its bias correction is a smooth field, and its noise "
+            "correction fades out on scans whose estimated SNR is above the card's range (a scan's own "
+            "noise is kept). --no-priors runs the heads as trained."
+        ),
+    ] = True,
     residuals: Annotated[
         Path | None,
         typer.Option(
@@ -162,6 +170,7 @@ def correct_command(
                 only=heads,
                 strength=factors,
                 ensemble=ensemble,
+                priors=priors,
                 residuals=residuals,
                 report=report,
                 axis=axis,
@@ -206,6 +215,9 @@ def _print_summary(run, console) -> None:  # noqa: ANN001 - CorrectionRun, rich 
     truncation = record.kspace_sentence()
     if truncation:
         console.print(truncation)
+    snr = record.snr_sentence()
+    if snr:
+        console.print(snr)
     rate = record.n_slices / record.seconds if record.seconds > 0 else float("inf")
     ensemble = f", self-ensemble of {record.ensemble}" if record.ensemble > 1 else ""
     console.print(

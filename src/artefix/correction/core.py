@@ -159,6 +159,25 @@ def detect_batch(
     return detect(_model_input(batch, mean, std, work_shape).unsqueeze(1).contiguous())
 
 
+def snr_batch(
+    model: torch.nn.Module,
+    batch: torch.Tensor,
+    mean: torch.Tensor,
+    std: torch.Tensor,
+    work_shape: tuple[int, int] | None = None,
+) -> torch.Tensor | None:
+    """Estimated SNR in dB of each slice, ``(B,)``, as the model's noise gate sees it.
+
+    :func:`artefix.models.priors.estimated_snr_db` of the model's input; ``None`` for a model without the
+    gate (``ModelConfig.noise_snr``). The arguments are those of :func:`detect_batch`.
+    """
+    from artefix.models.priors import estimated_snr_db
+
+    if getattr(getattr(model, "config", None), "noise_snr", None) is None:
+        return None
+    return estimated_snr_db(_model_input(batch, mean, std, work_shape))
+
+
 def kspace_window_batch(
     model: torch.nn.Module,
     batch: torch.Tensor,

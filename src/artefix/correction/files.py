@@ -150,6 +150,7 @@ def correct_file(
     only: Sequence[str] | None = None,
     strength: Mapping[str, float] | None = None,
     ensemble: int | None = None,
+    priors: bool = True,
     residuals: str | Path | None = None,
     report: str | Path | None = None,
     axis: int | None = None,
@@ -169,6 +170,8 @@ def correct_file(
         strength: Head -> factor in ``[0, 1]`` for a partial correction (:func:`correct_volume`).
         ensemble: Self-ensemble size (1, 2, 4 or 8 dihedral transforms per slice) instead of the model
             card's (``ModelConfig.ensemble``): 1 is the fastest, 8 the most accurate.
+        priors: Keep the model's physics priors (``ModelConfig.bias_smooth``, ``ModelConfig.noise_snr``,
+            :mod:`artefix.models.priors`); False runs the heads as trained (e.g. to denoise a clean scan).
         residuals: Folder for the residual volumes (created if missing; its parent must exist).
         report: ``.html`` QC report path; the JSON summary goes next to it (``.json``).
         axis: Slice axis (default: the header's acquisition axis, else the last).
@@ -219,6 +222,8 @@ def correct_file(
             net.set_ensemble(ensemble)
         except ValueError as exc:
             raise InputError(f"--ensemble: {exc}") from None
+    if not priors:
+        net.config = net.config.replace(bias_smooth=0.0, noise_snr=None)
     timings["load_model"] = time.perf_counter() - t0
     heads = tuple(net.head_names)
     res_paths = residual_paths(output_path, residual_dir, heads) if residual_dir is not None else {}

@@ -25,6 +25,7 @@ from artefix.correction.core import (
     detect_batch,
     kspace_window_batch,
     slice_moments,
+    snr_batch,
     working_shape,
 )
 from artefix.data.io import Volume, check_finite
@@ -83,6 +84,11 @@ class CorrectionRecord:
         strength: Applied head -> factor in ``(0, 1]`` its residual was scaled by (``--strength``; 1 for
             the full correction).
         ensemble: Dihedral transforms the model averaged per slice (``ModelConfig.ensemble``; 1: none).
+        snr_db: ``(N,)`` estimated SNR (dB) of each slice as the model's noise gate saw it
+            (:func:`artefix.models.priors.estimated_snr_db`), NaN for constant slices; ``None`` for models
+            without the gate.
+        noise_snr: The gate's ``(lo, hi)`` in dB (``ModelConfig.noise_snr``): the noise correction is full
+            below ``lo`` and off from ``hi``; ``None`` without the gate.
     """
 
     heads: tuple[str, ...]
@@ -103,6 +109,8 @@ class CorrectionRecord:
     kspace_window: np.ndarray | None = None
     strength: dict[str, float] = field(default_factory=dict)
     ensemble: int = 1
+    snr_db: np.ndarray | None = None
+    noise_snr: tuple[float, float] | None = None
 
     def strength_of(self, head: str) -> float:
         """The factor ``head``'s residual was added with: 0 when not applied, else its strength (default 1)."""
@@ -186,6 +194,31 @@ class CorrectionRecord:
             f"{cols:.0%} of the columns measured: the subsampling correction only fills the missing lines"
         )
 
+    def snr_summary(self) -> dict[str, Any] | None:
+        """Median estimated SNR, the gate's range and the slices it turned the noise correction off for."""
+        if self.snr_db is None or self.noise_snr is None:
+            return None
+        finite = self.snr_db[np.isfinite(self.snr_db)]
+        off = np.flatnonzero(np.nan_to_num(self.snr_db, nan=-np.inf) >= self.noise_snr[1])
+        return {
+            "median_db": float(np.median(finite)) if finite.size else None,
+            "noise_gate_db": list(self.noise_snr),
+            "noise_off_slices": [int(z) for z in off],
+            "per_slice": [None if not np.isfinite(v) else float(v) for v in self.snr_db],
+        }
+
+    def snr_sentence(self) -> str:
+        """One line on the estimated SNR and what the noise gate did; "" for a model without the gate."""
+        summary = self.snr_summary()
+        if not summary or summary["median_db"] is None:
+            return ""
+        lo, hi = summary["noise_gate_db"]
+        off = len(summary["noise_off_slices"])
+        return (
+            f"estimated SNR median {summary['median_db']:.1f} dB; the noise correction fades out from {lo:g} to "
+            f"{hi:g} dB (a scan's own noise is kept): off in {off} of {self.n_slices} slices"
+        )
+
     def _detection_of(self, k: int) -> dict[str, Any]:
         if self.detection is None:
             return {}
@@ -221,6 +254,7 @@ class CorrectionRecord:
                 for k, head in enumerate(self.heads)
             },
             "kspace_truncation": self.kspace_summary(),
+            "estimated_snr": self.snr_summary(),
             "constant_slices": list(self.constant_slices),
             "largest_corrections": [s.index for s in self.snapshots],
             "correction_seconds": self.seconds,
@@ -396,6 +430,8 @@ def correct_volume(
     mean_abs = np.zeros((n, len(heads)), dtype=np.float64)
     detection = np.full((n, len(heads)), np.nan) if getattr(model, "detector", None) is not None else None
     window = np.full((n, 2), np.nan) if getattr(model, "consistent_head", None) is not None else None
+    noise_snr = getattr(getattr(model, "config", None), "noise_snr", None)
+    snr = np.full(n, np.nan) if noise_snr is not None else None
     applied_idx = [k for k, head in enumerate(heads) if head in applied] or list(range(len(heads)))
     snapshots: list[tuple[float, int, SliceSnapshot]] = []
     todo = np.flatnonzero(~constant)
@@ -418,6 +454,8 @@ def correct_volume(
                 detection[idx] = detect_batch(model, batch, mu, sigma, work).float().cpu().numpy()
             if window is not None:
                 window[idx] = kspace_window_batch(model, batch, mu, sigma, work).cpu().numpy()
+            if snr is not None:
+                snr[idx] = snr_batch(model, batch, mu, sigma, work).float().cpu().numpy()
             max_seen = max(max_seen, int(idx.size))
             y_np = y.cpu().numpy()
             r_np = r.cpu().numpy()
@@ -457,6 +495,8 @@ def correct_volume(
         kspace_window=window,
         strength=factors,
         ensemble=int(getattr(getattr(model, "config", None), "ensemble", 1)),
+        snr_db=snr,
+        noise_snr=noise_snr,
     )
     residuals = {head: volume.with_array(a) for head, a in zip(heads, res_arrays, strict=False)}
     return CorrectionResult(volume.with_array(out_array), residuals, record)

@@ -36,6 +36,7 @@ from artefix.artefacts.base import Artefact, znorm
 from artefix.fft import fft2c, ifft2c
 from artefix.models.consistency import measured_window, project_unmeasured
 from artefix.models.detector import ArtefactDetector
+from artefix.models.priors import estimated_snr_db, smooth_bias_residual, snr_gate
 from artefix.models.unet import SRResUNet
 
 ALL_HEADS: tuple[str, ...] = tuple(a.value for a in Artefact)
@@ -111,6 +112,12 @@ class ModelConfig:
             the left-right flip; 4 all flips; 8 flips and transposes), each mapped back. Costs ``ensemble``
             network passes; averaging the transforms' independent errors lowers the texture a correction
             adds (the "self-ensemble" of super-resolution networks).
+        bias_smooth: Eval mode only, not in the paper: replace the bias residual by the smooth
+            multiplicative field nearest to it, Gaussian ``sigma`` this fraction of the larger image side
+            (:func:`artefix.models.priors.smooth_bias_residual`); 0 turns it off.
+        noise_snr: Eval mode only, not in the paper: ``(lo, hi)`` in dB; the noise residual (and the
+            detector's noise score) is weighted by :func:`artefix.models.priors.snr_gate` of the input's
+            estimated SNR: full below ``lo``, off above ``hi``. None turns it off.
     """
 
     base_width: int = 8
@@ -123,6 +130,8 @@ class ModelConfig:
     gates: bool = False
     consistency: bool = False
     ensemble: int = 1
+    bias_smooth: float = 0.0
+    noise_snr: tuple[float, float] | None = None
 
     def __post_init__(self) -> None:
         for name in ("base_width", "depth", "convs_per_block"):
@@ -144,6 +153,22 @@ class ModelConfig:
                 raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
         if isinstance(self.ensemble, bool) or not isinstance(self.ensemble, int) or self.ensemble not in ENSEMBLES:
             raise ValueError(f"ensemble must be one of {list(ENSEMBLES)}, got {self.ensemble!r}")
+        if (
+            isinstance(self.bias_smooth, bool)
+            or not isinstance(self.bias_smooth, (int, float))
+            or not (0 <= self.bias_smooth <= 1)
+        ):
+            raise ValueError(f"bias_smooth must be a number in [0, 1], got {self.bias_smooth!r}")
+        object.__setattr__(self, "bias_smooth", float(self.bias_smooth))
+        if self.noise_snr is not None:
+            snr = tuple(self.noise_snr) if isinstance(self.noise_snr, (list, tuple)) else ()
+            if (
+                len(snr) != 2
+                or any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in snr)
+                or not (snr[0] < snr[1])
+            ):
+                raise ValueError(f"noise_snr must be None or two numbers lo < hi (dB), got {self.noise_snr!r}")
+            object.__setattr__(self, "noise_snr", (float(snr[0]), float(snr[1])))
 
     @property
     def stride(self) -> int:
@@ -362,15 +387,36 @@ class DualDomainModel(nn.Module):
         """Residual maps ``p`` of both branches summed, shape ``(B, K, H, W)`` for ``x`` ``(B, 1, H, W)``.
 
         In eval mode with :attr:`ModelConfig.ensemble` ``n > 1`` they are the mean over ``n`` dihedral
-        transforms of the input, each transformed back (data consistency applied again to the mean).
+        transforms of the input, each transformed back (data consistency applied again to the mean); the
+        physics priors (:attr:`ModelConfig.bias_smooth`, :attr:`ModelConfig.noise_snr`) come last.
         """
         if x.ndim != 4 or x.shape[1] != 1:
             raise ValueError(f"expected input of shape (B, 1, H, W), got {tuple(x.shape)}")
         n = self.ensemble
         if n == 1:
-            return self._residuals(x)
+            return self._priors(self._residuals(x), x)
         out = sum(undo_dihedral(self._residuals(dihedral(x, k)), k) for k in range(n)) / n
-        return self._consistent(out, x)
+        return self._priors(self._consistent(out, x), x)
+
+    def _noise_gate(self, x: torch.Tensor) -> tuple[int, torch.Tensor] | None:
+        """``(noise channel, (B,) weights)`` of the SNR prior in eval mode, else None."""
+        if self.training or self.config.noise_snr is None or "noise" not in self.head_names:
+            return None
+        lo, hi = self.config.noise_snr
+        return self.head_names.index("noise"), snr_gate(estimated_snr_db(x[:, 0]), lo, hi).to(x.dtype)
+
+    def _priors(self, out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """The physics priors (:attr:`ModelConfig.bias_smooth`, :attr:`ModelConfig.noise_snr`) in eval mode."""
+        if self.training:
+            return out
+        channels = list(out.unbind(dim=1))
+        if self.config.bias_smooth > 0 and "bias" in self.head_names:
+            i = self.head_names.index("bias")
+            channels[i] = smooth_bias_residual(x[:, 0], channels[i], self.config.bias_smooth)
+        gate = self._noise_gate(x)
+        if gate is not None:
+            channels[gate[0]] = channels[gate[0]] * gate[1][:, None, None]
+        return torch.stack(channels, dim=1)
 
     def _consistent(self, out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """Data consistency of the subsampling channel of ``out`` for input ``x`` (a no-op without it)."""
@@ -399,14 +445,21 @@ class DualDomainModel(nn.Module):
     def detect(self, x: torch.Tensor) -> torch.Tensor | None:
         """Per-head presence scores ``(B, K)`` in ``(0, 1)`` (``None`` without ``gates``).
 
-        The residuals returned by :meth:`residuals` are already multiplied by these scores; with a
-        self-ensemble (:attr:`ModelConfig.ensemble`) the scores are the mean over its transforms, each of
-        which gated its own pass's residuals.
+        The residuals returned by :meth:`residuals` are already multiplied by these scores (in eval mode
+        with :attr:`ModelConfig.noise_snr`, the noise score includes the SNR gate); with a self-ensemble
+        (:attr:`ModelConfig.ensemble`) the scores are the mean over its transforms, each of which gated its
+        own pass's residuals.
         """
         if self.detector is None:
             return None
         n = self.ensemble
-        return sum(self.detector(self._pad(dihedral(x, k))[0]) for k in range(n)) / n
+        scores = sum(self.detector(self._pad(dihedral(x, k))[0]) for k in range(n)) / n
+        gate = self._noise_gate(x)
+        if gate is None:
+            return scores
+        weights = torch.ones_like(scores)
+        weights[:, gate[0]] = gate[1]
+        return scores * weights
 
     def forward(self, x: torch.Tensor, heads: HeadSelection = None) -> ModelOutput:
         """Correct ``x``.
