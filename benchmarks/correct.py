@@ -17,7 +17,7 @@ Markdown table:
   (labelled); timed on ``--classical-slices`` slices and extrapolated to the volume.
 
 Usage: ``python benchmarks/correct.py [--slices 160] [--batch N] [--classical-slices 3] [--threads N]
-[--ensemble 8]``
+[--ensemble 8] [--no-priors]``
 """
 
 from __future__ import annotations
@@ -118,6 +118,7 @@ def main() -> None:
     parser.add_argument("--skip-file", action="store_true", help="skip the end-to-end file run")
     parser.add_argument("--tracemalloc", action="store_true", help="also trace NumPy allocations (extra run)")
     parser.add_argument("--ensemble", type=int, default=None, help="self-ensemble (1, 2, 4, 8); default the model's")
+    parser.add_argument("--no-priors", action="store_true", help="turn the model's physics priors off")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -128,6 +129,8 @@ def main() -> None:
         model, card = load_named_model(weights)
         if args.ensemble is not None:
             model.set_ensemble(args.ensemble)
+        if args.no_priors:
+            model.config = model.config.replace(bias_smooth=0.0, noise_snr=None)
         array = make_volume(args.slices)
         volume = Volume(array, affine=np.diag([0.7, 0.7, 3.0, 1.0]), format="nifti", meta={"slice_axis": 2})
         correct_volume(Volume(array[..., :2].copy()), model, batch_size=args.batch)  # warm-up
@@ -159,6 +162,7 @@ def main() -> None:
                 residuals=tmp / "res",
                 batch_size=args.batch,
                 ensemble=args.ensemble,
+                priors=not args.no_priors,
             )
             file_seconds = time.perf_counter() - t0
 
@@ -171,7 +175,8 @@ def main() -> None:
     batch_label = args.batch or f"auto ({auto_batch_size((320, 320), 'cpu')})"
     print(
         f"CPU: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch threads "
-        f"{torch.get_num_threads()}; model: {model_label}, self-ensemble {model.config.ensemble}; "
+        f"{torch.get_num_threads()}; model: {model_label}, self-ensemble {model.config.ensemble}, "
+        f"priors {'off' if args.no_priors else 'as shipped'}; "
         f"batch {batch_label}; volume {n} x 320 x 320 float32 "
         f"({volume_mb:.0f} MB)"
     )

@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 
 MAD_TO_STD = 0.6745
 """Median absolute value of a standard normal variable: ``N = median(|d|) / 0.6745`` for Gaussian ``d``."""
@@ -41,7 +42,9 @@ def _kth_largest(values: torch.Tensor, fraction: float) -> torch.Tensor:
     """Per row of ``values`` ``(B, N)``: the value with ``fraction`` of the row above it, shape ``(B,)``."""
     n = values.shape[-1]
     k = min(n, max(1, int(math.ceil(fraction * n))))
-    return values.topk(k, dim=-1).values[:, -1]
+    if torch.onnx.is_in_onnx_export() or torch.compiler.is_exporting():
+        return values.topk(k, dim=-1).values[:, -1]  # the ONNX exporter has TopK but no kthvalue
+    return values.kthvalue(n - k + 1, dim=-1).values  # the same value, several times faster than topk
 
 
 def estimated_noise_std(image: torch.Tensor) -> torch.Tensor:
@@ -114,6 +117,29 @@ def gaussian_smooth(image: torch.Tensor, sigma: float) -> torch.Tensor:
     return blurred[:, :h, :w].to(image.dtype)
 
 
+def _normalised_blur(values: torch.Tensor, weight: torch.Tensor, sigma: float) -> torch.Tensor:
+    """``blur(values) / blur(weight)`` for ``(B, H, W)`` inputs, a Gaussian of ``sigma`` pixels.
+
+    The result is smooth on the scale of ``sigma``, so both are first averaged over blocks of about
+    ``sigma / 8`` pixels (the block averages cancel in the ratio), blurred on that coarse grid and the ratio
+    brought back to ``H x W`` bilinearly: a small fraction of the cost of blurring at full resolution.
+    """
+    h, w = values.shape[-2], values.shape[-1]
+    factor = max(1, int(sigma // 8))
+    stack = torch.stack([values, weight], dim=1)
+    if factor > 1:
+        stack = F.avg_pool2d(stack, factor, ceil_mode=True)
+    b, _, hl, wl = stack.shape
+    blurred = gaussian_smooth(stack.reshape(2 * b, hl, wl), sigma / factor).reshape(b, 2, hl, wl)
+    # FFT round-off leaves tiny (even negative) weights far from the foreground: floor them, and keep the
+    # field within a factor of 10 either way (the paper's fields stay within [0.5, 2]).
+    support = blurred[:, 1].clamp_min(1e-6 * blurred[:, 1].flatten(1).amax(dim=-1)[:, None, None])
+    ratio = (blurred[:, 0] / support).clamp(-_MAX_LOG_FIELD, _MAX_LOG_FIELD)
+    if factor > 1:
+        ratio = F.interpolate(ratio[:, None], size=(h, w), mode="bilinear", align_corners=False)[:, 0]
+    return ratio
+
+
 def smooth_bias_residual(image: torch.Tensor, residual: torch.Tensor, sigma: float) -> torch.Tensor:
     """The residual of the smooth multiplicative field nearest to a bias head's ``residual``.
 
@@ -142,10 +168,5 @@ def smooth_bias_residual(image: torch.Tensor, residual: torch.Tensor, sigma: flo
     corrected = (x + residual.float()).clamp_min(1e-3 * top)
     log_field = torch.where(foreground, torch.log(x.clamp_min(1e-3 * top)) - torch.log(corrected), 0.0)
     weight = torch.where(foreground, x * x, 0.0)
-    s = sigma * max(image.shape[-2], image.shape[-1])
-    support = gaussian_smooth(weight, s)
-    # FFT round-off leaves tiny (even negative) weights far from the foreground: floor them, and keep the
-    # field within a factor of 10 either way (the paper's fields stay within [0.5, 2]).
-    support = support.clamp_min(1e-6 * support.flatten(1).amax(dim=-1)[:, None, None])
-    fitted = (gaussian_smooth(weight * log_field, s) / support).clamp(-_MAX_LOG_FIELD, _MAX_LOG_FIELD)
+    fitted = _normalised_blur(weight * log_field, weight, sigma * max(image.shape[-2], image.shape[-1]))
     return (x * torch.exp(-fitted) - x).to(residual.dtype)
