@@ -104,3 +104,13 @@ def test_smooth_bias_is_zero_for_zero_and_drops_texture():
         smooth_bias_residual(x, texture, 0.0)
     with pytest.raises(ValueError, match="one shape"):
         smooth_bias_residual(x, texture[:, :-1], 0.1)
+
+
+@pytest.mark.parametrize("fraction", [0.01, 0.5, 1.0])
+def test_order_statistic_matches_topk(fraction):
+    """The eager kthvalue path gives the value the ONNX-export topk path gives."""
+    from artefix.models.priors import _kth_largest
+
+    values = torch.randn((3, 1001), generator=torch.Generator().manual_seed(2))
+    k = max(1, math.ceil(fraction * 1001))
+    torch.testing.assert_close(_kth_largest(values, fraction), values.topk(k, dim=-1).values[:, -1])
