@@ -130,7 +130,7 @@ def main() -> None:
         if args.ensemble is not None:
             model.set_ensemble(args.ensemble)
         if args.no_priors:
-            model.config = model.config.replace(bias_smooth=0.0, noise_snr=None)
+            model.drop_priors()
         array = make_volume(args.slices)
         volume = Volume(array, affine=np.diag([0.7, 0.7, 3.0, 1.0]), format="nifti", meta={"slice_axis": 2})
         correct_volume(Volume(array[..., :2].copy()), model, batch_size=args.batch)  # warm-up

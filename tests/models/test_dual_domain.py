@@ -349,8 +349,9 @@ def test_physics_priors_apply_in_eval_mode_only():
 
     model = _gated(bias_smooth=0.1, noise_snr=(9.0, 12.0))
     x = _noisy_and_clean()
-    plain = DualDomainModel(model.config.replace(bias_smooth=0.0, noise_snr=None))
+    plain = DualDomainModel(model.config)
     plain.load_state_dict(model.state_dict())
+    assert plain.drop_priors() is plain and plain.config.bias_smooth == 0.0 and plain.config.noise_snr is None
     model.eval(), plain.eval()
     with torch.no_grad():
         raw, out, scores, raw_scores = plain.residuals(x), model.residuals(x), model.detect(x), plain.detect(x)

@@ -223,7 +223,7 @@ def correct_file(
         except ValueError as exc:
             raise InputError(f"--ensemble: {exc}") from None
     if not priors:
-        net.config = net.config.replace(bias_smooth=0.0, noise_snr=None)
+        net.drop_priors()
     timings["load_model"] = time.perf_counter() - t0
     heads = tuple(net.head_names)
     res_paths = residual_paths(output_path, residual_dir, heads) if residual_dir is not None else {}

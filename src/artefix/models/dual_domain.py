@@ -383,6 +383,14 @@ class DualDomainModel(nn.Module):
         self.config = self.config.replace(ensemble=n)
         return self
 
+    def drop_priors(self) -> DualDomainModel:
+        """Turn the physics priors off in place (the heads run as trained); returns ``self``.
+
+        Sets :attr:`ModelConfig.bias_smooth` to 0 and :attr:`ModelConfig.noise_snr` to None.
+        """
+        self.config = self.config.replace(bias_smooth=0.0, noise_snr=None)
+        return self
+
     def residuals(self, x: torch.Tensor) -> torch.Tensor:
         """Residual maps ``p`` of both branches summed, shape ``(B, K, H, W)`` for ``x`` ``(B, 1, H, W)``.
 
