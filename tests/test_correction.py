@@ -301,7 +301,7 @@ def test_slice_moments_constant_detection():
 
 
 def test_detection_scores_are_recorded_for_a_gated_model_only(tiny):
-    from artefix.correction.core import detect_batch
+    from artefix.correction.core import qc_batch
 
     vol = _volume(seed=4)
     assert correct_volume(vol, tiny).record.detection is None
@@ -313,7 +313,7 @@ def test_detection_scores_are_recorded_for_a_gated_model_only(tiny):
     stack = torch.from_numpy(np.moveaxis(vol.array, -1, 0).astype(np.float32))
     mean, std = stack.mean(dim=(1, 2)), stack.std(dim=(1, 2), correction=0)
     with torch.no_grad():
-        expected = detect_batch(gated, stack, mean, std).numpy()
+        expected = qc_batch(gated, stack, mean, std).detection.numpy()
     np.testing.assert_allclose(rec.detection, expected, rtol=1e-4, atol=1e-5)
     info = rec.to_dict()["artefacts"]["bias"]
     assert info["detection_mean"] == pytest.approx(float(expected[:, 0].mean()), rel=1e-4)

@@ -26,6 +26,7 @@ is finer than the training one.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -137,65 +138,58 @@ def _model_input(
     return u
 
 
-def detect_batch(
+class QCScores(NamedTuple):
+    """What the model's inference steps found in a batch (each ``None`` where the model lacks the step).
+
+    Attributes:
+        detection: Per-head artefact presence scores ``(B, K)`` (``DualDomainModel.detect``; models with a
+            detector, ``ModelConfig.gates``).
+        window: Fractions of the k-space rows and columns each slice was measured with, ``(B, 2)``, as the
+            data-consistency step finds them (:func:`artefix.models.consistency.measured_window`; models with
+            ``DualDomainModel.consistent_head``).
+        snr_db: Estimated SNR in dB of each slice, ``(B,)``, as the noise gate sees it
+            (:func:`artefix.models.priors.estimated_snr_db`; models with ``ModelConfig.noise_snr``).
+    """
+
+    detection: torch.Tensor | None
+    window: torch.Tensor | None
+    snr_db: torch.Tensor | None
+
+
+def qc_batch(
     model: torch.nn.Module,
     batch: torch.Tensor,
     mean: torch.Tensor,
     std: torch.Tensor,
     work_shape: tuple[int, int] | None = None,
-) -> torch.Tensor | None:
-    """The model's per-head artefact presence scores ``(B, K)`` for a batch, or ``None`` without a detector.
+) -> QCScores:
+    """The QC scores of a batch, from the model's input computed once.
 
     Args:
-        model: A model with ``detect(u)`` (:meth:`artefix.models.DualDomainModel.detect`).
+        model: The correcting model (a :class:`artefix.models.DualDomainModel` or any module; steps it
+            lacks give ``None``).
         batch: Slices in input units, ``(B, H, W)``.
         mean: Per-slice mean, ``(B,)``.
         std: Per-slice standard deviation ``> 0``, ``(B,)``.
         work_shape: Size at which the model runs (default: native).
     """
-    detect = getattr(model, "detect", None)
-    if detect is None or getattr(model, "detector", None) is None:
-        return None
-    return detect(_model_input(batch, mean, std, work_shape).unsqueeze(1).contiguous())
-
-
-def snr_batch(
-    model: torch.nn.Module,
-    batch: torch.Tensor,
-    mean: torch.Tensor,
-    std: torch.Tensor,
-    work_shape: tuple[int, int] | None = None,
-) -> torch.Tensor | None:
-    """Estimated SNR in dB of each slice, ``(B,)``, as the model's noise gate sees it.
-
-    :func:`artefix.models.priors.estimated_snr_db` of the model's input; ``None`` for a model without the
-    gate (``ModelConfig.noise_snr``). The arguments are those of :func:`detect_batch`.
-    """
+    from artefix.models.consistency import measured_window
     from artefix.models.priors import estimated_snr_db
 
-    if getattr(getattr(model, "config", None), "noise_snr", None) is None:
-        return None
-    return estimated_snr_db(_model_input(batch, mean, std, work_shape))
-
-
-def kspace_window_batch(
-    model: torch.nn.Module,
-    batch: torch.Tensor,
-    mean: torch.Tensor,
-    std: torch.Tensor,
-    work_shape: tuple[int, int] | None = None,
-) -> torch.Tensor | None:
-    """Fractions of the k-space rows and columns each slice was measured with, ``(B, 2)``.
-
-    Found as the model's data-consistency step finds them (:func:`artefix.models.consistency.measured_window`
-    on the model's input); ``None`` for a model without that step (``DualDomainModel.consistent_head``).
-    The arguments are those of :func:`detect_batch`.
-    """
-    from artefix.models.consistency import measured_window
-
-    if getattr(model, "consistent_head", None) is None:
-        return None
-    measured = measured_window(_model_input(batch, mean, std, work_shape))
-    rows = measured.any(dim=-1).float().mean(dim=-1)
-    cols = measured.any(dim=-2).float().mean(dim=-1)
-    return torch.stack([rows, cols], dim=-1)
+    gated = getattr(model, "detect", None) is not None and getattr(model, "detector", None) is not None
+    consistent = getattr(model, "consistent_head", None) is not None
+    gate_snr = getattr(getattr(model, "config", None), "noise_snr", None) is not None
+    if not (gated or consistent or gate_snr):
+        return QCScores(None, None, None)
+    u = _model_input(batch, mean, std, work_shape)
+    window = None
+    if consistent:
+        measured = measured_window(u)
+        window = torch.stack(
+            [measured.any(dim=-1).float().mean(dim=-1), measured.any(dim=-2).float().mean(dim=-1)], dim=-1
+        )
+    return QCScores(
+        model.detect(u.unsqueeze(1).contiguous()) if gated else None,
+        window,
+        estimated_snr_db(u) if gate_snr else None,
+    )

@@ -22,10 +22,8 @@ import torch
 
 from artefix.correction.core import (
     correct_batch,
-    detect_batch,
-    kspace_window_batch,
+    qc_batch,
     slice_moments,
-    snr_batch,
     working_shape,
 )
 from artefix.data.io import Volume, check_finite
@@ -450,12 +448,13 @@ def correct_volume(
             mu = torch.from_numpy(mean[idx]).to(device)
             sigma = torch.from_numpy(std[idx]).to(device)
             y, r = correct_batch(model, batch, mu, sigma, weights, work)
+            qc = qc_batch(model, batch, mu, sigma, work)
             if detection is not None:
-                detection[idx] = detect_batch(model, batch, mu, sigma, work).float().cpu().numpy()
+                detection[idx] = qc.detection.float().cpu().numpy()
             if window is not None:
-                window[idx] = kspace_window_batch(model, batch, mu, sigma, work).cpu().numpy()
+                window[idx] = qc.window.cpu().numpy()
             if snr is not None:
-                snr[idx] = snr_batch(model, batch, mu, sigma, work).float().cpu().numpy()
+                snr[idx] = qc.snr_db.float().cpu().numpy()
             max_seen = max(max_seen, int(idx.size))
             y_np = y.cpu().numpy()
             r_np = r.cpu().numpy()
