@@ -382,3 +382,20 @@ def test_physics_priors_config_round_trip_and_validation():
     x = _noisy_and_clean()
     with torch.no_grad():  # a model without the bias and noise heads is left as it is
         torch.testing.assert_close(single.residuals(x), single._residuals(x))
+
+
+def test_ungated_residuals_times_gate_scores_are_the_residuals():
+    torch.manual_seed(0)
+    model = build_model("tiny", seed=3, gates=True, consistency=True, noise_snr=(9.0, 12.0)).eval()
+    x = torch.randn(2, 1, 37, 50)
+    with torch.no_grad():
+        gated = model.residuals(x)
+        scores = model.gate_scores(x)
+        ungated = model.ungated_residuals(x)
+    assert scores.shape == (2, 4) and ungated.shape == gated.shape
+    # data consistency is linear and the SNR gate a factor per slice, so the gates factor out exactly
+    torch.testing.assert_close(scores[:, :, None, None] * ungated, gated, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="no artefact detector"):
+        build_model("tiny", seed=3).gate_scores(x)
+    with pytest.raises(ValueError, match="expected input"):
+        model.ungated_residuals(x[:, 0])

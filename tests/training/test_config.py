@@ -331,6 +331,11 @@ def test_release_configs_validate_and_fine_tune_the_stage_1_run():
             assert set(config.model.freeze) == {"image_branch", "kspace_branch"} and config.model.gates
             assert config.data.level_ranges == {"noise": (-10.0, 10.0)}
             continue
+        if path.stem == "mt_lc_brain_fitgates":  # stage 3: the detector refitted to stage 2's residuals as shipped
+            assert config.model.init == str(REPO / "runs" / "mt-lc-brain" / "best.safetensors")
+            assert set(config.model.freeze) == {"image_branch", "kspace_branch"} and config.loss.fit_gates
+            assert config.model.consistency and config.model.bias_smooth > 0 and config.model.noise_snr is not None
+            continue
         # every shipped model fine-tunes stage 1 with the same data recipe and the detector
         assert config.model.init == str(REPO / "runs" / "mt-lc-brain-stage1" / "best.safetensors")
         assert config.model.gates and config.loss.detection > 0 and config.data.fit == "native"
@@ -356,10 +361,26 @@ def test_detector_learning_rate_scale():
     assert sum(len(g["params"]) for g in groups) == len(list(module.model.parameters()))
 
 
-def test_freeze_trains_only_the_detector_with_fixed_batch_norm_statistics():
+def _small_batch():
+    """Four 32x32 training slices with added noise: two labelled noise, one clean, one bias."""
     import torch
 
     from artefix.data.dataset import TrainingSample
+
+    g = torch.Generator().manual_seed(0)
+    clean = torch.randn(4, 1, 32, 32, generator=g)
+    return TrainingSample(
+        clean=clean,
+        corrupted=clean + 0.3 * torch.randn(4, 1, 32, 32, generator=g),
+        artefact=torch.tensor([3, 3, -1, 0]),
+        params=['{"artefact": "noise"}'] * 4,
+        index=torch.arange(4),
+    )
+
+
+def test_freeze_trains_only_the_detector_with_fixed_batch_norm_statistics():
+    import torch
+
     from artefix.training.module import ArtefactCorrectionModule
 
     tiny = Path(__file__).resolve().parents[2] / "configs" / "tiny.yaml"
@@ -373,15 +394,7 @@ def test_freeze_trains_only_the_detector_with_fixed_batch_norm_statistics():
     assert module.model.detector.training
     assert not module.model.image_branch.training and not module.model.kspace_branch.training
     before = {k: v.clone() for k, v in module.model.state_dict().items() if not k.startswith("detector.")}
-    g = torch.Generator().manual_seed(0)
-    clean = torch.randn(4, 1, 32, 32, generator=g)
-    batch = TrainingSample(
-        clean=clean,
-        corrupted=clean + 0.3 * torch.randn(4, 1, 32, 32, generator=g),
-        artefact=torch.tensor([3, 3, -1, 0]),
-        params=['{"artefact": "noise"}'] * 4,
-        index=torch.arange(4),
-    )
+    batch = _small_batch()
     optimizer = torch.optim.SGD([p for g in groups for p in g["params"]], lr=0.1)
     detector_before = [p.clone() for p in module.model.detector.parameters()]
     module.training_step(batch, 0).backward()
@@ -396,3 +409,39 @@ def test_freeze_trains_only_the_detector_with_fixed_batch_norm_statistics():
     with pytest.raises(ValueError, match="nothing to train"):
         everything = "model.freeze=[image_branch, kspace_branch, detector]"
         ArtefactCorrectionModule(load_config(tiny, ["model.gates=true", everything]))
+
+
+def test_fit_gates_trains_the_detector_on_the_residuals_as_shipped():
+    import torch
+
+    from artefix.training.module import ArtefactCorrectionModule
+
+    tiny = Path(__file__).resolve().parents[2] / "configs" / "tiny.yaml"
+    frozen = "model.freeze=[image_branch, kspace_branch]"
+    priors = ["model.bias_smooth=0.1", "model.noise_snr=[9, 12]"]
+    config = load_config(tiny, ["model.gates=true", "model.consistency=true", frozen, "loss.fit_gates=true", *priors])
+    assert config.loss.fit_gates and config.model.noise_snr == (9.0, 12.0)
+    module = ArtefactCorrectionModule(config)
+    assert module.model.config.bias_smooth == 0.1 and module.model.config.noise_snr == (9.0, 12.0)
+    module.train()
+    batch = _small_batch()
+    loss, output = module._loss(batch)
+    assert module.training and not module.model.image_branch.training  # modes restored after the fixed pass
+    module.eval()
+    with torch.no_grad():  # the output the loss scores is the model's own at inference (priors on), up to
+        # the smooth-field prior's mild non-linearity (it smooths the log-ratio of the gated residual)
+        torch.testing.assert_close(output, module.model(batch.corrupted).output, rtol=0, atol=2e-3)
+    module.train()
+    loss.total.backward()
+    grads = {n: p.grad for n, p in module.model.named_parameters() if p.grad is not None}
+    assert grads and all(n.startswith("detector.") for n in grads)
+    with pytest.raises(ValueError, match="fit_gates trains only the detector"):
+        ArtefactCorrectionModule(load_config(tiny, ["model.gates=true", "loss.fit_gates=true"]))
+    with pytest.raises(ValueError, match="fit_gates trains only the detector"):
+        ArtefactCorrectionModule(load_config(tiny, ["loss.fit_gates=true", frozen]))
+    with pytest.raises(ConfigError, match="fit_gates"):
+        load_config(tiny, ["loss.fit_gates=2"])
+    with pytest.raises(ConfigError, match="bias_smooth"):
+        load_config(tiny, ["model.bias_smooth=2"])
+    with pytest.raises(ConfigError, match="noise_snr"):
+        load_config(tiny, ["model.noise_snr=[12, 9]"])

@@ -434,7 +434,19 @@ class DualDomainModel(nn.Module):
         projected = project_unmeasured(out[:, i], measured_window(x[:, 0]))
         return torch.cat([out[:, :i], projected[:, None], out[:, i + 1 :]], dim=1)
 
-    def _residuals(self, x: torch.Tensor) -> torch.Tensor:
+    def ungated_residuals(self, x: torch.Tensor) -> torch.Tensor:
+        """The residuals of :meth:`residuals` before the detector's gates, ``(B, K, H, W)`` (one pass).
+
+        Data consistency and, in eval mode, the physics priors are applied as at inference, so that
+        ``scores[:, :, None, None] * ungated_residuals(x)`` (``scores`` of :meth:`detect`) is what the model
+        adds to ``x`` up to the bias prior's mild non-linearity. The detector is what a gate-calibration
+        stage (``loss.fit_gates``) trains on these fixed residuals.
+        """
+        if x.ndim != 4 or x.shape[1] != 1:
+            raise ValueError(f"expected input of shape (B, 1, H, W), got {tuple(x.shape)}")
+        return self._priors(self._residuals(x, gated=False), x)
+
+    def _residuals(self, x: torch.Tensor, gated: bool = True) -> torch.Tensor:
         """One network pass: the residuals of :meth:`residuals` without the self-ensemble."""
         h, w = x.shape[-2], x.shape[-1]
         xp, top, left = self._pad(x)
@@ -446,9 +458,19 @@ class DualDomainModel(nn.Module):
             y = self.kspace_branch(torch.stack([k.real, k.imag], dim=1))
             y = y.reshape(y.shape[0], -1, 2, y.shape[-2], y.shape[-1])
             out = out + ifft2c(torch.complex(y[:, :, 0], y[:, :, 1])).real
-        if self.detector is not None:
+        if gated and self.detector is not None:
             out = out * self.detector(xp)[:, :, None, None]
         return self._consistent(out[..., top : top + h, left : left + w], x)
+
+    def gate_scores(self, x: torch.Tensor) -> torch.Tensor:
+        """The detector's scores ``(B, K)`` for one pass, as they gate :meth:`ungated_residuals` (no SNR gate).
+
+        Raises:
+            ValueError: For a model without the detector (``gates``).
+        """
+        if self.detector is None:
+            raise ValueError("this model has no artefact detector (ModelConfig.gates is false)")
+        return self.detector(self._pad(x)[0])
 
     def detect(self, x: torch.Tensor) -> torch.Tensor | None:
         """Per-head presence scores ``(B, K)`` in ``(0, 1)`` (``None`` without ``gates``).

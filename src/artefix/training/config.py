@@ -146,6 +146,10 @@ class ModelSection:
         freeze: Parts of the model kept as they are (no gradient, batch-norm statistics fixed):
             ``image_branch``, ``kspace_branch``, ``detector``. With both branches frozen only the detector
             learns, e.g. to recalibrate its gates for a trained model at a fraction of a full step's cost.
+        bias_smooth: The bias head's smooth-field prior (:attr:`artefix.models.ModelConfig.bias_smooth`,
+            eval mode only): in validation, in the saved model and, with ``loss.fit_gates``, in training.
+        noise_snr: The noise head's SNR gate ``[lo, hi]`` in dB (:attr:`artefix.models.ModelConfig.noise_snr`),
+            likewise; null for none.
     """
 
     preset: str = "compact"
@@ -155,9 +159,11 @@ class ModelSection:
     gates: bool = False
     consistency: bool = False
     freeze: tuple[str, ...] = ()
+    bias_smooth: float = 0.0
+    noise_snr: tuple[float, float] | None = None
 
     def __post_init__(self) -> None:
-        from artefix.models import ALL_HEADS, PRESETS
+        from artefix.models import ALL_HEADS, PRESETS, ModelConfig
 
         _choice(self.preset, "model.preset", tuple(PRESETS))
         if self.heads is not None:
@@ -172,6 +178,14 @@ class ModelSection:
         object.__setattr__(self, "freeze", _names(self.freeze, "model.freeze", FREEZABLE, empty=True))
         if "detector" in self.freeze and not self.gates:
             raise ValueError("model.freeze names the detector but model.gates is false (there is none)")
+        if self.noise_snr is not None and not isinstance(self.noise_snr, (list, tuple)):
+            raise ValueError(f"model.noise_snr must be [lo, hi] in dB or null, got {self.noise_snr!r}")
+        try:
+            priors = ModelConfig(bias_smooth=self.bias_smooth, noise_snr=self.noise_snr)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"model.{exc}") from None
+        object.__setattr__(self, "bias_smooth", priors.bias_smooth)
+        object.__setattr__(self, "noise_snr", priors.noise_snr)
 
     @property
     def head_names(self) -> tuple[str, ...]:
@@ -199,12 +213,20 @@ class LossSection:
             the applied artefact, one-hot over the heads (all zero for a clean slice): the training data
             know which artefact each slice has, so the detector learns it directly instead of only through
             the reconstruction. 0 (default) leaves the detector to the reconstruction loss alone.
+        fit_gates: A gate-calibration stage (not in the paper) for a trained model whose branches are
+            frozen (``model.freeze``): the loss is ``L(v, u + sum_i g_i p_i)`` with the heads' residuals
+            ``p`` fixed as the model applies them at inference (data consistency and physics priors
+            included, :meth:`artefix.models.DualDomainModel.ungated_residuals`) and only the detector's
+            scores ``g`` learning. The scores become "how much of each head helps" rather than "which
+            artefact was applied": a head that over-corrects a mild artefact, or invents one on a clean
+            slice, is turned down. ``all_heads`` and ``detection`` are not used.
     """
 
     deltas: str | dict[str, float] = "mse"
     alpha: float = 0.0
     all_heads: float = 0.0
     detection: float = 0.0
+    fit_gates: bool = False
 
     def __post_init__(self) -> None:
         from artefix.losses import DELTA_PRESETS, KERNEL_NAMES
@@ -224,6 +246,8 @@ class LossSection:
         object.__setattr__(self, "alpha", _float(self.alpha, "loss.alpha", 0.0))
         object.__setattr__(self, "all_heads", _float(self.all_heads, "loss.all_heads", 0.0))
         object.__setattr__(self, "detection", _float(self.detection, "loss.detection", 0.0))
+        if not isinstance(self.fit_gates, bool):
+            raise ValueError(f"loss.fit_gates must be true or false, got {self.fit_gates!r}")
 
     @property
     def delta_values(self) -> dict[str, float]:

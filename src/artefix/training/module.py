@@ -33,7 +33,7 @@ import torch
 
 from artefix.data.dataset import NO_ARTEFACT, TrainingSample
 from artefix.losses import MultiTaskLoss
-from artefix.models import ALL_HEADS, DualDomainModel, build_model
+from artefix.models import ALL_HEADS, DualDomainModel, apply_residuals, build_model
 from artefix.training.config import TrainConfig
 
 __all__ = ["ArtefactCorrectionModule"]
@@ -65,6 +65,8 @@ class ArtefactCorrectionModule(L.LightningModule):
             heads=config.model.head_names,
             gates=config.model.gates,
             consistency=config.model.consistency,
+            bias_smooth=config.model.bias_smooth,
+            noise_snr=config.model.noise_snr,
         )
         if self.model.kspace_branch is not None:
             # Mixed precision: the k-space branch's output feeds torch.complex and an inverse FFT, which
@@ -86,6 +88,14 @@ class ArtefactCorrectionModule(L.LightningModule):
                 raise ValueError(f"model.freeze names {name!r} but the model has none (model.branches)")
             part.requires_grad_(False)
             self._frozen.append(part)
+        if config.loss.fit_gates:
+            branches = {n for n in ("image_branch", "kspace_branch") if getattr(self.model, n) is not None}
+            frozen = set(config.model.freeze)
+            if self.model.detector is None or not branches <= frozen or "detector" in frozen:
+                raise ValueError(
+                    "loss.fit_gates trains only the detector: it needs model.gates and model.freeze naming "
+                    f"{' and '.join(sorted(branches))} (not the detector)"
+                )
         if not any(p.requires_grad for p in self.model.parameters()):
             raise ValueError("model.freeze leaves nothing to train")
         self.artefacts: tuple[str, ...] = config.data.artefacts + (("none",) if config.data.clean_fraction else ())
@@ -98,7 +108,10 @@ class ArtefactCorrectionModule(L.LightningModule):
 
         source, _ = load_model(resolve_model(init), verify=True)
         mine = self.model.config
-        same = {"heads": mine.heads, "gates": mine.gates, "consistency": mine.consistency, "ensemble": mine.ensemble}
+        same = {
+            name: getattr(mine, name)
+            for name in ("heads", "gates", "consistency", "ensemble", "bias_smooth", "noise_snr")
+        }
         if source.config.replace(**same) != mine:
             raise ValueError(f"model.init {init!r} has another architecture than preset {self.config.model.preset!r}")
         transfer_weights(self.model, source)
@@ -114,7 +127,23 @@ class ArtefactCorrectionModule(L.LightningModule):
         """The model's :class:`~artefix.models.ModelOutput` for ``x`` of shape ``(B, 1, H, W)``."""
         return self.model(x)
 
+    def _gate_fit_loss(self, batch: TrainingSample) -> tuple[Any, torch.Tensor]:
+        """``loss.fit_gates``: the criterion of ``u + sum_i g_i p_i`` with the residuals ``p`` fixed."""
+        training = self.training
+        self.train(False)  # p as at inference: physics priors on (frozen branches are in eval mode anyway)
+        with torch.no_grad():
+            fixed = self.model.ungated_residuals(batch.corrupted)
+        self.train(training)
+        gates = self.model.gate_scores(batch.corrupted)
+        residuals = gates[:, :, None, None] * fixed
+        every = torch.ones_like(gates)
+        loss = self.criterion(batch.clean, batch.corrupted, residuals, every)
+        output = apply_residuals(batch.corrupted, residuals, None, self.model.head_names)
+        return loss, output
+
     def _loss(self, batch: TrainingSample) -> tuple[Any, torch.Tensor]:
+        if self.config.loss.fit_gates:
+            return self._gate_fit_loss(batch)
         out = self.model(batch.corrupted)
         index = self._applied_heads(batch.artefact) if len(self.model.head_names) > 1 else None
         loss = self.criterion(batch.clean, batch.corrupted, out.residuals, index)
