@@ -331,10 +331,12 @@ def test_release_configs_validate_and_fine_tune_the_stage_1_run():
             assert set(config.model.freeze) == {"image_branch", "kspace_branch"} and config.model.gates
             assert config.data.level_ranges == {"noise": (-10.0, 10.0)}
             continue
-        if path.stem == "mt_lc_brain_fitgates":  # stage 3: the detector refitted to stage 2's residuals as shipped
-            assert config.model.init == str(REPO / "runs" / "mt-lc-brain" / "best.safetensors")
+        if path.stem.endswith("_fitgates"):  # stage 3: the detector refitted to stage 2's residuals as shipped
+            stage2 = load_config(release / path.name.replace("_fitgates", ""))
+            assert config.model.init == str(REPO / "runs" / stage2.name / "best.safetensors")
+            assert config.loss.is_mse == stage2.loss.is_mse and config.data.roots == stage2.data.roots
             assert set(config.model.freeze) == {"image_branch", "kspace_branch"} and config.loss.fit_gates
-            assert config.model.consistency and config.model.bias_smooth > 0 and config.model.noise_snr is not None
+            assert config.model.noise_snr is not None
             continue
         # every shipped model fine-tunes stage 1 with the same data recipe and the detector
         assert config.model.init == str(REPO / "runs" / "mt-lc-brain-stage1" / "best.safetensors")
@@ -432,6 +434,11 @@ def test_fit_gates_trains_the_detector_on_the_residuals_as_shipped():
         # the smooth-field prior's mild non-linearity (it smooths the log-ratio of the gated residual)
         torch.testing.assert_close(output, module.model(batch.corrupted).output, rtol=0, atol=2e-3)
     module.train()
+    from artefix.artefacts.base import znorm
+
+    per_slice = [module.criterion.criterion(o[None], r[None]) for o, r in zip(output, znorm(batch.clean), strict=True)]
+    expected = torch.log(torch.stack(per_slice) + config.loss.gate_floor).mean()  # every slice weighs the same
+    torch.testing.assert_close(loss.total, expected)
     loss.total.backward()
     grads = {n: p.grad for n, p in module.model.named_parameters() if p.grad is not None}
     assert grads and all(n.startswith("detector.") for n in grads)
@@ -441,6 +448,8 @@ def test_fit_gates_trains_the_detector_on_the_residuals_as_shipped():
         ArtefactCorrectionModule(load_config(tiny, ["loss.fit_gates=true", frozen]))
     with pytest.raises(ConfigError, match="fit_gates"):
         load_config(tiny, ["loss.fit_gates=2"])
+    with pytest.raises(ConfigError, match="gate_floor"):
+        load_config(tiny, ["loss.gate_floor=0"])
     with pytest.raises(ConfigError, match="bias_smooth"):
         load_config(tiny, ["model.bias_smooth=2"])
     with pytest.raises(ConfigError, match="noise_snr"):

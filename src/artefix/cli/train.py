@@ -45,6 +45,6 @@ def train_command(
         return
     best = f"{result.best_score:.6g} (epoch {result.best_epoch})" if result.best_score is not None else "n/a"
     typer.echo(
-        f"{result.status}: {result.epochs} epochs in {result.wall_time_s:.1f} s, best validation MSE {best}\n"
+        f"{result.status}: {result.epochs} epochs in {result.wall_time_s:.1f} s, best {cfg.trainer.monitor} {best}\n"
         f"weights: {result.best_path}\nrun folder: {result.out_dir}"
     )

@@ -52,6 +52,6 @@ def tune_command(
     best = f"{result.best_value:.6g}" if result.best_value is not None else "n/a"
     typer.echo(
         f"study {result.study_name!r}: {result.n_trials} trials ({result.n_complete} complete, "
-        f"{result.n_pruned} pruned), best validation MSE {best}\n"
+        f"{result.n_pruned} pruned), best {cfg.trainer.monitor} {best}\n"
         f"best configuration: {result.best_config}\nstorage: {result.storage}"
     )

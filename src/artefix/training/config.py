@@ -219,7 +219,12 @@ class LossSection:
             included, :meth:`artefix.models.DualDomainModel.ungated_residuals`) and only the detector's
             scores ``g`` learning. The scores become "how much of each head helps" rather than "which
             artefact was applied": a head that over-corrects a mild artefact, or invents one on a clean
-            slice, is turned down. ``all_heads`` and ``detection`` are not used.
+            slice, is turned down. Each slice's loss enters as ``log(L_b + gate_floor)`` (the batch mean of
+            these), so a mild artefact or a clean slice, whose loss is small, weighs as much as a severe
+            artefact (a squared error averages over slices as PSNR does not): otherwise the few severe slices
+            decide every gate. ``all_heads`` and ``detection`` are not used.
+        gate_floor: The floor of the per-slice log-loss with ``fit_gates`` (> 0; in units of the criterion on
+            Z-normalised images, where 1e-3 is an error 30 dB below the image's variance).
     """
 
     deltas: str | dict[str, float] = "mse"
@@ -227,6 +232,7 @@ class LossSection:
     all_heads: float = 0.0
     detection: float = 0.0
     fit_gates: bool = False
+    gate_floor: float = 1e-3
 
     def __post_init__(self) -> None:
         from artefix.losses import DELTA_PRESETS, KERNEL_NAMES
@@ -248,6 +254,9 @@ class LossSection:
         object.__setattr__(self, "detection", _float(self.detection, "loss.detection", 0.0))
         if not isinstance(self.fit_gates, bool):
             raise ValueError(f"loss.fit_gates must be true or false, got {self.fit_gates!r}")
+        object.__setattr__(self, "gate_floor", _float(self.gate_floor, "loss.gate_floor", 0.0))
+        if self.gate_floor <= 0:
+            raise ValueError(f"loss.gate_floor must be > 0, got {self.gate_floor}")
 
     @property
     def delta_values(self) -> dict[str, float]:

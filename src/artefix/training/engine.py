@@ -213,7 +213,7 @@ def fit(
             stopped is lost). A finished run is trained further only when ``trainer.max_epochs`` grew and
             it did not stop early; a run stopped before its first checkpoint starts again.
         callbacks: Extra Lightning callbacks (e.g. the pruning callback of :mod:`artefix.training.tune`).
-        command: The command line to record in the model card (default: ``sys.argv``).
+        command: The command line to record in the model card (default: ``sys.argv``, the program by its name).
         quiet: No progress bar and no model summary (tuning trials).
 
     Returns:
@@ -265,7 +265,8 @@ def fit(
     datamodule = ArtefactDataModule(config.data, plan, config.data_seed)
     module = ArtefactCorrectionModule(config)
     t = config.trainer
-    export = ModelExport(out_dir, _card(config, plan, out_dir, command or shlex.join(sys.argv)), monitor=t.monitor)
+    command = command or shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]])
+    export = ModelExport(out_dir, _card(config, plan, out_dir, command), monitor=t.monitor)
     all_callbacks: list[Any] = [
         export,
         EarlyStopping(monitor=t.monitor, patience=t.patience, min_delta=t.min_delta, mode="min"),

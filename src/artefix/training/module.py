@@ -31,8 +31,9 @@ import lightning as L
 import numpy as np
 import torch
 
+from artefix.artefacts.base import znorm
 from artefix.data.dataset import NO_ARTEFACT, TrainingSample
-from artefix.losses import MultiTaskLoss
+from artefix.losses import MultiTaskLoss, MultiTaskLossOutput
 from artefix.models import ALL_HEADS, DualDomainModel, apply_residuals, build_model
 from artefix.training.config import TrainConfig
 
@@ -128,18 +129,19 @@ class ArtefactCorrectionModule(L.LightningModule):
         return self.model(x)
 
     def _gate_fit_loss(self, batch: TrainingSample) -> tuple[Any, torch.Tensor]:
-        """``loss.fit_gates``: the criterion of ``u + sum_i g_i p_i`` with the residuals ``p`` fixed."""
+        """``loss.fit_gates``: mean log-criterion of ``Znorm(u + sum_i g_i p_i)`` with the residuals ``p`` fixed."""
         training = self.training
         self.train(False)  # p as at inference: physics priors on (frozen branches are in eval mode anyway)
         with torch.no_grad():
             fixed = self.model.ungated_residuals(batch.corrupted)
         self.train(training)
         gates = self.model.gate_scores(batch.corrupted)
-        residuals = gates[:, :, None, None] * fixed
-        every = torch.ones_like(gates)
-        loss = self.criterion(batch.clean, batch.corrupted, residuals, every)
-        output = apply_residuals(batch.corrupted, residuals, None, self.model.head_names)
-        return loss, output
+        output = apply_residuals(batch.corrupted, gates[:, :, None, None] * fixed, None, self.model.head_names)
+        reference = znorm(batch.clean)
+        pairs = zip(output, reference, strict=True)
+        per_slice = torch.stack([self.criterion.criterion(o[None], r[None]) for o, r in pairs])
+        total = torch.log(per_slice + self.config.loss.gate_floor).mean()
+        return MultiTaskLossOutput(total, total, total.new_zeros(())), output
 
     def _loss(self, batch: TrainingSample) -> tuple[Any, torch.Tensor]:
         if self.config.loss.fit_gates:
