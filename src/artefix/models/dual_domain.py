@@ -438,7 +438,7 @@ class DualDomainModel(nn.Module):
         """The residuals of :meth:`residuals` before the detector's gates, ``(B, K, H, W)`` (one pass).
 
         Data consistency and, in eval mode, the physics priors are applied as at inference, so that
-        ``scores[:, :, None, None] * ungated_residuals(x)`` (``scores`` of :meth:`detect`) is what the model
+        ``scores[:, :, None, None] * ungated_residuals(x)`` (``scores`` of :meth:`gate_scores`) is what the model
         adds to ``x`` up to the bias prior's mild non-linearity. The detector is what a gate-calibration
         stage (``loss.fit_gates``) trains on these fixed residuals.
         """

@@ -18,6 +18,10 @@ With ``model.init`` the network starts from trained weights
 (:func:`artefix.models.checkpoint.transfer_weights`); a slice left clean (label ``-1``) selects no head in
 Eq. 6, so only the ``loss.all_heads`` term (and the regulariser) teaches the model to leave it alone.
 
+With ``loss.fit_gates`` (a gate-calibration stage for a trained model with frozen branches) the loss is
+instead the batch mean of ``log(L(v, Znorm(u + sum_i g_i p_i)) + loss.gate_floor)`` with the residuals ``p``
+fixed as shipped and only the detector's scores ``g`` learning.
+
 Sums and counts are reduced over all processes before the means are taken, so the numbers are exact
 under data-parallel training (up to the few slices a distributed sampler repeats to even out ranks).
 """
