@@ -90,3 +90,20 @@ def test_transfer_weights_copies_a_same_architecture_model_exactly():
 def test_transfer_weights_refuses_another_preset():
     with pytest.raises(ValueError, match="same preset"):
         transfer_weights(build_model("tiny"), build_model("compact"))
+
+
+def test_saving_the_same_weights_again_keeps_the_file(saved):
+    model, path = saved
+    before, sha = path.read_bytes(), sha256_of(path)
+    save_model(model, path, card={"name": "m", "note": "a new card for the same weights"})
+    assert path.read_bytes() == before and json.loads(card_path(path).read_text())["sha256"] == sha
+    assert json.loads(card_path(path).read_text())["note"] == "a new card for the same weights"
+    with torch.no_grad():
+        next(model.parameters()).add_(1.0)
+    save_model(model, path, card={"name": "m"})  # other weights: the file is replaced and its checksum follows
+    loaded, card = load_model(path)
+    assert card["sha256"] == sha256_of(path) != sha
+    assert torch.equal(next(loaded.parameters()), next(model.parameters()))
+    path.write_bytes(b"not a safetensors file")
+    save_model(model, path, card={"name": "m"})  # an unreadable file is replaced
+    assert load_model(path)[1]["sha256"] == sha256_of(path)

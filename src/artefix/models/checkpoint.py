@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from artefix.atomic import atomic_file, one_line
@@ -48,12 +48,31 @@ def card_path(weights: Path) -> Path:
     return Path(weights).with_suffix(".json")
 
 
+def _holds(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> bool:
+    """Whether the safetensors file ``path`` already holds exactly ``tensors`` and ``metadata``.
+
+    safetensors writes its metadata map in no fixed order, so saving the same weights twice can give two
+    files with different checksums; keeping the file avoids that (a card re-written for the same weights
+    keeps its ``sha256``).
+    """
+    if not path.is_file():
+        return False
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            if f.metadata() != metadata or set(f.keys()) != set(tensors):
+                return False
+            return all(torch.equal(f.get_tensor(k), v) for k, v in tensors.items())
+    except (OSError, SafetensorError, ValueError):  # an unreadable file is simply replaced
+        return False
+
+
 def save_model(model: DualDomainModel, path: Path, card: dict[str, Any] | None = None) -> Path:
     """Write ``model``'s weights (safetensors) and its model card (JSON), both atomically.
 
     Args:
         model: The model; its ``config`` is stored in the weights' metadata.
-        path: Target ``*.safetensors`` path.
+        path: Target ``*.safetensors`` path; a file there that holds the same weights and metadata is kept
+            byte for byte (its checksum does not change).
         card: Extra model-card fields (name, training, metrics, ...). ``config``, ``parameters``,
             ``heads`` and ``sha256`` are filled in.
 
@@ -66,8 +85,9 @@ def save_model(model: DualDomainModel, path: Path, card: dict[str, Any] | None =
     config = model.config.to_dict()
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     metadata = {"format": "artefix", "format_version": FORMAT_VERSION, "model_config": json.dumps(config)}
-    with atomic_file(path) as tmp:
-        save_file(tensors, str(tmp), metadata=metadata)
+    if not _holds(path, tensors, metadata):
+        with atomic_file(path) as tmp:
+            save_file(tensors, str(tmp), metadata=metadata)
     full_card = dict(card or {})
     full_card.update(
         config=config,
@@ -118,8 +138,6 @@ def load_model(
     if verify and card.get("sha256") and sha256_of(path) != card["sha256"]:
         raise InputError(f"{path}: checksum mismatch with its model card (corrupted or replaced weights)")
     try:
-        from safetensors import safe_open
-
         with safe_open(str(path), framework="pt") as fh:
             metadata = fh.metadata() or {}
         tensors = load_file(str(path), device=str(device))
