@@ -383,6 +383,18 @@ def test_real_dicom_512_with_a_320_training_matrix(shared_data, tmp_path, monkey
     np.testing.assert_allclose(v_out.array.std(axis=(0, 1)), v_in.array.std(axis=(0, 1)), rtol=1e-3)
 
 
+def _correct_two_slices(tmp_path, monkeypatch, capsys, slices, **config):
+    """``artefix correct`` of a two-slice scan with a tiny model of ``config``: (stdout, report HTML, QC JSON)."""
+    scan = tmp_path / "scan.nii.gz"
+    nib.save(nib.Nifti1Image(np.stack(slices, axis=-1), np.eye(4)), scan)
+    model = tmp_path / "tiny.safetensors"
+    save_model(build_model("tiny", seed=5, **config), model, card={"description": "tiny"})
+    out, report = tmp_path / "out.nii.gz", tmp_path / "qc.html"
+    code, stdout, err = run([scan, out, "--model", model, "--report", report], monkeypatch, capsys)
+    assert code == 0, err
+    return stdout, report.read_text(), json.loads(report.with_suffix(".json").read_text())
+
+
 def test_zero_filled_scan_is_reported_by_a_model_with_data_consistency(tmp_path, monkeypatch, capsys):
     from artefix.artefacts.subsampling import centre_crop_kspace_image
     from artefix.data.samples import load_sample
@@ -390,16 +402,11 @@ def test_zero_filled_scan_is_reported_by_a_model_with_data_consistency(tmp_path,
 
     image = load_sample("brain-t2")
     zero_filled = np.abs(fourier_resize(centre_crop_kspace_image(image, 2.0), image.shape)).astype(np.float32)
-    scan = tmp_path / "zip.nii.gz"
-    nib.save(nib.Nifti1Image(np.stack([zero_filled, 0.8 * zero_filled], axis=-1), np.eye(4)), scan)
-    model = tmp_path / "consistent.safetensors"
-    save_model(build_model("tiny", seed=5, consistency=True), model, card={"description": "tiny consistent"})
-    out, report = tmp_path / "out.nii.gz", tmp_path / "qc.html"
-    code, stdout, err = run([scan, out, "--model", model, "--report", report], monkeypatch, capsys)
-    assert code == 0, err
+    stdout, report, summary = _correct_two_slices(
+        tmp_path, monkeypatch, capsys, [zero_filled, 0.8 * zero_filled], consistency=True
+    )
     assert "k-space truncated (zero-filled) in 2 of 2 slices" in " ".join(stdout.split())
-    assert "k-space truncated" in report.read_text()
-    summary = json.loads(report.with_suffix(".json").read_text())
+    assert "k-space truncated" in report
     assert summary["kspace_truncation"]["truncated_slices"] == [0, 1]
     assert summary["estimated_snr"] is None  # a model without the noise gate
 
@@ -408,19 +415,15 @@ def test_noise_gate_is_reported_by_a_model_with_it(tmp_path, monkeypatch, capsys
     from artefix.data.samples import load_sample
 
     image = load_sample("brain-t2").astype(np.float32)
-    scan = tmp_path / "clean.nii.gz"
-    nib.save(nib.Nifti1Image(np.stack([image, 0.5 * image], axis=-1), np.eye(4)), scan)
-    model = tmp_path / "gated.safetensors"
-    save_model(build_model("tiny", seed=5, noise_snr=(9.0, 12.0)), model, card={"description": "tiny gated"})
-    out, report = tmp_path / "out.nii.gz", tmp_path / "qc.html"
-    code, stdout, err = run([scan, out, "--model", model, "--report", report], monkeypatch, capsys)
-    assert code == 0, err
+    stdout, report, summary = _correct_two_slices(
+        tmp_path, monkeypatch, capsys, [image, 0.5 * image], noise_snr=(9.0, 12.0)
+    )
     assert "the noise correction fades out from 9 to 12 dB" in " ".join(stdout.split())
-    assert "noise level" in report.read_text()
-    summary = json.loads(report.with_suffix(".json").read_text())
+    assert "noise level" in report
     assert summary["estimated_snr"]["noise_gate_db"] == [9.0, 12.0] and len(summary["estimated_snr"]["per_slice"]) == 2
     plain = tmp_path / "plain.nii.gz"
-    code, stdout, err = run([scan, plain, "--model", model, "--no-priors"], monkeypatch, capsys)
+    args = [tmp_path / "scan.nii.gz", plain, "--model", tmp_path / "tiny.safetensors", "--no-priors"]
+    code, stdout, err = run(args, monkeypatch, capsys)
     assert code == 0, err
     assert "fades out" not in stdout  # the heads as trained: the clean scan's noise head is applied
-    assert not np.allclose(nib.load(plain).get_fdata(), nib.load(out).get_fdata())
+    assert not np.allclose(nib.load(plain).get_fdata(), nib.load(tmp_path / "out.nii.gz").get_fdata())
