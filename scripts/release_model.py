@@ -131,8 +131,9 @@ def render_doc() -> None:
         ]
         if card.get("release_changes"):
             lines.append(f"- {card['release_changes']}")
-        if _inference_line(card["config"]):
-            lines.append(_inference_line(card["config"]))
+        inference = _inference_line(card["config"])
+        if inference:
+            lines.append(inference)
         starts = card.get("starts_from") or []
         for start in [starts] if isinstance(starts, dict) else starts:
             lines.append(

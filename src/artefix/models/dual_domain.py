@@ -87,6 +87,11 @@ def _canonical_heads(heads: Any) -> tuple[str, ...]:
     return tuple(sorted(names, key=ALL_HEADS.index))
 
 
+INFERENCE_FIELDS: tuple[str, ...] = ("consistency", "ensemble", "bias_smooth", "noise_snr")
+""":class:`ModelConfig` fields that change only the inference steps, not the weights: two configs that differ
+only in these load each other's weights."""
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """Architecture of a :class:`DualDomainModel`, enough to rebuild it from a checkpoint.

@@ -109,14 +109,12 @@ class ArtefactCorrectionModule(L.LightningModule):
 
     def _start_from(self, init: str) -> None:
         from artefix.models.checkpoint import load_model, transfer_weights
+        from artefix.models.dual_domain import INFERENCE_FIELDS
         from artefix.models.registry import resolve_model
 
         source, _ = load_model(resolve_model(init), verify=True)
         mine = self.model.config
-        same = {
-            name: getattr(mine, name)
-            for name in ("heads", "gates", "consistency", "ensemble", "bias_smooth", "noise_snr")
-        }
+        same = {name: getattr(mine, name) for name in ("heads", "gates", *INFERENCE_FIELDS)}
         if source.config.replace(**same) != mine:
             raise ValueError(f"model.init {init!r} has another architecture than preset {self.config.model.preset!r}")
         transfer_weights(self.model, source)
