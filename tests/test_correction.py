@@ -351,7 +351,7 @@ def test_estimated_snr_is_recorded_for_a_model_with_the_noise_gate(tiny):
     assert correct_volume(volume, tiny).record.snr_db is None  # no gate, no estimate, no sentence
     assert correct_volume(volume, tiny).record.snr_sentence() == ""
     model = build_model("tiny", seed=3, noise_snr=(9.0, 12.0)).eval()
-    record = correct_volume(volume, model, batch_size=2).record
+    record = correct_volume(volume, model, batch_size=2, snr_scope="slice").record
     u = torch.from_numpy(np.stack([image, noisy]))
     u = (u - u.mean(dim=(1, 2), keepdim=True)) / u.std(dim=(1, 2), keepdim=True, correction=0)
     np.testing.assert_allclose(record.snr_db[:2], estimated_snr_db(u).numpy(), atol=1e-3)
@@ -359,4 +359,57 @@ def test_estimated_snr_is_recorded_for_a_model_with_the_noise_gate(tiny):
     summary = record.to_dict()["estimated_snr"]
     assert summary["noise_gate_db"] == [9.0, 12.0] and summary["noise_off_slices"] == [0]
     assert summary["per_slice"][2] is None
-    assert "off in 1 of 3 slices" in record.snr_sentence()
+    assert "off in 1 of 3 slices" in record.snr_sentence() and summary["scope"] == "slice"
+
+
+def _clean_and_noisy_volume(n_clean: int, n_noisy: int) -> Volume:
+    from artefix.data.samples import load_sample
+
+    image = load_sample("brain-t2").astype(np.float32)
+    rng = np.random.default_rng(1)
+    noisy = [image + rng.normal(0, 0.3 * image.std(), image.shape).astype(np.float32) for _ in range(n_noisy)]
+    return Volume(np.stack([image] * n_clean + noisy, axis=-1))
+
+
+def test_scan_snr_scope_gates_every_slice_of_a_scan_alike():
+    model = build_model("tiny", seed=3, noise_snr=(9.0, 12.0)).eval()
+    n = HEADS.index("noise")
+    # two clean slices and a noisy one: the scan is clean, so no slice loses its own noise...
+    volume = _clean_and_noisy_volume(2, 1)
+    scan = correct_volume(volume, model, keep_residuals=True)
+    per_slice = correct_volume(volume, model, keep_residuals=True, snr_scope="slice")
+    assert scan.record.scan_snr == pytest.approx(float(np.median(per_slice.record.snr_db)))
+    np.testing.assert_array_equal(scan.record.snr_db, per_slice.record.snr_db)  # QC keeps each slice's own
+    assert not scan.residuals["noise"].array.any()
+    assert np.abs(per_slice.residuals["noise"].array[..., 2]).mean() > 0  # ...which the slice scope removes
+    assert scan.record.mean_abs_residual[:, n].max() == 0.0
+    summary = scan.record.to_dict()["estimated_snr"]
+    assert summary["scope"] == "scan" and summary["scan_db"] == scan.record.scan_snr
+    assert summary["noise_off_slices"] == [0, 1, 2]
+    assert "used for the whole scan" in scan.record.snr_sentence() and scan.record.snr_sentence().endswith(": off")
+    # ...and in a noisy scan every slice gets the full correction, the clean slice included
+    noisy = correct_volume(_clean_and_noisy_volume(1, 2), model, keep_residuals=True)
+    ungated = correct_volume(_clean_and_noisy_volume(1, 2), build_model("tiny", seed=3).eval(), keep_residuals=True)
+    np.testing.assert_allclose(noisy.residuals["noise"].array, ungated.residuals["noise"].array, rtol=1e-4, atol=1e-3)
+    assert (
+        noisy.record.snr_sentence().endswith(": full")
+        and noisy.record.to_dict()["estimated_snr"]["noise_off_slices"] == []
+    )
+    with pytest.raises(ValueError, match="snr_scope"):
+        correct_volume(volume, model, snr_scope="volume")
+
+
+def test_scan_snr_is_the_median_of_the_finite_slice_estimates():
+    from artefix.correction import scan_snr_db
+
+    assert scan_snr_db(np.array([20.0, np.nan, 5.0, 11.0])) == 11.0
+    assert scan_snr_db(np.array([np.nan])) is None and scan_snr_db(np.array([])) is None
+
+
+def test_flagging_ignores_corrections_negligible_against_the_slice_contrast():
+    values = np.tile(np.array([[1.0, 1, 1, 1]]), (9, 1)) + np.linspace(0, 0.01, 9)[:, None]
+    values[4, 2] = 5.0
+    std = np.full(9, 1000.0)  # the outlier slice's correction is 0.5 % of its standard deviation
+    record = CorrectionRecord(HEADS, HEADS, 2, (4, 4, 9), (4, 4), values, np.zeros(9), std, ())
+    assert record.flagged() == dict.fromkeys(HEADS, ())
+    assert record.flagged(min_fraction=0.001)["motion"] == (4,)

@@ -427,3 +427,12 @@ def test_noise_gate_is_reported_by_a_model_with_it(tmp_path, monkeypatch, capsys
     assert code == 0, err
     assert "fades out" not in stdout  # the heads as trained: the clean scan's noise head is applied
     assert not np.allclose(nib.load(plain).get_fdata(), nib.load(tmp_path / "out.nii.gz").get_fdata())
+    assert summary["estimated_snr"]["scope"] == "scan"  # the default: one SNR for the whole scan
+    per_slice, report = tmp_path / "per_slice.nii.gz", tmp_path / "per_slice.html"
+    args = [tmp_path / "scan.nii.gz", per_slice, "--model", tmp_path / "tiny.safetensors", "--snr-scope", "slice"]
+    code, stdout, err = run([*args, "--report", report], monkeypatch, capsys)
+    assert code == 0, err
+    assert "per slice" in " ".join(stdout.split())
+    assert json.loads(report.with_suffix(".json").read_text())["estimated_snr"]["scope"] == "slice"
+    code, _, err = run([*args[:-1], "volume", "--overwrite"], monkeypatch, capsys)
+    assert code == 2 and "--snr-scope" in err

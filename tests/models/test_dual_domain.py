@@ -399,3 +399,26 @@ def test_ungated_residuals_times_gate_scores_are_the_residuals():
         build_model("tiny", seed=3).gate_scores(x)
     with pytest.raises(ValueError, match="expected input"):
         model.ungated_residuals(x[:, 0])
+
+
+def test_noise_gate_takes_given_snrs_instead_of_the_slices_own():
+    from artefix.models.priors import estimated_snr_db
+
+    model = _gated(noise_snr=(9.0, 12.0)).eval()
+    x = _noisy_and_clean()
+    n = ALL_HEADS.index("noise")
+    with torch.no_grad():
+        own = model.residuals(x)
+        same = model.residuals(x, snr_db=estimated_snr_db(x[:, 0]))
+        clean = model(x, snr_db=torch.tensor([30.0, 30.0]))
+        noisy = model.residuals(x, snr_db=torch.tensor([0.0, 0.0]))
+        raw = model.residuals(x.clone(), snr_db=None)
+        scores = model.detect(x, snr_db=torch.tensor([30.0, 0.0]))
+        raw_scores = model.gate_scores(x)
+    torch.testing.assert_close(same, own)
+    assert not clean.residuals[:, n].any() and (noisy[:, n] != 0).all(dim=(-2, -1)).all()
+    keep = [i for i in range(len(ALL_HEADS)) if i != n]
+    torch.testing.assert_close(clean.residuals[:, keep], raw[:, keep])
+    assert scores[0, n] == 0 and scores[1, n] == pytest.approx(float(raw_scores[1, n]))
+    with pytest.raises(ValueError, match="snr_db must have shape"):
+        model.residuals(x, snr_db=torch.tensor([1.0]))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
@@ -10,6 +11,13 @@ import typer
 from artefix.errors import InputError
 
 HEADS = ("bias", "subsampling", "motion", "noise")
+
+
+class SnrScope(str, Enum):
+    """``--snr-scope``: the SNR the noise gate sees (``artefix.correction.volume.SNR_SCOPES``)."""
+
+    scan = "scan"
+    slice = "slice"
 
 
 def parse_only(text: str | None) -> list[str] | None:
@@ -105,6 +113,13 @@ def correct_command(
             "noise is kept). --no-priors runs the heads as trained."
         ),
     ] = True,
+    snr_scope: Annotated[
+        SnrScope,
+        typer.Option(
+            help="What the noise correction's SNR gate looks at: 'scan' (the median SNR of the slices, so "
+            "every slice of a scan is denoised alike) or 'slice' (each slice's own estimate)."
+        ),
+    ] = SnrScope.scan,
     residuals: Annotated[
         Path | None,
         typer.Option(
@@ -171,6 +186,7 @@ def correct_command(
                 strength=factors,
                 ensemble=ensemble,
                 priors=priors,
+                snr_scope=snr_scope.value,
                 residuals=residuals,
                 report=report,
                 axis=axis,

@@ -15,10 +15,12 @@ Example:
     True
 """
 
-from artefix.correction.core import correct_batch, slice_moments, working_shape
+from artefix.correction.core import correct_batch, scan_snr_db, slice_moments, working_shape
 from artefix.correction.files import CorrectionRun, correct_file, output_suffix, residual_paths
 from artefix.correction.volume import (
     FLAG_MADS,
+    FLAG_MIN_FRACTION,
+    SNR_SCOPES,
     CorrectionRecord,
     CorrectionResult,
     SliceSnapshot,
@@ -28,6 +30,8 @@ from artefix.correction.volume import (
 
 __all__ = [
     "FLAG_MADS",
+    "FLAG_MIN_FRACTION",
+    "SNR_SCOPES",
     "CorrectionRecord",
     "CorrectionResult",
     "CorrectionRun",
@@ -38,6 +42,7 @@ __all__ = [
     "correct_volume",
     "output_suffix",
     "residual_paths",
+    "scan_snr_db",
     "slice_moments",
     "working_shape",
 ]

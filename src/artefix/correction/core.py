@@ -98,6 +98,7 @@ def correct_batch(
     std: torch.Tensor,
     weights: torch.Tensor,
     work_shape: tuple[int, int] | None = None,
+    snr_db: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Correct a batch of non-constant slices, returning the image and residuals in input units.
 
@@ -109,6 +110,8 @@ def correct_batch(
         std: Per-slice standard deviation ``sigma > 0``, ``(B,)``.
         weights: Head selection ``m``, ``(K,)``: 0/1, or a factor in ``[0, 1]`` for a partial correction.
         work_shape: Size at which the model runs (default: native ``(H, W)``).
+        snr_db: ``(B,)`` SNRs in dB for the model's noise gate instead of each slice's own estimate
+            (``DualDomainModel.residuals``; the scan's SNR, see :func:`scan_snr_db`); None: the slices' own.
 
     Returns:
         ``(y, r)``: corrected slices ``(B, H, W)`` and residuals ``(B, K, H, W)``, float32, input units.
@@ -119,7 +122,8 @@ def correct_batch(
     u = (batch - mu) / sigma
     shape = (h, w) if work_shape is None else (int(work_shape[0]), int(work_shape[1]))
     model_in = u if shape == (h, w) else fourier_resize(u, shape)
-    p = model(model_in.unsqueeze(1).contiguous()).residuals
+    x = model_in.unsqueeze(1).contiguous()
+    p = (model(x) if snr_db is None else model(x, snr_db=snr_db)).residuals
     if shape != (h, w):
         p = fourier_resize(p, (h, w))
     combined = u + (weights.to(p.dtype)[None, :, None, None] * p).sum(dim=1)
@@ -127,10 +131,36 @@ def correct_batch(
     return y, p * sigma.unsqueeze(1)
 
 
-def _model_input(
+def scan_snr_db(snr_db: np.ndarray) -> float | None:
+    """The SNR of a scan: the median of its slices' estimated SNRs in dB (NaN entries, constant slices, skipped).
+
+    The noise level is a property of the acquisition, but a slice's SNR also follows how much of it the
+    anatomy fills (the paper's ``S`` is the mean k-space magnitude), so slices of one clean scan spread over
+    10 dB or more: gating each slice on its own estimate denoises only the emptier ones (e.g. the
+    mid-sagittal slices of a brain). One value per scan treats every slice alike.
+
+    Args:
+        snr_db: ``(N,)`` per-slice estimates (:func:`artefix.models.priors.estimated_snr_db`).
+
+    Returns:
+        The median in dB, or None when no entry is finite.
+    """
+    finite = np.asarray(snr_db, dtype=np.float64)
+    finite = finite[np.isfinite(finite)]
+    return float(np.median(finite)) if finite.size else None
+
+
+def model_input(
     batch: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, work_shape: tuple[int, int] | None
 ) -> torch.Tensor:
-    """Z-normalised slices ``(B, H', W')`` at the size the model runs at (Fourier-resized when it differs)."""
+    """Z-normalised slices ``(B, H', W')`` at the size the model runs at (Fourier-resized when it differs).
+
+    Args:
+        batch: Slices in input units, ``(B, H, W)``.
+        mean: Per-slice mean, ``(B,)``.
+        std: Per-slice standard deviation ``> 0``, ``(B,)``.
+        work_shape: Size at which the model runs (None: native).
+    """
     u = (batch - mean.to(batch.dtype)[:, None, None]) / std.to(batch.dtype)[:, None, None]
     h, w = int(batch.shape[-2]), int(batch.shape[-1])
     if work_shape is not None and tuple(work_shape) != (h, w):
@@ -162,6 +192,7 @@ def qc_batch(
     mean: torch.Tensor,
     std: torch.Tensor,
     work_shape: tuple[int, int] | None = None,
+    snr_db: torch.Tensor | None = None,
 ) -> QCScores:
     """The QC scores of a batch, from the model's input computed once.
 
@@ -172,6 +203,8 @@ def qc_batch(
         mean: Per-slice mean, ``(B,)``.
         std: Per-slice standard deviation ``> 0``, ``(B,)``.
         work_shape: Size at which the model runs (default: native).
+        snr_db: ``(B,)`` SNRs the noise gate uses instead of the slices' own (as in :func:`correct_batch`);
+            the detection scores include that gate, ``QCScores.snr_db`` stays each slice's own estimate.
     """
     from artefix.models.consistency import measured_window
     from artefix.models.priors import estimated_snr_db
@@ -181,15 +214,15 @@ def qc_batch(
     gate_snr = getattr(getattr(model, "config", None), "noise_snr", None) is not None
     if not (gated or consistent or gate_snr):
         return QCScores(None, None, None)
-    u = _model_input(batch, mean, std, work_shape)
+    u = model_input(batch, mean, std, work_shape)
     window = None
     if consistent:
         measured = measured_window(u)
         window = torch.stack(
             [measured.any(dim=-1).float().mean(dim=-1), measured.any(dim=-2).float().mean(dim=-1)], dim=-1
         )
-    return QCScores(
-        model.detect(u.unsqueeze(1).contiguous()) if gated else None,
-        window,
-        estimated_snr_db(u) if gate_snr else None,
-    )
+    scores = None
+    if gated:
+        x = u.unsqueeze(1).contiguous()
+        scores = model.detect(x) if snr_db is None else model.detect(x, snr_db=snr_db)
+    return QCScores(scores, window, estimated_snr_db(u) if gate_snr else None)

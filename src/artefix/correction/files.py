@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from artefix.atomic import check_output_path, same_path
-from artefix.correction.volume import CorrectionRecord, correct_volume
+from artefix.correction.volume import SNR_SCOPES, CorrectionRecord, correct_volume
 from artefix.data.io import Volume, read_volume, write_volume
 from artefix.errors import InputError, OutputError
 
@@ -151,6 +151,7 @@ def correct_file(
     strength: Mapping[str, float] | None = None,
     ensemble: int | None = None,
     priors: bool = True,
+    snr_scope: str = "scan",
     residuals: str | Path | None = None,
     report: str | Path | None = None,
     axis: int | None = None,
@@ -172,6 +173,8 @@ def correct_file(
             card's (``ModelConfig.ensemble``): 1 is the fastest, 8 the most accurate.
         priors: Keep the model's physics priors (``ModelConfig.bias_smooth``, ``ModelConfig.noise_snr``,
             :mod:`artefix.models.priors`); False runs the heads as trained (e.g. to denoise a clean scan).
+        snr_scope: ``"scan"``: the noise gate sees the scan's SNR (the median of its slices) on every slice;
+            ``"slice"``: each slice's own (:func:`~artefix.correction.volume.correct_volume`).
         residuals: Folder for the residual volumes (created if missing; its parent must exist).
         report: ``.html`` QC report path; the JSON summary goes next to it (``.json``).
         axis: Slice axis (default: the header's acquisition axis, else the last).
@@ -209,6 +212,8 @@ def correct_file(
         if residual_dir.exists() and not residual_dir.is_dir():
             raise OutputError(f"{residual_dir}: exists and is not a folder")
     dev = _check_device(device)
+    if snr_scope not in SNR_SCOPES:
+        raise InputError(f"--snr-scope must be one of {', '.join(SNR_SCOPES)}, got {snr_scope!r}")
 
     t0 = time.perf_counter()
     volume = read_volume(input_path, key=key)
@@ -247,6 +252,7 @@ def correct_file(
             keep_residuals=bool(res_paths),
             scratch_dir=Path(scratch) if res_paths else None,
             progress=progress,
+            snr_scope=snr_scope,
         )
         timings["correct"] = time.perf_counter() - t0
 

@@ -22,7 +22,9 @@ import torch
 
 from artefix.correction.core import (
     correct_batch,
+    model_input,
     qc_batch,
+    scan_snr_db,
     slice_moments,
     working_shape,
 )
@@ -32,7 +34,14 @@ from artefix.models.dual_domain import head_weights
 
 FLAG_MADS = 3.0
 """A slice is flagged for an artefact when its mean |residual| exceeds the median over the volume's
-slices by more than this many (normal-consistent) median absolute deviations."""
+slices by more than this many (normal-consistent) median absolute deviations..."""
+
+FLAG_MIN_FRACTION = 0.01
+"""...and is at least this fraction of the slice's standard deviation: a head that changes every slice by
+a negligible amount has outliers too, which are not worth a reader's attention."""
+
+SNR_SCOPES: tuple[str, ...] = ("scan", "slice")
+"""What the noise gate's SNR describes: the whole scan (the median of its slices) or each slice alone."""
 
 
 @dataclass(frozen=True)
@@ -87,6 +96,9 @@ class CorrectionRecord:
             without the gate.
         noise_snr: The gate's ``(lo, hi)`` in dB (``ModelConfig.noise_snr``): the noise correction is full
             below ``lo`` and off from ``hi``; ``None`` without the gate.
+        snr_scope: ``"scan"``: the gate saw one SNR for every slice, :attr:`scan_snr` (the median of
+            :attr:`snr_db`); ``"slice"``: each slice's own.
+        scan_snr: The scan's SNR in dB (``snr_scope="scan"``), else None.
     """
 
     heads: tuple[str, ...]
@@ -109,6 +121,8 @@ class CorrectionRecord:
     ensemble: int = 1
     snr_db: np.ndarray | None = None
     noise_snr: tuple[float, float] | None = None
+    snr_scope: str = "slice"
+    scan_snr: float | None = None
 
     def strength_of(self, head: str) -> float:
         """The factor ``head``'s residual was added with: 0 when not applied, else its strength (default 1)."""
@@ -133,12 +147,13 @@ class CorrectionRecord:
         """Mean |residual| over the whole volume per head (every slice has the same voxel count)."""
         return {h: float(self.mean_abs_residual[:, k].mean()) for k, h in enumerate(self.heads)}
 
-    def flagged(self, n_mads: float = FLAG_MADS) -> dict[str, tuple[int, ...]]:
+    def flagged(self, n_mads: float = FLAG_MADS, min_fraction: float = FLAG_MIN_FRACTION) -> dict[str, tuple[int, ...]]:
         r"""Slices whose correction stands out, per head.
 
         Slice ``z`` is flagged for head ``k`` when ``a_zk > median_z(a_zk) + n_mads * 1.4826 * MAD_z(a_zk)``
-        and ``a_zk > 0``, where ``a_zk`` is the mean |residual| and the statistics run over the
-        non-constant slices (at least three are needed; otherwise nothing is flagged).
+        and ``a_zk > min_fraction * s_z``, where ``a_zk`` is the mean |residual|, ``s_z`` the slice's
+        standard deviation, and the statistics run over the non-constant slices (at least three are
+        needed; otherwise nothing is flagged).
         """
         keep = np.setdiff1d(np.arange(self.n_slices), np.asarray(self.constant_slices, dtype=int))
         out: dict[str, tuple[int, ...]] = {}
@@ -150,7 +165,8 @@ class CorrectionRecord:
             median = float(np.median(values))
             mad = 1.4826 * float(np.median(np.abs(values - median)))
             limit = median + n_mads * mad
-            out[head] = tuple(int(z) for z in keep[(values > limit) & (values > 0)])
+            material = (values > 0) & (values >= min_fraction * self.slice_std[keep])
+            out[head] = tuple(int(z) for z in keep[(values > limit) & material])
         return out
 
     def detection_mean(self, k: int) -> float | None:
@@ -192,14 +208,28 @@ class CorrectionRecord:
             f"{cols:.0%} of the columns measured: the subsampling correction only fills the missing lines"
         )
 
-    def snr_summary(self) -> dict[str, Any] | None:
-        """Median estimated SNR, the gate's range and the slices it turned the noise correction off for."""
+    def gate_snr_db(self) -> np.ndarray | None:
+        """The SNR in dB the noise gate used per slice, ``(N,)``; None without the gate.
+
+        The scan's for every slice with ``snr_scope="scan"``, else each slice's own; NaN for constant slices.
+        """
         if self.snr_db is None or self.noise_snr is None:
             return None
+        if self.snr_scope == "scan" and self.scan_snr is not None:
+            return np.where(np.isfinite(self.snr_db), self.scan_snr, np.nan)
+        return self.snr_db
+
+    def snr_summary(self) -> dict[str, Any] | None:
+        """Median estimated SNR, the gate's range and the slices it turned the noise correction off for."""
+        gate_snr = self.gate_snr_db()
+        if gate_snr is None or self.noise_snr is None or self.snr_db is None:
+            return None
         finite = self.snr_db[np.isfinite(self.snr_db)]
-        off = np.flatnonzero(np.nan_to_num(self.snr_db, nan=-np.inf) >= self.noise_snr[1])
+        off = np.flatnonzero(np.nan_to_num(gate_snr, nan=-np.inf) >= self.noise_snr[1])
         return {
             "median_db": float(np.median(finite)) if finite.size else None,
+            "scope": self.snr_scope,
+            "scan_db": self.scan_snr,
             "noise_gate_db": list(self.noise_snr),
             "noise_off_slices": [int(z) for z in off],
             "per_slice": [None if not np.isfinite(v) else float(v) for v in self.snr_db],
@@ -211,11 +241,15 @@ class CorrectionRecord:
         if not summary or summary["median_db"] is None:
             return ""
         lo, hi = summary["noise_gate_db"]
+        fade = f"the noise correction fades out from {lo:g} to {hi:g} dB (a scan's own noise is kept)"
+        if summary["scope"] == "scan" and summary["scan_db"] is not None:
+            snr = summary["scan_db"]
+            weight = float(np.clip((hi - snr) / (hi - lo), 0.0, 1.0))
+            state = "off" if weight < 0.005 else "full" if weight > 0.995 else f"at {weight:.0%}"
+            return f"estimated SNR {snr:.1f} dB (median of the slices, used for the whole scan); {fade}: {state}"
         off = len(summary["noise_off_slices"])
-        return (
-            f"estimated SNR median {summary['median_db']:.1f} dB; the noise correction fades out from {lo:g} to "
-            f"{hi:g} dB (a scan's own noise is kept): off in {off} of {self.n_slices} slices"
-        )
+        median = summary["median_db"]
+        return f"estimated SNR median {median:.1f} dB, per slice; {fade}: off in {off} of {self.n_slices} slices"
 
     def _detection_of(self, k: int) -> dict[str, Any]:
         if self.detection is None:
@@ -349,6 +383,28 @@ def _allocate(shape: tuple[int, ...], scratch_dir: Path | None, name: str) -> np
     return np.lib.format.open_memmap(Path(scratch_dir) / f"{name}.npy", mode="w+", dtype=np.float32, shape=shape)
 
 
+def _slice_snrs(
+    src: np.ndarray,
+    mean: np.ndarray,
+    std: np.ndarray,
+    todo: np.ndarray,
+    work: tuple[int, int],
+    batch_size: int,
+    device: torch.device,
+) -> np.ndarray:
+    """Estimated SNR in dB of the slices ``src[todo]`` as the model sees them, ``(len(todo),)``."""
+    from artefix.models.priors import estimated_snr_db
+
+    out = np.empty(todo.size, dtype=np.float64)
+    with torch.inference_mode():
+        for first in range(0, todo.size, batch_size):
+            idx = todo[first : first + batch_size]
+            batch = torch.from_numpy(np.ascontiguousarray(src[idx], dtype=np.float32)).to(device)
+            u = model_input(batch, torch.from_numpy(mean[idx]).to(device), torch.from_numpy(std[idx]).to(device), work)
+            out[first : first + idx.size] = estimated_snr_db(u).double().cpu().numpy()
+    return out
+
+
 def correct_volume(
     volume: Volume,
     model: torch.nn.Module,
@@ -362,6 +418,7 @@ def correct_volume(
     scratch_dir: Path | None = None,
     top_k: int = 3,
     progress: Callable[[int, int], None] | None = None,
+    snr_scope: str = "scan",
 ) -> CorrectionResult:
     """Correct every slice of ``volume`` with ``model`` and map the result back to the input's units.
 
@@ -384,6 +441,10 @@ def correct_volume(
             memory (the caller removes it).
         top_k: Number of largest-correction slices kept as snapshots for the report.
         progress: Called as ``progress(slices_done, slices_total)`` after each batch.
+        snr_scope: For a model with a noise gate (``ModelConfig.noise_snr``): ``"scan"`` (default) gates
+            every slice on the scan's SNR, the median of the slices' estimates (:func:`scan_snr_db`), so
+            the noise correction is the same throughout a scan; ``"slice"`` gates each slice on its own
+            estimate (as ``artefix evaluate`` does for its independent slices).
 
     Returns:
         :class:`CorrectionResult`.
@@ -391,12 +452,15 @@ def correct_volume(
     Raises:
         InputError: Non-finite voxels, an all-constant volume, a bad axis, a head the model lacks, a slice
             smaller than 2x2, a strength outside ``[0, 1]`` or for a head that ``only`` leaves out.
-        ValueError: ``batch_size`` or ``top_k`` not a positive / non-negative integer.
+        ValueError: ``batch_size`` or ``top_k`` not a positive / non-negative integer, an unknown
+            ``snr_scope``.
     """
     if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
         raise ValueError(f"batch_size must be a positive integer or None, got {batch_size!r}")
     if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 0:
         raise ValueError(f"top_k must be a non-negative integer, got {top_k!r}")
+    if snr_scope not in SNR_SCOPES:
+        raise ValueError(f"snr_scope must be one of {', '.join(SNR_SCOPES)}, got {snr_scope!r}")
     check_finite(volume)
     heads = _head_names(model)
     if isinstance(only, str):
@@ -441,14 +505,19 @@ def correct_volume(
     weights = weights.to(device)
     max_seen = 0
     start = time.perf_counter()
+    scan_snr = None
+    if snr is not None and snr_scope == "scan":
+        snr[todo] = _slice_snrs(src, mean, std, todo, work, batch_size, device)
+        scan_snr = scan_snr_db(snr)
     with torch.inference_mode():
         for first in range(0, todo.size, batch_size):
             idx = todo[first : first + batch_size]
             batch = torch.from_numpy(np.ascontiguousarray(src[idx], dtype=np.float32)).to(device)
             mu = torch.from_numpy(mean[idx]).to(device)
             sigma = torch.from_numpy(std[idx]).to(device)
-            y, r = correct_batch(model, batch, mu, sigma, weights, work)
-            qc = qc_batch(model, batch, mu, sigma, work)
+            gate_snr = None if scan_snr is None else torch.full((idx.size,), scan_snr, device=device)
+            y, r = correct_batch(model, batch, mu, sigma, weights, work, gate_snr)
+            qc = qc_batch(model, batch, mu, sigma, work, gate_snr)
             if detection is not None:
                 detection[idx] = qc.detection.float().cpu().numpy()
             if window is not None:
@@ -496,6 +565,8 @@ def correct_volume(
         ensemble=int(getattr(getattr(model, "config", None), "ensemble", 1)),
         snr_db=snr,
         noise_snr=noise_snr,
+        snr_scope=snr_scope if snr is not None else "slice",
+        scan_snr=scan_snr,
     )
     residuals = {head: volume.with_array(a) for head, a in zip(heads, res_arrays, strict=False)}
     return CorrectionResult(volume.with_array(out_array), residuals, record)

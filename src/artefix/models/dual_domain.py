@@ -396,29 +396,42 @@ class DualDomainModel(nn.Module):
         self.config = self.config.replace(bias_smooth=0.0, noise_snr=None)
         return self
 
-    def residuals(self, x: torch.Tensor) -> torch.Tensor:
+    def residuals(self, x: torch.Tensor, snr_db: torch.Tensor | None = None) -> torch.Tensor:
         """Residual maps ``p`` of both branches summed, shape ``(B, K, H, W)`` for ``x`` ``(B, 1, H, W)``.
 
         In eval mode with :attr:`ModelConfig.ensemble` ``n > 1`` they are the mean over ``n`` dihedral
         transforms of the input, each transformed back (data consistency applied again to the mean); the
         physics priors (:attr:`ModelConfig.bias_smooth`, :attr:`ModelConfig.noise_snr`) come last.
+
+        Args:
+            x: Z-normalised input slices ``(B, 1, H, W)``.
+            snr_db: ``(B,)`` SNRs in dB for the noise gate (:attr:`ModelConfig.noise_snr`) instead of each
+                slice's own estimate, e.g. one value for all the slices of a scan, whose noise level is a
+                property of the acquisition; ignored without the gate or in training mode.
         """
         if x.ndim != 4 or x.shape[1] != 1:
             raise ValueError(f"expected input of shape (B, 1, H, W), got {tuple(x.shape)}")
         n = self.ensemble
         if n == 1:
-            return self._priors(self._residuals(x), x)
+            return self._priors(self._residuals(x), x, snr_db)
         out = sum(undo_dihedral(self._residuals(dihedral(x, k)), k) for k in range(n)) / n
-        return self._priors(self._consistent(out, x), x)
+        return self._priors(self._consistent(out, x), x, snr_db)
 
-    def _noise_gate(self, x: torch.Tensor) -> tuple[int, torch.Tensor] | None:
-        """``(noise channel, (B,) weights)`` of the SNR prior in eval mode, else None."""
+    def _noise_gate(self, x: torch.Tensor, snr_db: torch.Tensor | None = None) -> tuple[int, torch.Tensor] | None:
+        """``(noise channel, (B,) weights)`` of the SNR prior in eval mode, else None.
+
+        ``snr_db`` ``(B,)`` replaces the slices' own estimates (:func:`estimated_snr_db` of ``x``).
+        """
         if self.training or self.config.noise_snr is None or "noise" not in self.head_names:
             return None
         lo, hi = self.config.noise_snr
-        return self.head_names.index("noise"), snr_gate(estimated_snr_db(x[:, 0]), lo, hi).to(x.dtype)
+        if snr_db is None:
+            snr_db = estimated_snr_db(x[:, 0])
+        elif snr_db.shape != (x.shape[0],):
+            raise ValueError(f"snr_db must have shape ({x.shape[0]},), one value per slice, got {tuple(snr_db.shape)}")
+        return self.head_names.index("noise"), snr_gate(snr_db.to(x.device), lo, hi).to(x.dtype)
 
-    def _priors(self, out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    def _priors(self, out: torch.Tensor, x: torch.Tensor, snr_db: torch.Tensor | None = None) -> torch.Tensor:
         """The physics priors (:attr:`ModelConfig.bias_smooth`, :attr:`ModelConfig.noise_snr`) in eval mode."""
         if self.training:
             return out
@@ -426,7 +439,7 @@ class DualDomainModel(nn.Module):
         if self.config.bias_smooth > 0 and "bias" in self.head_names:
             i = self.head_names.index("bias")
             channels[i] = smooth_bias_residual(x[:, 0], channels[i], self.config.bias_smooth)
-        gate = self._noise_gate(x)
+        gate = self._noise_gate(x, snr_db)
         if gate is not None:
             channels[gate[0]] = channels[gate[0]] * gate[1][:, None, None]
         return torch.stack(channels, dim=1)
@@ -477,8 +490,10 @@ class DualDomainModel(nn.Module):
             raise ValueError("this model has no artefact detector (ModelConfig.gates is false)")
         return self.detector(self._pad(x)[0])
 
-    def detect(self, x: torch.Tensor) -> torch.Tensor | None:
+    def detect(self, x: torch.Tensor, snr_db: torch.Tensor | None = None) -> torch.Tensor | None:
         """Per-head presence scores ``(B, K)`` in ``(0, 1)`` (``None`` without ``gates``).
+
+        ``snr_db`` ``(B,)``: the SNRs the noise gate uses, as in :meth:`residuals`.
 
         The residuals returned by :meth:`residuals` are already multiplied by these scores (in eval mode
         with :attr:`ModelConfig.noise_snr`, the noise score includes the SNR gate); with a self-ensemble
@@ -489,22 +504,23 @@ class DualDomainModel(nn.Module):
             return None
         n = self.ensemble
         scores = sum(self.detector(self._pad(dihedral(x, k))[0]) for k in range(n)) / n
-        gate = self._noise_gate(x)
+        gate = self._noise_gate(x, snr_db)
         if gate is None:
             return scores
         weights = torch.ones_like(scores)
         weights[:, gate[0]] = gate[1]
         return scores * weights
 
-    def forward(self, x: torch.Tensor, heads: HeadSelection = None) -> ModelOutput:
+    def forward(self, x: torch.Tensor, heads: HeadSelection = None, snr_db: torch.Tensor | None = None) -> ModelOutput:
         """Correct ``x``.
 
         Args:
             x: Input slices ``u``, shape ``(B, 1, H, W)``, float, Z-normalised per slice as in the paper.
             heads: Which residuals to add (see :data:`HeadSelection`); ``None`` adds all of them.
+            snr_db: ``(B,)`` SNRs in dB for the noise gate instead of the slices' own (see :meth:`residuals`).
 
         Returns:
             :class:`ModelOutput` with ``output`` ``(B, 1, H, W)`` and all residuals ``(B, K, H, W)``.
         """
-        p = self.residuals(x)
+        p = self.residuals(x, snr_db)
         return ModelOutput(apply_residuals(x, p, heads, self.head_names), p)
