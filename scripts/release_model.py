@@ -134,8 +134,7 @@ def render_doc() -> None:
         inference = _inference_line(card["config"])
         if inference:
             lines.append(inference)
-        starts = card.get("starts_from") or []
-        for start in [starts] if isinstance(starts, dict) else starts:
+        for start in card.get("starts_from") or []:
             lines.append(
                 f"- starts from `{start['run']}`: {start['epochs']} epochs, {start['wall_time_s'] / 60:.0f} min on "
                 f"{_hardware(start['hardware'])}, seed {start['seed']}"

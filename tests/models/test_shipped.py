@@ -50,5 +50,7 @@ def test_card_matches_weights(card_path):
         out = model(torch.randn(2, 1, 37, 45))
     assert out.output.shape == (2, 1, 37, 45) and out.residuals.shape == (2, len(card["heads"]), 37, 45)
     assert torch.isfinite(out.residuals).all()
+    for stage in card.get("starts_from", []):  # the earlier stages, earliest first, each with its own record
+        assert {"run", "command", "epochs", "wall_time_s", "hardware", "seed"} <= set(stage), stage
     verdicts = card["validation"]["verdicts"]
     assert verdicts and all("improves_ssim" in v for v in verdicts.values())
