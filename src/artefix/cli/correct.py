@@ -14,7 +14,7 @@ HEADS = ("bias", "subsampling", "motion", "noise")
 
 
 class SnrScope(str, Enum):
-    """``--snr-scope``: the SNR the noise gate sees (``artefix.correction.volume.SNR_SCOPES``)."""
+    """``--snr-scope``: the SNR the noise gate sees (``artefix.correction.record.SNR_SCOPES``)."""
 
     scan = "scan"
     slice = "slice"

@@ -4,6 +4,7 @@
   back to the input's units).
 * :mod:`artefix.correction.volume`: :func:`correct_volume`, a whole :class:`~artefix.data.io.Volume`
   streamed in slice batches, with a QC record.
+* :mod:`artefix.correction.record`: :class:`CorrectionRecord`, that QC record and its summaries.
 * :mod:`artefix.correction.files`: :func:`correct_file`, file in, file(s) out, atomically.
 
 Example:
@@ -17,16 +18,8 @@ Example:
 
 from artefix.correction.core import correct_batch, scan_snr_db, slice_moments, working_shape
 from artefix.correction.files import CorrectionRun, correct_file, output_suffix, residual_paths
-from artefix.correction.volume import (
-    FLAG_MADS,
-    FLAG_MIN_FRACTION,
-    SNR_SCOPES,
-    CorrectionRecord,
-    CorrectionResult,
-    SliceSnapshot,
-    auto_batch_size,
-    correct_volume,
-)
+from artefix.correction.record import FLAG_MADS, FLAG_MIN_FRACTION, SNR_SCOPES, CorrectionRecord, SliceSnapshot
+from artefix.correction.volume import CorrectionResult, auto_batch_size, correct_volume
 
 __all__ = [
     "FLAG_MADS",

@@ -27,7 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from artefix.atomic import check_output_path, same_path
-from artefix.correction.volume import SNR_SCOPES, CorrectionRecord, correct_volume
+from artefix.correction.record import SNR_SCOPES, CorrectionRecord
+from artefix.correction.volume import correct_volume
 from artefix.data.io import Volume, read_volume, write_volume
 from artefix.errors import InputError, OutputError
 
