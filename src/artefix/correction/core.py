@@ -204,7 +204,7 @@ def qc_batch(
         std: Per-slice standard deviation ``> 0``, ``(B,)``.
         work_shape: Size at which the model runs (default: native).
         snr_db: ``(B,)`` SNRs the noise gate uses instead of the slices' own (as in :func:`correct_batch`);
-            the detection scores include that gate, ``QCScores.snr_db`` stays each slice's own estimate.
+            the detection scores include that gate. The caller has the SNRs then: ``QCScores.snr_db`` is None.
     """
     from artefix.models.consistency import measured_window
     from artefix.models.priors import estimated_snr_db
@@ -225,4 +225,4 @@ def qc_batch(
     if gated:
         x = u.unsqueeze(1).contiguous()
         scores = model.detect(x) if snr_db is None else model.detect(x, snr_db=snr_db)
-    return QCScores(scores, window, estimated_snr_db(u) if gate_snr else None)
+    return QCScores(scores, window, estimated_snr_db(u) if gate_snr and snr_db is None else None)

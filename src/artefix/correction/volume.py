@@ -246,24 +246,25 @@ def correct_volume(
     max_seen = 0
     start = time.perf_counter()
     scan_snr = None
-    if snr is not None and snr_scope == "scan":
+    if snr is not None:  # every slice's SNR first: the scan's is their median
         snr[todo] = _slice_snrs(src, mean, std, todo, work, batch_size, device)
-        scan_snr = scan_snr_db(snr)
+        scan_snr = scan_snr_db(snr) if snr_scope == "scan" else None
     with torch.inference_mode():
         for first in range(0, todo.size, batch_size):
             idx = todo[first : first + batch_size]
             batch = torch.from_numpy(np.ascontiguousarray(src[idx], dtype=np.float32)).to(device)
             mu = torch.from_numpy(mean[idx]).to(device)
             sigma = torch.from_numpy(std[idx]).to(device)
-            gate_snr = None if scan_snr is None else torch.full((idx.size,), scan_snr, device=device)
+            gate_snr = None
+            if snr is not None:
+                gate_snr = torch.from_numpy(np.full(idx.size, scan_snr) if scan_snr is not None else snr[idx])
+                gate_snr = gate_snr.to(device=device, dtype=torch.float32)
             y, r = correct_batch(model, batch, mu, sigma, weights, work, gate_snr)
             qc = qc_batch(model, batch, mu, sigma, work, gate_snr)
             if detection is not None:
                 detection[idx] = qc.detection.float().cpu().numpy()
             if window is not None:
                 window[idx] = qc.window.cpu().numpy()
-            if snr is not None:
-                snr[idx] = qc.snr_db.float().cpu().numpy()
             max_seen = max(max_seen, int(idx.size))
             y_np = y.cpu().numpy()
             r_np = r.cpu().numpy()
