@@ -72,8 +72,9 @@ class CorrectionRecord:
         strength: Applied head -> factor in ``(0, 1]`` its residual was scaled by (``--strength``; 1 for
             the full correction).
         ensemble: Dihedral transforms the model averaged per slice (``ModelConfig.ensemble``; 1: none).
-        snr_db: ``(N,)`` estimated SNR (dB) of each slice as the model's noise gate saw it
-            (:func:`artefix.models.priors.estimated_snr_db`), NaN for constant slices; ``None`` for models
+        snr_db: ``(N,)`` each slice's own estimated SNR (dB) at the model's input
+            (:func:`artefix.models.priors.estimated_snr_db`; what the noise gate saw with ``snr_scope="slice"``,
+            :meth:`gate_snr_db` is what it saw in either scope), NaN for constant slices; ``None`` for models
             without the gate.
         noise_snr: The gate's ``(lo, hi)`` in dB (``ModelConfig.noise_snr``): the noise correction is full
             below ``lo`` and off from ``hi``; ``None`` without the gate.
