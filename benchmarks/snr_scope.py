@@ -77,8 +77,7 @@ def main() -> None:
             for scope in ("scan", "slice"):
                 result = correct_volume(vol, model, matrix=card.get("matrix"), snr_scope=scope)
                 record = result.record
-                gate_snr = record.gate_snr_db()
-                weights = np.clip((hi - gate_snr[keep]) / (hi - lo), 0.0, 1.0)
+                weights = record.noise_gate_weights()[keep]
                 out, _ = _stack(result.volume)
                 ssim, vif = _scores(clean, out, keep)
                 shown = record.scan_snr if scope == "scan" else float(np.nanmedian(record.snr_db))

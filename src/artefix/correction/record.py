@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import torch
 
 FLAG_MADS = 3.0
 """A slice is flagged for an artefact when its mean |residual| exceeds the median over the volume's
@@ -201,13 +202,25 @@ class CorrectionRecord:
             return np.where(np.isfinite(self.snr_db), self.scan_snr, np.nan)
         return self.snr_db
 
+    def noise_gate_weights(self) -> np.ndarray | None:
+        """The noise gate's weight per slice, ``(N,)`` in ``[0, 1]``; None without the gate.
+
+        :func:`~artefix.models.priors.snr_gate` of :meth:`gate_snr_db`; NaN for constant slices.
+        """
+        from artefix.models.priors import snr_gate
+
+        gate_snr = self.gate_snr_db()
+        if gate_snr is None or self.noise_snr is None:
+            return None
+        return snr_gate(torch.from_numpy(np.asarray(gate_snr, dtype=np.float64)), *self.noise_snr).numpy()
+
     def snr_summary(self) -> dict[str, Any] | None:
         """Median estimated SNR, the gate's range and the slices it turned the noise correction off for."""
-        gate_snr = self.gate_snr_db()
-        if gate_snr is None or self.noise_snr is None or self.snr_db is None:
+        weights = self.noise_gate_weights()
+        if weights is None or self.noise_snr is None or self.snr_db is None:
             return None
         finite = self.snr_db[np.isfinite(self.snr_db)]
-        off = np.flatnonzero(np.nan_to_num(gate_snr, nan=-np.inf) >= self.noise_snr[1])
+        off = np.flatnonzero(weights == 0)
         return {
             "median_db": float(np.median(finite)) if finite.size else None,
             "scope": self.snr_scope,
@@ -226,7 +239,7 @@ class CorrectionRecord:
         fade = f"the noise correction fades out from {lo:g} to {hi:g} dB (a scan's own noise is kept)"
         if summary["scope"] == "scan" and summary["scan_db"] is not None:
             snr = summary["scan_db"]
-            weight = float(np.clip((hi - snr) / (hi - lo), 0.0, 1.0))
+            weight = float(np.nanmax(self.noise_gate_weights()))  # the same for every slice
             state = "off" if weight < 0.005 else "full" if weight > 0.995 else f"at {weight:.0%}"
             return f"estimated SNR {snr:.1f} dB (median of the slices, used for the whole scan); {fade}: {state}"
         off = len(summary["noise_off_slices"])
