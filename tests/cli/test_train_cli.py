@@ -95,3 +95,40 @@ def test_train_then_refuse_overwrite_then_resume(tmp_path, monkeypatch, capsys, 
     code, stdout, _ = run([*args, "--resume", "--set", "trainer.max_epochs=4"], monkeypatch, capsys)
     assert code == 0 and "finished: 4 epochs" in stdout
     assert [h["epoch"] for h in FitResult.read(out).history] == [0, 1, 2, 3]
+
+
+def write_pipeline(folder, tiny, **second):
+    doc = {"name": "pipe", "stages": [{"name": "a", "config": str(tiny)}, {"name": "b", "config": str(tiny), **second}]}
+    path = folder / "pipe.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+def test_train_runs_a_pipeline_of_stages_in_one_command(tmp_path, monkeypatch, capsys, tiny):
+    pipe = write_pipeline(tmp_path, tiny, init="a")
+    args = ["train", pipe, "--out", tmp_path / "run", *QUIET, "--set", "trainer.max_epochs=1"]
+    code, out, err = run(args, monkeypatch, capsys)
+    assert code == 0, err
+    assert "a: finished, 1 epochs" in out and "b: finished, 1 epochs" in out
+    assert f"weights: {tmp_path / 'run' / 'b' / 'best.safetensors'}" in out
+    code, _, err = run(args, monkeypatch, capsys)
+    assert code == 2 and "already holds a training pipeline; pass --resume" in err and err.count("\n") == 1
+    code, out, _ = run([*args, "--resume"], monkeypatch, capsys)
+    assert code == 0 and "b: finished, 1 epochs" in out
+
+
+def test_train_check_prints_every_stage_of_a_pipeline(tmp_path, monkeypatch, capsys, tiny):
+    pipe = write_pipeline(tmp_path, tiny, init="a")
+    code, out, _ = run(["train", pipe, "--check", "--set", "trainer.max_epochs=4"], monkeypatch, capsys)
+    assert code == 0
+    doc = yaml.safe_load(out)
+    assert doc["name"] == "pipe" and [s["stage"] for s in doc["stages"]] == ["a", "b"]
+    assert doc["stages"][1]["model"]["init"] == str(Path("runs", "pipe", "a", "best.safetensors").absolute())
+    assert {s["trainer"]["max_epochs"] for s in doc["stages"]} == {4}
+
+
+def test_a_bad_pipeline_is_one_line_and_exit_2(tmp_path, monkeypatch, capsys, tiny):
+    pipe = write_pipeline(tmp_path, tiny, init="later")
+    code, _, err = run(["train", pipe, "--out", tmp_path / "run"], monkeypatch, capsys)
+    assert code == 2 and "starts from 'later', which is not an earlier stage" in err and err.count("\n") == 1
+    assert not (tmp_path / "run").exists()

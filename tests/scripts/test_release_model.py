@@ -67,9 +67,14 @@ def test_release_records_every_earlier_stage_in_the_card_and_the_command(tmp_pat
     )
     assert [s["run"] for s in shipped["starts_from"]] == [stages[0].as_posix(), stages[1].as_posix()]
     assert [s["epochs"] for s in shipped["starts_from"]] == [1, 2]
-    assert shipped["release_command"] == (
+    assert shipped["stage_commands"] == (
         f"artefix train c1.yaml --out {stages[0].as_posix()} && artefix train c2.yaml --out {stages[1].as_posix()}"
         f" && artefix train c3.yaml --out {stages[2].as_posix()}"
     )
+    # mt-lc-brain has a pipeline file: its one command trains every stage
+    assert shipped["release_command"] == (
+        "artefix train configs/release/pipelines/mt-lc-brain.yaml --out runs/mt-lc-brain-release"
+    )
+    assert module.pipeline_command("no-such-model") is None
     doc = (tmp_path / "models.md").read_text()
     assert doc.count("- starts from `") == 2 and doc.index(stages[0].as_posix()) < doc.index(stages[1].as_posix())

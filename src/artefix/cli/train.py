@@ -15,12 +15,24 @@ DATA_ROOT_HELP = "Folder the config's data.roots are relative to (overrides data
 
 
 def train_command(
-    config: Annotated[Path, typer.Argument(help="Training configuration (YAML), e.g. configs/tiny.yaml.")],
+    config: Annotated[
+        Path,
+        typer.Argument(
+            help="Training configuration (YAML), e.g. configs/tiny.yaml, or a pipeline file of several stages "
+            "(a 'stages' list), e.g. configs/release/mt_lc_brain_release.yaml."
+        ),
+    ],
     out: Annotated[
-        Path | None, typer.Option("--out", "-o", help="Run folder (default: runs/NAME, NAME from the config).")
+        Path | None,
+        typer.Option("--out", "-o", help="Run folder (default: runs/NAME, NAME from the config or pipeline)."),
     ] = None,
     resume: Annotated[
-        bool, typer.Option("--resume", help="Continue the run in --out from its last checkpoint (last.ckpt).")
+        bool,
+        typer.Option(
+            "--resume",
+            help="Continue the run in --out from its last checkpoint (last.ckpt); for a pipeline, keep its "
+            "finished stages and continue the interrupted one.",
+        ),
     ] = False,
     overrides: Annotated[list[str] | None, typer.Option("--set", help=SET_HELP)] = None,
     data_root: Annotated[Path | None, typer.Option("--data-root", help=DATA_ROOT_HELP)] = None,
@@ -32,7 +44,11 @@ def train_command(
     import yaml
 
     from artefix.training.config import load_config
+    from artefix.training.pipeline import is_pipeline_file
 
+    if is_pipeline_file(config):
+        _train_pipeline(config, out, resume, overrides or [], data_root, check)
+        return
     cfg = load_config(config, overrides or (), data_root=data_root)
     if check:
         typer.echo(yaml.safe_dump(cfg.to_dict(), sort_keys=False, default_flow_style=None, width=120), nl=False)
@@ -48,3 +64,28 @@ def train_command(
         f"{result.status}: {result.epochs} epochs in {result.wall_time_s:.1f} s, best {cfg.trainer.monitor} {best}\n"
         f"weights: {result.best_path}\nrun folder: {result.out_dir}"
     )
+
+
+def _train_pipeline(
+    path: Path, out: Path | None, resume: bool, overrides: list[str], data_root: Path | None, check: bool
+) -> None:
+    """``artefix train PIPELINE.yaml``: every stage in order (see :mod:`artefix.training.pipeline`)."""
+    import yaml
+
+    from artefix.training.pipeline import load_pipeline, run_pipeline, stage_configs
+
+    pipeline = load_pipeline(path)
+    out_dir = out if out is not None else Path("runs") / pipeline.name
+    if check:
+        stages = stage_configs(pipeline, out_dir, overrides, data_root=data_root)
+        doc = {"name": pipeline.name, "stages": [{"stage": s.name, "out": str(d), **c.to_dict()} for s, c, d in stages]}
+        typer.echo(yaml.safe_dump(doc, sort_keys=False, default_flow_style=None, width=120), nl=False)
+        return
+    from artefix.training.engine import is_secondary_process
+
+    results = run_pipeline(pipeline, out_dir, overrides, data_root=data_root, resume=resume)
+    if is_secondary_process():
+        return
+    for stage, result in zip(pipeline.stages, results, strict=True):
+        typer.echo(f"{stage.name}: {result.status}, {result.epochs} epochs in {result.wall_time_s:.1f} s")
+    typer.echo(f"weights: {results[-1].best_path}\nrun folder: {Path(out_dir).absolute()}")

@@ -1,0 +1,129 @@
+import json
+import shlex
+from pathlib import Path
+
+import pytest
+import yaml
+
+from artefix.errors import OutputError
+from artefix.training.config import ConfigError
+from artefix.training.pipeline import (
+    PIPELINE_FILE,
+    is_pipeline_file,
+    load_pipeline,
+    run_pipeline,
+    stage_configs,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+TINY = REPO / "configs" / "tiny.yaml"
+WEIGHTS = REPO / "src" / "artefix" / "weights"
+QUIET = ["trainer.progress_bar=none", "trainer.val_metrics=[mse]", "trainer.max_epochs=1"]
+
+
+def write(path, doc):
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path
+
+
+def two_stages(folder):
+    return write(
+        folder / "p.yaml",
+        {
+            "name": "two",
+            "stages": [
+                {"name": "first", "config": str(TINY)},
+                {"name": "second", "config": str(TINY), "init": "first", "set": ["seed=3"]},
+            ],
+        },
+    )
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("pipeline")
+    pipeline = load_pipeline(two_stages(folder))
+    results = run_pipeline(pipeline, folder / "run", QUIET)
+    return pipeline, folder / "run", results
+
+
+@pytest.mark.parametrize(
+    ("doc", "message"),
+    [
+        ({"stages": []}, "non-empty 'stages' list"),
+        ({"stages": [{"name": "a", "config": "x.yaml"}], "seed": 1}, "unknown keys ['seed']"),
+        ({"stages": [{"name": "a", "config": "x.yaml", "lr": 1}]}, "unknown keys ['lr']"),
+        ({"stages": [{"name": "a/b", "config": "x.yaml"}]}, "plain folder name"),
+        ({"stages": [{"name": "a", "config": "x.yaml"}, {"name": "a", "config": "x.yaml"}]}, "used twice"),
+        ({"stages": [{"name": "a", "config": "x.yaml", "init": "b"}]}, "not an earlier stage"),
+        ({"stages": [{"name": "a"}]}, "needs a config"),
+        ({"stages": [{"name": "a", "config": "x.yaml", "set": "seed=1"}]}, "list of KEY=VALUE"),
+    ],
+)
+def test_bad_pipeline_files_are_refused_with_the_reason(tmp_path, doc, message):
+    with pytest.raises(ConfigError, match=r".*") as info:
+        load_pipeline(write(tmp_path / "p.yaml", doc))
+    assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_a_stage_with_a_missing_config_is_named(tmp_path):
+    pipeline = load_pipeline(write(tmp_path / "p.yaml", {"stages": [{"name": "only", "config": "missing.yaml"}]}))
+    assert pipeline.name == "p" and pipeline.stages[0].config == tmp_path / "missing.yaml"
+    with pytest.raises(ConfigError, match="stage 'only': .*missing.yaml: config file not found"):
+        stage_configs(pipeline, tmp_path / "run")
+
+
+def test_pipeline_files_are_told_from_training_configs(tmp_path):
+    assert is_pipeline_file(two_stages(tmp_path))
+    assert not is_pipeline_file(TINY)
+    assert not is_pipeline_file(tmp_path / "missing.yaml")
+
+
+def test_stage_configs_chain_the_weights_and_apply_overrides(tmp_path):
+    stages = stage_configs(load_pipeline(two_stages(tmp_path)), tmp_path / "run", ["trainer.max_epochs=2"])
+    (first, c1, d1), (second, c2, d2) = stages
+    assert (d1, d2) == (tmp_path / "run" / "first", tmp_path / "run" / "second")
+    assert c1.model.init is None and c2.model.init == str(d1 / "best.safetensors")
+    assert c1.seed == 0 and c2.seed == 3  # the stage's own `set`
+    assert c1.trainer.max_epochs == c2.trainer.max_epochs == 2
+
+
+def test_every_stage_trains_from_the_previous_stage(trained):
+    pipeline, out, results = trained
+    assert [r.status for r in results] == ["finished", "finished"]
+    second = yaml.safe_load((out / "second" / "config.yaml").read_text())
+    assert second["model"]["init"] == str(out / "first" / "best.safetensors")
+    summary = json.loads((out / PIPELINE_FILE).read_text())
+    assert [s["name"] for s in summary["stages"]] == ["first", "second"]
+    assert summary["final_weights"] == str(out / "second" / "best.safetensors")
+    assert (out / "second" / "best.safetensors").is_file()
+
+
+def test_a_trained_pipeline_is_kept_unless_resumed(trained):
+    pipeline, out, _ = trained
+    with pytest.raises(OutputError, match="already holds a training pipeline; pass --resume"):
+        run_pipeline(pipeline, out, QUIET)
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("best.safetensors")}
+    results = run_pipeline(pipeline, out, QUIET, resume=True)
+    assert [r.status for r in results] == ["finished", "finished"]
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("best.safetensors")} == before  # nothing retrained
+
+
+def test_resume_refuses_a_stage_whose_config_changed(trained):
+    pipeline, out, _ = trained
+    with pytest.raises(ConfigError, match="cannot resume .*first.*loss.alpha"):
+        run_pipeline(pipeline, out, [*QUIET, "loss.alpha=0.5"], resume=True)
+
+
+@pytest.mark.parametrize("card", sorted(WEIGHTS.glob("*.json")), ids=lambda p: p.stem)
+def test_each_shipped_model_has_a_pipeline_of_its_stages(card):
+    doc = json.loads(card.read_text())
+    command = shlex.split(doc["release_command"])
+    assert command[:2] == ["artefix", "train"]
+    pipeline = load_pipeline(REPO / command[2])
+    stage_files = [shlex.split(s["command"])[2] for s in doc["starts_from"]]
+    stage_files.append(shlex.split(doc["command"])[2])
+    assert [s.config for s in pipeline.stages] == [(REPO / f).absolute() for f in stage_files]
+    assert [s.init for s in pipeline.stages] == [None, *[s.name for s in pipeline.stages[:-1]]]
+    configs = stage_configs(pipeline, REPO / "runs" / "check")
+    assert configs[-1][1].model.preset == doc["preset"]
