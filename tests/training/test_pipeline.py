@@ -1,5 +1,6 @@
 import json
 import shlex
+import shutil
 from pathlib import Path
 
 import pytest
@@ -109,6 +110,15 @@ def test_a_trained_pipeline_is_kept_unless_resumed(trained):
     assert {p: p.stat().st_mtime_ns for p in out.rglob("best.safetensors")} == before  # nothing retrained
 
 
+def test_resume_refuses_a_stage_trained_from_weights_that_changed_since(trained, tmp_path):
+    pipeline, out, _ = trained
+    copy = tmp_path / "run"
+    shutil.copytree(out, copy)
+    (copy / "first" / "best.safetensors").write_bytes(b"other weights")  # as if stage `first` trained further
+    with pytest.raises(OutputError, match="stage 'second' was trained from an earlier 'first'; delete"):
+        run_pipeline(pipeline, copy, QUIET, resume=True)
+
+
 def test_resume_refuses_a_stage_whose_config_changed(trained):
     pipeline, out, _ = trained
     with pytest.raises(ConfigError, match="cannot resume .*first.*loss.alpha"):
@@ -127,3 +137,11 @@ def test_each_shipped_model_has_a_pipeline_of_its_stages(card):
     assert [s.init for s in pipeline.stages] == [None, *[s.name for s in pipeline.stages[:-1]]]
     configs = stage_configs(pipeline, REPO / "runs" / "check")
     assert configs[-1][1].model.preset == doc["preset"]
+
+
+def test_every_pipeline_file_in_configs_resolves():
+    files = [p for p in sorted((REPO / "configs").rglob("*.yaml")) if is_pipeline_file(p)]
+    assert {p.parent.name for p in files} >= {"pipelines", "ablation"}
+    for path in files:
+        stages = stage_configs(load_pipeline(path), REPO / "runs" / "check")
+        assert stages and all(config.name for _, config, _ in stages)

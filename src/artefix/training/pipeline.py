@@ -19,13 +19,14 @@ The file is YAML with a ``stages`` list (paths relative to the file)::
 
 Each stage is an ordinary run folder (:func:`artefix.training.engine.fit`); ``OUT/pipeline.json`` records
 the stages, their status and the final weights (the last stage's ``best.safetensors``). With ``resume``
-finished stages are kept as they are (their configuration must still match) and an interrupted stage
-continues from its checkpoint, so a pipeline longer than a session is trained by re-running its command
-with ``--resume``.
+finished stages are kept as they are (their configuration must still match, and so must the weights they
+started from, by sha256) and an interrupted stage continues from its checkpoint, so a pipeline longer
+than a session is trained by re-running its command with ``--resume``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Iterable, Sequence
@@ -170,6 +171,23 @@ def stage_configs(
     return resolved
 
 
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _previous_rows(out_dir: Path) -> dict[str, dict[str, Any]]:
+    """The stages recorded in an earlier ``pipeline.json`` of ``out_dir``, by name (empty if none)."""
+    try:
+        doc = json.loads((out_dir / PIPELINE_FILE).read_text(encoding="utf-8"))
+        return {row["name"]: row for row in doc.get("stages", []) if isinstance(row, dict) and "name" in row}
+    except (OSError, ValueError, TypeError, AttributeError):
+        return {}
+
+
 def _write_summary(pipeline: Pipeline, out_dir: Path, rows: list[dict[str, Any]]) -> None:
     final = rows[-1]["best"] if rows and len(rows) == len(pipeline.stages) else None
     doc = {"name": pipeline.name, "source": pipeline.source, "final_weights": final, "stages": rows}
@@ -197,7 +215,8 @@ def run_pipeline(
         command: The command line recorded in each stage's model card.
 
     Raises:
-        OutputError: ``out_dir`` already holds stages and ``resume`` is false.
+        OutputError: ``out_dir`` already holds stages and ``resume`` is false, or (on resume) a stage was
+            trained from weights of an earlier stage that have changed since (trained further).
         ConfigError: A stage's configuration is invalid, or differs from the one its folder was trained
             with (on resume).
         InputError: A stage ended without weights, so the next stage has nothing to start from.
@@ -214,9 +233,16 @@ def run_pipeline(
     secondary = is_secondary_process()
     if not secondary:
         out_dir.mkdir(parents=True, exist_ok=True)
+    previous = _previous_rows(out_dir)
     results, rows = [], []
     for stage, config, stage_dir in stages:
         started = (stage_dir / RUN_FILE).exists()
+        init_sha = _sha256(Path(config.model.init)) if stage.init is not None and config.model.init else None
+        recorded = previous.get(stage.name, {}).get("init_sha256")
+        if started and recorded is not None and recorded != init_sha:
+            raise OutputError(
+                f"stage {stage.name!r} was trained from an earlier {stage.init!r}; delete {stage_dir} to train it again"
+            )
         result = fit(config, stage_dir, resume=resume and started, command=command)
         if result.best_path is None:
             raise InputError(f"stage {stage.name!r} ended ({result.status}) without weights; see {stage_dir}")
@@ -226,6 +252,7 @@ def run_pipeline(
                 "name": stage.name,
                 "config": str(stage.config),
                 "init": stage.init,
+                "init_sha256": init_sha,
                 "out": str(stage_dir),
                 "status": result.status,
                 "epochs": result.epochs,
