@@ -120,6 +120,12 @@ def test_run_folder_guards(tiny_run, tmp_path):
     assert issubclass(ConfigError, ArtefixError)
 
 
+def test_a_missing_init_fails_before_the_run_folder_is_made(tmp_path):
+    with pytest.raises(InputError, match="model file not found"):
+        fit(tiny(f"model.init={tmp_path / 'none' / 'best.safetensors'}"), tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
 def test_resume_after_sigkill_loses_at_most_the_epoch_in_progress(tmp_path):
     out = tmp_path / "run"
     overrides = ["trainer.max_epochs=4", "data.repeats=48", "trainer.val_metrics=[mse]", *QUIET]

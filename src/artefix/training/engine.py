@@ -221,7 +221,8 @@ def fit(
 
     Raises:
         OutputError: ``out_dir`` holds a run and ``resume`` is false.
-        InputError: ``resume`` without a checkpoint; unusable data.
+        InputError: ``resume`` without a checkpoint; unusable data; a ``model.init`` that is neither a weights
+            file nor a shipped model (raised before ``out_dir`` is made).
         ConfigError: ``resume`` with a configuration that differs from the saved one in a key outside
             :data:`RESUMABLE_CHANGES`.
     """
@@ -251,6 +252,10 @@ def fit(
             return done
     elif not secondary and (checkpoint.exists() or (out_dir / RUN_FILE).exists()):
         raise OutputError(f"{out_dir}: already holds a training run; pass --resume or choose another --out")
+    if config.model.init is not None:
+        from artefix.models.registry import resolve_model
+
+        resolve_model(config.model.init)  # a missing init fails here, before the run folder is made
     if not secondary:
         out_dir.mkdir(parents=True, exist_ok=True)
         save_config(config, out_dir / CONFIG_FILE, header=f"resolved configuration of the run in {out_dir}")
