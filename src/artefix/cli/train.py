@@ -19,7 +19,7 @@ def train_command(
         Path,
         typer.Argument(
             help="Training configuration (YAML), e.g. configs/tiny.yaml, or a pipeline file of several stages "
-            "(a 'stages' list), e.g. configs/release/mt_lc_brain_release.yaml."
+            "(a 'stages' list), e.g. configs/release/pipelines/mt-lc-brain.yaml."
         ),
     ],
     out: Annotated[
@@ -40,7 +40,10 @@ def train_command(
         bool, typer.Option("--check", help="Validate the configuration, print it resolved, and stop.")
     ] = False,
 ) -> None:
-    """Train a model; DIR receives best/last weights (safetensors + model card), logs and the resolved config."""
+    """Train a model; DIR receives best/last weights (safetensors + model card), logs and the resolved config.
+
+    A pipeline file trains its stages in order, each in DIR/STAGE, each starting from an earlier stage's weights.
+    """
     import yaml
 
     from artefix.training.config import load_config

@@ -4,7 +4,7 @@ A shipped model is often trained in stages (pre-training, fine-tuning on a wider
 its artefact detector), each stage starting from the weights of an earlier one. A *pipeline file* names
 the stages, so regenerating the model is one command::
 
-    artefix train configs/release/mt_lc_brain_release.yaml --out runs/mt-lc-brain-release
+    artefix train configs/release/pipelines/mt-lc-brain.yaml --out runs/mt-lc-brain-release
 
 The file is YAML with a ``stages`` list (paths relative to the file)::
 
