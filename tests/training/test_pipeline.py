@@ -19,6 +19,7 @@ from artefix.training.pipeline import (
 REPO = Path(__file__).resolve().parents[2]
 TINY = REPO / "configs" / "tiny.yaml"
 WEIGHTS = REPO / "src" / "artefix" / "weights"
+ABLATION = REPO / "configs" / "ablation" / "mt_vs_mt_lc.yaml"
 QUIET = ["trainer.progress_bar=none", "trainer.val_metrics=[mse]", "trainer.max_epochs=1"]
 
 
@@ -145,3 +146,16 @@ def test_every_pipeline_file_in_configs_resolves():
     for path in files:
         stages = stage_configs(load_pipeline(path), REPO / "runs" / "check")
         assert stages and all(config.name for _, config, _ in stages)
+
+
+def test_the_mt_vs_mt_lc_ablation_changes_only_the_loss():
+    stages = {s.name: c.to_dict() for s, c, _ in stage_configs(load_pipeline(ABLATION), REPO / "runs" / "check")}
+    for lc, mt in (("mt-lc-stage2", "mt-stage2"), ("mt-lc-fitgates", "mt-fitgates")):
+        a, b = stages[lc], stages[mt]
+        assert (a["loss"]["deltas"], b["loss"]["deltas"]) == ("mt_lc_brain", "mse")
+        for doc in (a, b):
+            doc.pop("name")
+            doc["loss"].pop("deltas")
+            if "fitgates" in lc:
+                doc["model"].pop("init")  # each from its own stage 2
+        assert a == b
