@@ -779,6 +779,22 @@ def apply_overrides(raw: Mapping[str, Any], overrides: Iterable[str], cwd: Path 
     return out
 
 
+def read_yaml(path: Path) -> Any:
+    """The YAML document in ``path`` (a config or pipeline file).
+
+    Raises:
+        ConfigError: Missing or unreadable file, invalid YAML (one line).
+    """
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read config file ({one_line(exc)})") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: invalid YAML ({one_line(exc)})") from None
+
+
 def load_config(
     path: str | Path,
     overrides: Iterable[str] = (),
@@ -801,14 +817,7 @@ def load_config(
         ConfigError: Missing or unreadable file, invalid YAML, unknown keys or bad values.
     """
     path = Path(path).expanduser()
-    if not path.is_file():
-        raise ConfigError(f"{path}: config file not found")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read config file ({one_line(exc)})") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: invalid YAML ({one_line(exc)})") from None
+    raw = read_yaml(path)
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):

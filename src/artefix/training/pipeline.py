@@ -26,18 +26,18 @@ than a session is trained by re-running its command with ``--resume``.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import yaml
+from typing import TYPE_CHECKING, Any
 
 from artefix.atomic import atomic_file
-from artefix.training.config import ConfigError, TrainConfig, load_config
+from artefix.training.config import ConfigError, TrainConfig, load_config, read_yaml
+
+if TYPE_CHECKING:
+    from artefix.training.engine import FitResult
 
 __all__ = ["PIPELINE_FILE", "Pipeline", "Stage", "is_pipeline_file", "load_pipeline", "run_pipeline", "stage_configs"]
 
@@ -79,19 +79,10 @@ class Pipeline:
     source: str
 
 
-def _read_yaml(path: Path) -> Any:
-    if not path.is_file():
-        raise ConfigError(f"{path}: config file not found")
-    try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{path}: cannot read config file ({' '.join(str(exc).split())})") from None
-
-
 def is_pipeline_file(path: str | Path) -> bool:
     """Whether ``path`` is a YAML mapping with a ``stages`` key (False for anything unreadable)."""
     try:
-        raw = _read_yaml(Path(path).expanduser())
+        raw = read_yaml(Path(path).expanduser())
     except ConfigError:
         return False
     return isinstance(raw, dict) and "stages" in raw
@@ -127,7 +118,7 @@ def load_pipeline(path: str | Path) -> Pipeline:
             earlier stage.
     """
     path = Path(path).expanduser()
-    raw = _read_yaml(path)
+    raw = read_yaml(path)
     if not isinstance(raw, dict) or not isinstance(raw.get("stages"), list) or not raw["stages"]:
         raise ConfigError(f"{path}: a pipeline file needs a non-empty 'stages' list")
     unknown = sorted(set(raw) - {"name", "stages"})
@@ -171,14 +162,6 @@ def stage_configs(
     return resolved
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _previous_rows(out_dir: Path) -> dict[str, dict[str, Any]]:
     """The stages recorded in an earlier ``pipeline.json`` of ``out_dir``, by name (empty if none)."""
     try:
@@ -203,7 +186,7 @@ def run_pipeline(
     data_root: str | Path | None = None,
     resume: bool = False,
     command: str | None = None,
-) -> list[Any]:
+) -> list[FitResult]:
     """Train every stage in order; returns their :class:`~artefix.training.engine.FitResult`.
 
     Args:
@@ -222,6 +205,7 @@ def run_pipeline(
         InputError: A stage ended without weights, so the next stage has nothing to start from.
     """
     from artefix.errors import InputError, OutputError
+    from artefix.models.checkpoint import sha256_of
     from artefix.training.callbacks import RUN_FILE
     from artefix.training.engine import fit, is_secondary_process
 
@@ -237,7 +221,7 @@ def run_pipeline(
     results, rows = [], []
     for stage, config, stage_dir in stages:
         started = (stage_dir / RUN_FILE).exists()
-        init_sha = _sha256(Path(config.model.init)) if stage.init is not None and config.model.init else None
+        init_sha = sha256_of(Path(config.model.init)) if stage.init is not None and config.model.init else None
         recorded = previous.get(stage.name, {}).get("init_sha256")
         if started and recorded is not None and recorded != init_sha:
             raise OutputError(
