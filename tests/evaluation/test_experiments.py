@@ -220,6 +220,17 @@ def test_model_method_and_chain(models):
         apply_method(MethodSpec("mt-tiny", "model", ("mt-tiny",)), case)
 
 
+def test_a_model_can_be_labelled(models, tmp_path):
+    spec = model_spec(f"mt-seed3={models['mt']}")
+    assert spec.name == "mt-seed3" and spec.path == str(models["mt"]) and spec.multi_task
+    for bad in (f"={models['mt']}", "mt-seed3=", f"two words={models['mt']}"):
+        with pytest.raises(InputError, match="LABEL=MODEL"):
+            model_spec(bad)
+    odd = tmp_path / "a=b.safetensors"  # a file whose name holds '=' stays a path
+    odd.write_bytes(Path(models["mt"]).read_bytes())
+    assert model_spec(str(odd)).name == "a=b"
+
+
 def test_model_pool_applies_the_self_ensemble(models):
     spec = model_spec(str(models["mt"]))
     plain, ensemble = ModelPool({spec.name: spec}), ModelPool({spec.name: spec}, ensemble=8)

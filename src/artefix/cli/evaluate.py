@@ -41,8 +41,9 @@ def evaluate_command(
     models: Annotated[
         str | None,
         typer.Option(
-            help="Comma-separated shipped model names or .safetensors paths (named by file stem); 'none' for no "
-            "model. Default: the installed brain models (mt-brain, mt-lc-brain, bias-brain, ...)."
+            help="Comma-separated shipped model names or .safetensors paths (named by file stem, or LABEL=PATH to "
+            "name it); 'none' for no model. Default: the installed brain models (mt-brain, mt-lc-brain, "
+            "bias-brain, ...)."
         ),
     ] = None,
     methods: Annotated[

@@ -22,6 +22,7 @@ Models run at the pixel size declared by their card's training ``matrix`` (as in
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -206,18 +207,25 @@ def model_spec(name_or_path: str) -> ModelSpec:
     to read its heads.
 
     Args:
-        name_or_path: A shipped name (``mt-lc-brain``) or a ``.safetensors`` path.
+        name_or_path: A shipped name (``mt-lc-brain``) or a ``.safetensors`` path, optionally labelled
+            ``LABEL=NAME_OR_PATH`` (e.g. ``mt-lc-seed3=runs/x/best.safetensors``).
 
     Returns:
-        The :class:`ModelSpec`; its name is the shipped name or the path's file stem.
+        The :class:`ModelSpec`; its name is the label, else the shipped name or the path's file stem.
 
     Raises:
-        InputError: Unknown name or missing/unreadable file (from the registry).
+        InputError: Unknown name or missing/unreadable file (from the registry), a bad label.
     """
+    from artefix.errors import InputError
     from artefix.models.checkpoint import read_card
     from artefix.models.registry import resolve_model
 
-    path = resolve_model(name_or_path)
+    label, sep, target = name_or_path.partition("=")
+    if not sep or Path(name_or_path).expanduser().is_file():  # a file whose name holds '=' is a plain path
+        label, target = "", name_or_path
+    elif not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._+-]*", label) or not target:
+        raise InputError(f"{name_or_path!r}: a labelled model is LABEL=MODEL, LABEL of letters, digits, . _ + -")
+    path = resolve_model(target)
     card = read_card(path) or {}
     heads = card.get("heads") or (card.get("config") or {}).get("heads")
     if not heads:
@@ -227,7 +235,7 @@ def model_spec(name_or_path: str) -> ModelSpec:
         heads = model.config.heads
     matrix = card.get("matrix")
     mat = (int(matrix[0]), int(matrix[1])) if matrix else None
-    return ModelSpec(path.stem, str(path), tuple(str(h) for h in heads), mat)
+    return ModelSpec(label or path.stem, str(path), tuple(str(h) for h in heads), mat)
 
 
 def _baseline(name: str, settings: dict[str, Any], case: Case) -> np.ndarray:
