@@ -185,6 +185,8 @@ def test_same_numbers_for_any_jobs_and_method_list(full_run, inputs, tmp_path, m
         (["--experiments", "noise,blur"], "unknown experiment 'blur'"),
         (["--models", "no-such-model"], "'no-such-model' is not installed"),
         (["--models", "./missing.safetensors"], "model file not found"),
+        (["--models", "my model=mt-lc-brain"], "a labelled model is LABEL=MODEL"),
+        (["--models", "mine=./missing.safetensors"], "model file not found"),
         (["--methods", "cad,magic"], "--methods: unknown method(s) magic"),
         (["--skip-methods", "bm5d"], "--skip-methods: unknown method(s) bm5d"),
     ],
