@@ -1,15 +1,4 @@
-import importlib.util
 import json
-from pathlib import Path
-
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "compare_table.py"
-
-
-def _module():
-    spec = importlib.util.spec_from_file_location("compare_table", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _rows(experiment, severity, values):
@@ -20,14 +9,14 @@ def _rows(experiment, severity, values):
     ]
 
 
-def test_table_marks_models_that_improve_both_metrics_and_names_the_best_classical(tmp_path):
+def test_table_marks_models_that_improve_both_metrics_and_names_the_best_classical(script, tmp_path):
     rows = _rows(
         "noise", 5.0, {"input": (0.5, 0.4, 1.0), "m": (0.9, 0.5, 0.1), "cad": (0.8, 0.6, 0.2), "bm3d": (0.85, 0.3, 0.2)}
     )
     rows += _rows("bias", 0.05, {"input": (0.99, 0.99, 0.0), "m": (0.98, 0.995, 0.0), "n4": (0.9, 0.9, 0.1)})
     rows += _rows("noise+bias", None, {"input": (0.5, 0.4, 1.0), "m": (0.6, 0.41, 0.5)})
     (tmp_path / "summary.json").write_text(json.dumps(rows))
-    lines = _module().table(tmp_path, ["m", "absent"]).splitlines()
+    lines = script("compare_table").table(tmp_path, ["m", "absent"]).splitlines()
     assert lines[0] == "| experiment | severity | input | m | absent | best classical |"
     assert lines[2] == "| noise | 5 | 0.500 / 0.400 | 0.900 / 0.500 * | - | 0.850 / 0.300 (bm3d) |"
     assert lines[3] == "| bias | 0.05 | 0.990 / 0.990 | 0.980 / 0.995 | - | 0.900 / 0.900 (n4) |"

@@ -1,17 +1,6 @@
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
-
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "paired_difference.py"
-
-
-def _module():
-    spec = importlib.util.spec_from_file_location("paired_difference", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _write(folder, shift):
@@ -25,9 +14,9 @@ def _write(folder, shift):
     (folder / "per_slice.json").write_text(json.dumps(rows))
 
 
-def test_paired_differences_wins_and_p_values(tmp_path):
+def test_paired_differences_wins_and_p_values(script, tmp_path):
     _write(tmp_path, 0.02)
-    module = _module()
+    module = script("paired_difference")
     diffs = module.paired(tmp_path, "a", "b")
     assert list(diffs) == ["bias@0.05", "noise+bias"]  # the evaluation's order
     assert diffs["bias@0.05"]["ssim"] == pytest.approx([0.02] * 8)
@@ -38,7 +27,7 @@ def test_paired_differences_wins_and_p_values(tmp_path):
     assert float(p_ssim) < 0.01 and p_vif.strip() == "-"  # no VIF difference: no test
 
 
-def test_a_missing_method_is_refused(tmp_path):
+def test_a_missing_method_is_refused(script, tmp_path):
     _write(tmp_path, 0.0)
     with pytest.raises(SystemExit, match="needs both methods 'a' and 'c'"):
-        _module().paired(tmp_path, "a", "c")
+        script("paired_difference").paired(tmp_path, "a", "c")

@@ -1,27 +1,19 @@
-import importlib.util
 import json
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _module():
-    spec = importlib.util.spec_from_file_location("release_model", ROOT / "scripts" / "release_model.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_models_doc_is_rendered_from_the_shipped_cards(tmp_path, monkeypatch):
+def test_models_doc_is_rendered_from_the_shipped_cards(script, tmp_path, monkeypatch):
     """docs/models.md must be what release_model renders from src/artefix/weights/*.json (no hand edits)."""
-    module = _module()
+    module = script("release_model")
     monkeypatch.setattr(module, "DOC", tmp_path / "models.md")
     module.render_doc()
     assert (tmp_path / "models.md").read_text() == (ROOT / "docs" / "models.md").read_text()
 
 
-def test_every_shipped_card_has_a_description_and_the_gpu_is_named():
-    module = _module()
+def test_every_shipped_card_has_a_description_and_the_gpu_is_named(script):
+    module = script("release_model")
     for path in sorted((ROOT / "src" / "artefix" / "weights").glob("*.json")):
         card = json.loads(path.read_text())
         assert card["description"] == module.DESCRIPTIONS[card["name"]]
@@ -31,13 +23,13 @@ def test_every_shipped_card_has_a_description_and_the_gpu_is_named():
     assert module._hardware({"cpu": "x86", "accelerator": "CPUAccelerator"}) == "x86 (CPUAccelerator)"
 
 
-def test_release_records_every_earlier_stage_in_the_card_and_the_command(tmp_path, monkeypatch):
+def test_release_records_every_earlier_stage_in_the_card_and_the_command(script, tmp_path, monkeypatch):
     """A three-stage model: both earlier runs go into ``starts_from`` (earliest first) and lead the command."""
     from artefix.models.checkpoint import load_model, save_model
     from artefix.models.dual_domain import DualDomainModel
     from artefix.models.presets import PRESETS
 
-    module = _module()
+    module = script("release_model")
     weights = tmp_path / "weights"
     weights.mkdir()
     monkeypatch.setattr(module, "WEIGHTS", weights)
