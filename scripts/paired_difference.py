@@ -31,11 +31,10 @@ def paired(evaluation: Path, a: str, b: str) -> dict[str, dict[str, np.ndarray]]
         if row["method"] in (a, b) and row["metric"] in METRICS:
             key = row["experiment"] if row["severity"] is None else f"{row['experiment']}@{row['severity']:g}"
             values[(key, row["metric"], row["method"])][(row["file"], int(row["slice"]))] = float(row["value"])
-    # keys in the evaluation's own order (experiments as run, severities mild to severe)
     if not any(k[2] == a for k in values) or not any(k[2] == b for k in values):
         raise SystemExit(f"{evaluation}: needs both methods {a!r} and {b!r} in per_slice.json")
     out: dict[str, dict[str, np.ndarray]] = defaultdict(dict)
-    for key, metric, method in values:
+    for key, metric, method in values:  # the evaluation's own order (experiments as run, mild to severe)
         if method != a or (key, metric, b) not in values:
             continue
         other = values[(key, metric, b)]
