@@ -157,6 +157,16 @@ def test_nifti_4d(tmp_path):
         read_volume(tmp_path / "multi.nii")
 
 
+def test_nifti_complex_gives_the_magnitude_and_rgb_is_refused(tmp_path):
+    phase = np.exp(1j * np.linspace(0, np.pi, 6)).reshape(2, 3).astype(np.complex64)
+    nib.save(nib.Nifti1Image(3 * phase, np.eye(4)), tmp_path / "complex.nii.gz")
+    np.testing.assert_allclose(read_volume(tmp_path / "complex.nii.gz").array, np.full((2, 3), 3.0), rtol=1e-6)
+    rgb = np.zeros((4, 4, 2), dtype=[("R", "u1"), ("G", "u1"), ("B", "u1")])
+    nib.save(nib.Nifti1Image(rgb, np.eye(4)), tmp_path / "rgb.nii.gz")
+    with pytest.raises(InputError, match="RGB"):
+        read_volume(tmp_path / "rgb.nii.gz")
+
+
 def test_npy_round_trip_and_errors(tmp_path):
     a = np.random.default_rng(1).normal(size=(9, 7, 3)).astype(np.float32)
     out = write_volume(Volume(a), tmp_path / "a.npy")
@@ -222,6 +232,28 @@ def test_png_read_write(tmp_path, caplog):
     np.testing.assert_array_equal(back8, np.round((x + 3.0) / 8.0 * 255))  # 8-bit reference
     with pytest.raises(OutputError, match="2D"):
         write_volume(Volume(np.zeros((3, 3, 2))), tmp_path / "vol.png")
+
+
+def test_sixteen_bit_colour_png_is_refused_not_truncated(tmp_path):
+    """Pillow decodes 16-bit RGB to 8 bits per channel: such a file is refused; 16-bit grey is read as stored."""
+    import zlib
+
+    def png(path, depth, colour, rows, width):
+        def chunk(kind, data):
+            return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+        header = struct.pack(">IIBBBBB", width, rows.shape[0], depth, colour, 0, 0, 0)
+        raw = b"".join(b"\x00" + row.astype(">u2").tobytes() for row in rows)
+        path.write_bytes(
+            b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
+        )
+
+    grey = np.arange(12, dtype=np.uint16).reshape(3, 4) * 5000
+    png(tmp_path / "grey16.png", 16, 0, grey, 4)
+    np.testing.assert_array_equal(read_volume(tmp_path / "grey16.png").array, grey.astype(np.float32))
+    png(tmp_path / "rgb16.png", 16, 2, np.repeat(grey, 3, axis=1), 4)  # R, G, B samples per pixel
+    with pytest.raises(InputError, match="16-bit RGB PNG is not supported"):
+        read_volume(tmp_path / "rgb16.png")
 
 
 def test_non_finite_values(tmp_path):

@@ -254,3 +254,36 @@ def test_real_prostatex_series(shared_data):
     np.testing.assert_allclose(np.diff(positions), v.spacing[2], rtol=1e-3)
     # transverse: the slice axis points (mostly) superior in RAS
     assert abs(v.affine[2, 2]) / np.linalg.norm(v.affine[:3, 2]) > 0.9
+
+
+def test_enhanced_and_inverted_grey_scale_are_refused(tmp_path, mr_slice):
+    """A one-frame Enhanced MR file keeps its geometry and rescale in functional groups; MONOCHROME1 is inverted."""
+    for name, extra in (
+        ("enhanced", {"PerFrameFunctionalGroupsSequence": [Dataset()]}),
+        ("mono1", {"PhotometricInterpretation": "MONOCHROME1"}),
+    ):
+        folder = tmp_path / name
+        folder.mkdir()
+        _slice(mr_slice, np.ones((ROWS, COLS), np.uint16), 5.0, 1, generate_uid(), **extra).save_as(
+            folder / "0.dcm", enforce_file_format=True
+        )
+        with pytest.raises(InputError, match="enhanced|MONOCHROME1"):
+            read_volume(folder)
+
+
+def test_written_series_gets_its_own_window_and_keeps_a_one_valued_image_type(tmp_path, mr_slice):
+    _write_series(mr_slice, tmp_path / "s", n=3)
+    v = read_volume(tmp_path / "s")
+    for ds in v.header:
+        ds.ImageType = "ORIGINAL"  # a single value: pydicom gives a str
+        ds.WindowCenter, ds.WindowWidth = 600, 1200
+    image = v.array * 0.5 + 20.0
+    out = write_volume(Volume(image), tmp_path / "image", like=v)
+    ds = pydicom.dcmread(sorted(out.iterdir())[0])
+    assert list(ds.ImageType) == ["DERIVED", "SECONDARY"]
+    lo, hi = np.percentile(image, [0.5, 99.5])
+    assert float(ds.WindowCenter) == pytest.approx((lo + hi) / 2, rel=1e-6)
+    assert float(ds.WindowWidth) == pytest.approx(hi - lo, rel=1e-6)
+    residual = write_volume(Volume(v.array * 1e-4), tmp_path / "residual", like=v)  # spans less than 1
+    ds = pydicom.dcmread(sorted(residual.iterdir())[0])
+    assert "WindowCenter" not in ds and "WindowWidth" not in ds

@@ -317,3 +317,14 @@ def test_real_ixi_end_slices_are_dropped(shared_data: Path) -> None:
     assert 0.7 * n <= kept.size < n
     assert kept.tolist() == list(range(kept[0], kept[-1] + 1))  # one contiguous block of anatomy
     assert np.all(np.isfinite(slices)) and 0.5 < float(np.percentile(slices, 99.5)) < 2.0
+
+
+def test_default_slice_axis_is_the_headers_else_the_thick_one_else_the_last():
+    from artefix.data.slices import default_slice_axis, resolve_axis
+
+    data = np.zeros((8, 5, 7), np.float32)
+    assert default_slice_axis(Volume(data, spacing=(0.6, 3.0, 0.6))) == 1  # a coronal 2D acquisition in RAS order
+    assert default_slice_axis(Volume(data, spacing=(1.0, 1.2, 1.0))) == 2  # not clearly thicker: the last
+    assert default_slice_axis(Volume(data, spacing=(0.6, 3.0, 0.6), meta={"slice_axis": 0})) == 0  # the header's
+    assert default_slice_axis(Volume(data[..., 0], spacing=(0.5, 3.0))) is None  # one 2D image
+    assert resolve_axis(Volume(data, spacing=(0.6, 3.0, 0.6)), axis=2) == 2  # asked for

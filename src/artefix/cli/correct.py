@@ -131,7 +131,11 @@ def correct_command(
         Path | None, typer.Option(help="Self-contained HTML QC report; a JSON summary is written next to it.")
     ] = None,
     axis: Annotated[
-        int | None, typer.Option(help="Slice axis (default: the header's acquisition axis, else the last).")
+        int | None,
+        typer.Option(
+            help="Slice axis (default: the header's acquisition axis, else the axis of clearly the thickest "
+            "voxels, else the last)."
+        ),
     ] = None,
     batch_size: Annotated[
         int | None,

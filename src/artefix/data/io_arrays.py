@@ -78,6 +78,13 @@ def read_numpy(path: Path, fmt: str, key: str | None) -> Volume:
     return Volume(as_image_array(np.asarray(array), path), format=fmt, source=path, meta=meta)
 
 
+def _png_bit_depth(path: Path) -> int:
+    """Bits per channel from a PNG's IHDR chunk (byte 24 of the file)."""
+    with open(path, "rb") as fh:
+        head = fh.read(25)
+    return head[24] if len(head) == 25 and head[12:16] == b"IHDR" else 8
+
+
 def read_png(path: Path) -> Volume:
     """Read a grayscale PNG (8/16-bit values as stored); colour becomes luminance, with a warning.
 
@@ -92,6 +99,9 @@ def read_png(path: Path) -> Volume:
         with Image.open(path) as img:
             img.load()
             mode = img.mode
+            if img.format == "PNG" and mode not in ("I", "I;16", "I;16B", "L", "1", "P") and _png_bit_depth(path) == 16:
+                # Pillow decodes 16-bit colour and grey+alpha PNGs to 8 bits per channel: refuse, not truncate
+                raise InputError(f"{path}: 16-bit {mode} PNG is not supported; save it as 16-bit grayscale")
             if mode in ("RGB", "RGBA", "P", "PA", "CMYK", "YCbCr", "LAB", "HSV"):
                 rgb = np.asarray(img.convert("RGB"), dtype=np.float64)
                 log.warning("%s: %s image converted to luminance 0.299 R + 0.587 G + 0.114 B", path, mode)

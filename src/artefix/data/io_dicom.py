@@ -44,6 +44,10 @@ _STALE_PIXEL_TAGS = (
     "ModalityLUTSequence",
     "ExtendedOffsetTable",
     "ExtendedOffsetTableLengths",
+    "VOILUTSequence",
+    "WindowCenter",
+    "WindowWidth",
+    "WindowCenterWidthExplanation",
 )
 
 
@@ -110,8 +114,10 @@ def _read_full(path: Path) -> tuple[Any, np.ndarray]:
         ds = pydicom.dcmread(path)
     except (InvalidDicomError, OSError, EOFError, ValueError, struct.error, KeyError) as exc:
         raise InputError(f"{path}: not a readable DICOM file ({one_line(exc)})") from exc
-    if int(ds.get("NumberOfFrames", 1) or 1) > 1:
+    if int(ds.get("NumberOfFrames", 1) or 1) > 1 or "PerFrameFunctionalGroupsSequence" in ds:
         raise InputError(f"{path}: multi-frame (enhanced) DICOM is not supported; convert it with dcm2niix")
+    if str(ds.get("PhotometricInterpretation", "MONOCHROME2")).strip() == "MONOCHROME1":
+        raise InputError(f"{path}: MONOCHROME1 (inverted grey scale) is not supported; convert it to MONOCHROME2")
     if int(ds.get("SamplesPerPixel", 1) or 1) != 1:
         raise InputError(f"{path}: colour DICOM ({ds.get('PhotometricInterpretation')}) is not an MR image")
     if "PixelData" not in ds:
@@ -265,14 +271,28 @@ def quantise(array: np.ndarray) -> tuple[np.ndarray, str, str]:
     return stored, slope_text, intercept_text
 
 
+def display_window(array: np.ndarray) -> tuple[str, str] | None:
+    """WindowCenter and WindowWidth (decimal strings) spanning the 0.5th to 99.5th percentile of ``array``.
+
+    A written series gets its own window: the reference's would show a residual series (values near 0 in
+    the input's units) as one flat grey. None where that span is under 1 (DICOM's least window width):
+    such a series is written without a window, which viewers then take from the data.
+    """
+    lo, hi = (float(v) for v in np.percentile(np.asarray(array, dtype=np.float64), [0.5, 99.5]))
+    if hi - lo < 1.0:
+        return None
+    return _ds_string((lo + hi) / 2), _ds_string(hi - lo)
+
+
 def write_dicom(array: np.ndarray, ref: Volume, folder: Path) -> None:
     """Write ``array`` as a new derived series into ``folder``, one file per slice, copying ``ref``'s tags.
 
     Each file keeps the reference slice's tags (patient, study, geometry: IPP, IOP, PixelSpacing,
     SliceThickness, InstanceNumber ...) and gets: a new SOPInstanceUID and one new SeriesInstanceUID
     (``pydicom.uid.generate_uid``), ImageType ``DERIVED, SECONDARY, ...``, SeriesDescription + " artefix",
-    a SourceImageSequence pointing at the reference image, and uint16 pixel data with the series-wide
-    RescaleSlope/Intercept of :func:`quantise`, in Explicit VR Little Endian.
+    a SourceImageSequence pointing at the reference image, uint16 pixel data with the series-wide
+    RescaleSlope/Intercept of :func:`quantise` and the window of :func:`display_window`, in Explicit VR
+    Little Endian.
 
     Args:
         array: ``(rows, cols, slices)`` matching the reference, or ``(rows, cols)`` for one slice.
@@ -299,6 +319,7 @@ def write_dicom(array: np.ndarray, ref: Volume, folder: Path) -> None:
             f"array shape {array.shape} does not match the DICOM reference ({rows}, {cols}, {len(datasets)})"
         )
     stored, slope, intercept = quantise(array)
+    window = display_window(array)
     series_uid = generate_uid()
     for k, src in enumerate(datasets):
         ds = copy.deepcopy(src)
@@ -311,7 +332,8 @@ def write_dicom(array: np.ndarray, ref: Volume, folder: Path) -> None:
         ds.file_meta = meta
         ds.SOPInstanceUID = sop_uid
         ds.SeriesInstanceUID = series_uid
-        image_type = list(src.get("ImageType", []) or [])
+        image_type = src.get("ImageType", []) or []
+        image_type = [image_type] if isinstance(image_type, str) else list(image_type)
         ds.ImageType = ["DERIVED", "SECONDARY", *image_type[2:]]
         ds.SeriesDescription = str(src.get("SeriesDescription", "")).strip()[:56] + " artefix"
         ds.DerivationDescription = "processed with artefix"
@@ -330,6 +352,8 @@ def write_dicom(array: np.ndarray, ref: Volume, folder: Path) -> None:
         ds.PixelRepresentation = 0
         ds.RescaleSlope = slope
         ds.RescaleIntercept = intercept
+        if window is not None:
+            ds.WindowCenter, ds.WindowWidth = window
         ds.PixelData = np.ascontiguousarray(stored[:, :, k], dtype="<u2").tobytes()
         ds["PixelData"].VR = "OW"
         pydicom.dcmwrite(folder / f"{k + 1:04d}.dcm", ds, enforce_file_format=True)

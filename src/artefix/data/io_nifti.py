@@ -24,12 +24,13 @@ def read_nifti(path: Path) -> Volume:
     """Read a ``.nii``/``.nii.gz`` file (NIfTI-1 or -2).
 
     Returns:
-        float32 scaled data in the file's axis order (a trailing singleton 4th axis dropped), the
+        float32 scaled data in the file's axis order (a trailing singleton 4th axis dropped; the magnitude
+        of complex voxels), the
         image's best affine (sform, else qform), ``spacing`` = pixdim, ``header`` = the nibabel header,
         ``meta['slice_axis']`` from ``dim_info`` (``None`` when unset).
 
     Raises:
-        InputError: Unreadable/truncated file, or a 4D file with several volumes.
+        InputError: Unreadable/truncated file, RGB voxels, or a 4D file with several volumes.
     """
     errors = (OSError, EOFError, ValueError, zlib.error, ImageFileError, HeaderDataError)
     try:
@@ -38,8 +39,14 @@ def read_nifti(path: Path) -> Volume:
         raise InputError(f"{path}: unreadable NIfTI ({one_line(exc)})") from exc
     if not isinstance(img, nib.Nifti1Image):
         raise InputError(f"{path}: not a single-file NIfTI image ({type(img).__name__})")
+    stored = img.get_data_dtype()
+    if stored.fields is not None:
+        raise InputError(f"{path}: NIfTI of {stored} voxels (RGB or another record type) is not an MR magnitude image")
     try:
-        data = np.asarray(img.get_fdata(dtype=np.float32))
+        if stored.kind == "c":  # complex voxels: the magnitude image, as for complex .npy input
+            data = np.abs(np.asanyarray(img.dataobj)).astype(np.float32)
+        else:
+            data = np.asarray(img.get_fdata(dtype=np.float32))
     except errors as exc:
         raise InputError(f"{path}: unreadable or truncated NIfTI ({one_line(exc)})") from exc
     while data.ndim > 3 and data.shape[-1] == 1:

@@ -126,8 +126,32 @@ def reference_intensity(array: np.ndarray, percentile: float = 99.0) -> float:
     return ref if ref > 0.0 else 1.0
 
 
+THICK_SLICE_RATIO = 1.5
+"""An axis whose voxel spacing is at least this multiple of every other's holds a 2D acquisition's thick slices."""
+
+
+def default_slice_axis(volume: Volume) -> int | None:
+    """The slice axis of a 3D volume when none is asked for (None for a 2D image).
+
+    The header's (``volume.meta["slice_axis"]``: NIfTI ``dim_info``, a DICOM series' stacking axis), else the
+    one axis whose spacing is at least :data:`THICK_SLICE_RATIO` times every other's (the thick slices of a 2D
+    acquisition, wherever a reorientation put them), else the last axis.
+    """
+    ndim = volume.array.ndim
+    if ndim == 2:
+        return None
+    chosen = volume.meta.get("slice_axis")
+    if chosen is not None:
+        return chosen
+    spacing = [float(s) for s in volume.spacing] if len(volume.spacing) == ndim else [1.0] * ndim
+    thick = max(range(ndim), key=lambda i: spacing[i])
+    if all(spacing[thick] >= THICK_SLICE_RATIO * s for i, s in enumerate(spacing) if i != thick):
+        return thick
+    return ndim - 1
+
+
 def resolve_axis(volume: Volume, axis: int | None = None) -> int:
-    """The slice axis of ``volume``: ``axis``, else ``volume.meta["slice_axis"]``, else the last axis.
+    """The slice axis of ``volume``: ``axis``, else :func:`default_slice_axis`.
 
     Raises:
         ValueError: If ``axis`` is out of range for a 3D volume.
@@ -135,9 +159,7 @@ def resolve_axis(volume: Volume, axis: int | None = None) -> int:
     ndim = volume.array.ndim
     if ndim == 2:
         return -1
-    chosen = axis if axis is not None else volume.meta.get("slice_axis")
-    if chosen is None:
-        return ndim - 1
+    chosen = axis if axis is not None else default_slice_axis(volume)
     if not -ndim <= int(chosen) < ndim:
         raise ValueError(f"slice axis {chosen} is out of range for a volume of shape {volume.array.shape}")
     return int(chosen) % ndim
