@@ -10,7 +10,7 @@ import os
 import secrets
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -22,8 +22,13 @@ def _suffixes(path: Path) -> str:
     return ".nii.gz" if name.endswith(".nii.gz") else path.suffix
 
 
-def check_output_path(target: Path, *, overwrite: bool, inputs: tuple[Path | None, ...] = ()) -> Path:
+def check_output_path(
+    target: Path, *, overwrite: bool, inputs: tuple[Path | None, ...] = (), folder_ok: bool = False
+) -> Path:
     """Refuse an output that exists (unless ``overwrite``), that is one of ``inputs``, or has no folder.
+
+    An existing folder at ``target`` is refused whatever ``overwrite`` says unless ``folder_ok`` (the output
+    is itself a folder, e.g. a DICOM series): a file never replaces a folder.
 
     Returns:
         ``target`` as a Path.
@@ -37,6 +42,8 @@ def check_output_path(target: Path, *, overwrite: bool, inputs: tuple[Path | Non
             raise OutputError(f"{target}: output is the input; choose another output path")
     if not target.parent.is_dir():
         raise OutputError(f"{target}: output folder {target.parent} does not exist")
+    if target.is_dir() and not folder_ok:
+        raise OutputError(f"{target}: is a folder; give a file name (a folder is never replaced by a file)")
     if target.exists() and not overwrite:
         raise OutputError(f"{target}: output exists; pass --overwrite to replace it")
     return target
@@ -122,3 +129,47 @@ def atomic_folder(path: Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+@contextmanager
+def output_transaction(targets: Iterable[Path]) -> Iterator[None]:
+    """All or nothing for a run that writes several outputs: on failure none of ``targets`` changes.
+
+    Each existing target (one the caller may overwrite) is first renamed aside, next to itself; should the
+    block fail, whatever it wrote at the targets is removed and the previous files are put back, and on
+    success the previous files are deleted. Renames in one folder are atomic and copy nothing.
+
+    Args:
+        targets: Every output path the block may write (files or folders), existing or not.
+
+    Raises:
+        OutputError: An existing target cannot be moved aside (nothing is written then).
+    """
+    paths = list(dict.fromkeys(Path(t) for t in targets))
+    aside: list[tuple[Path, Path]] = []
+    try:
+        for path in paths:
+            if path.exists() or path.is_symlink():
+                backup = path.parent / f".{path.name}.{secrets.token_hex(6)}.old"
+                try:
+                    os.rename(path, backup)
+                except OSError as exc:
+                    raise OutputError(f"{path}: cannot move the existing output aside ({one_line(exc)})") from exc
+                aside.append((path, backup))
+        yield
+    except BaseException:
+        for path in paths:
+            if path.exists() or path.is_symlink():
+                _remove(path)
+        for path, backup in reversed(aside):
+            os.rename(backup, path)
+        raise
+    for _, backup in aside:
+        _remove(backup)

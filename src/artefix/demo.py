@@ -213,9 +213,10 @@ def run_demo(
     from artefix.data.samples import load_sample
     from artefix.errors import InputError
     from artefix.evaluation.metrics import ssim, vif
-    from artefix.models.registry import DEFAULT_MODEL, load_named_model
+    from artefix.models.registry import DEFAULT_MODEL, check_device, load_named_model
 
     start = time.perf_counter()
+    device = check_device(device)
     figure_path, residual_path, metrics_path = _paths(Path(out_dir), overwrite)
     try:
         clean = load_sample(sample)

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from artefix.atomic import atomic_file, check_output_path
+from artefix.atomic import atomic_file, check_output_path, output_transaction
 
 if TYPE_CHECKING:
     from artefix.correction.files import CorrectionRun
@@ -279,7 +279,8 @@ def render_report(run: CorrectionRun, before: Volume, after: Volume, summary: di
 def write_report(run: CorrectionRun, before: Volume, after: Volume, *, overwrite: bool = False) -> list[Path]:
     """Write ``run.report`` (HTML) and ``run.summary`` (JSON), each atomically.
 
-    Should the HTML fail after the JSON was written, a JSON this call created is removed again.
+    Both or neither: should the HTML fail after the JSON was written, the JSON is removed again and any
+    files being replaced are put back (:func:`artefix.atomic.output_transaction`).
 
     Args:
         run: The run; ``run.report`` and ``run.summary`` give the paths.
@@ -301,13 +302,9 @@ def write_report(run: CorrectionRun, before: Volume, after: Volume, *, overwrite
     summary = build_summary(run)
     text = render_report(run, before, after, summary)
     created = [p for p in (json_path, html_path) if not p.exists()]
-    try:
+    with output_transaction([json_path, html_path]):
         with atomic_file(json_path) as tmp:
             tmp.write_text(json.dumps(summary, indent=2) + "\n")
         with atomic_file(html_path) as tmp:
             tmp.write_text(text, encoding="utf-8")
-    except BaseException:
-        if json_path in created:
-            json_path.unlink(missing_ok=True)
-        raise
     return created

@@ -336,6 +336,66 @@ def test_failure_while_writing_removes_what_the_run_wrote(env, nifti, tmp_path, 
     assert _files(tmp_path) == before
 
 
+def test_a_failed_overwrite_puts_every_replaced_output_back(env, nifti, tmp_path, monkeypatch, capsys):
+    import artefix.report as report_module
+
+    args = [nifti, tmp_path / "out.nii.gz", "--residuals", tmp_path / "res", "--report", tmp_path / "r.html"]
+    assert run(args, monkeypatch, capsys)[0] == 0
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+
+    def disk_full(*args, **kwargs):
+        raise OutputError("r.html: disk full")
+
+    monkeypatch.setattr(report_module, "render_report", disk_full)
+    code, _, err = run([*args, "--only", "noise", "--overwrite"], monkeypatch, capsys)
+    assert code == 2 and "disk full" in err
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before  # nothing changed
+
+
+def test_a_folder_is_never_replaced_by_a_file(env, nifti, tmp_path, monkeypatch, capsys):
+    (tmp_path / "r.json").mkdir()
+    args = [nifti, tmp_path / "out.nii.gz", "--report", tmp_path / "r.html", "--overwrite"]
+    code, _, err = run(args, monkeypatch, capsys)
+    assert code == 2 and "is a folder" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.json", "scan.nii.gz"]
+
+
+@pytest.mark.parametrize(("device", "message"), [("mps", "cpu or cuda, not mps"), ("gpu0", "not a device")])
+def test_devices_other_than_cpu_and_cuda_are_one_line_errors(
+    env, nifti, tmp_path, monkeypatch, capsys, device, message
+):
+    code, _, err = run([nifti, tmp_path / "out.nii.gz", "--device", device], monkeypatch, capsys)
+    assert code == 2 and message in err and err.count("\n") == 1
+    code, _, err = run(["--out", tmp_path / "demo", "--device", device], monkeypatch, capsys, command="demo")
+    assert code == 2 and message in err and not (tmp_path / "demo").exists()
+
+
+def test_sigterm_unwinds_like_ctrl_c(monkeypatch, capsys):
+    """main() turns SIGTERM into KeyboardInterrupt, so a killed run removes what it wrote."""
+    import signal
+
+    import artefix.cli as cli
+
+    monkeypatch.setattr(signal, "getsignal", lambda signum: signal.SIG_DFL)
+    installed = {}
+    monkeypatch.setattr(signal, "signal", lambda signum, handler: installed.setdefault(signum, handler))
+    run([], monkeypatch, capsys, command="models")
+    assert installed[signal.SIGTERM] is cli._terminate
+    with pytest.raises(KeyboardInterrupt):
+        cli._terminate(signal.SIGTERM, None)
+
+
+def test_snr_line_says_when_the_noise_correction_was_left_out(env, tmp_path, monkeypatch, capsys):
+    weights = tmp_path / "gated.safetensors"
+    save_model(build_model("tiny", seed=5, noise_snr=(9.0, 12.0)), weights)
+    noisy = np.random.default_rng(0).random((24, 20, 3)).astype(np.float32)
+    np.save(tmp_path / "noisy.npy", noisy)
+    args = [tmp_path / "noisy.npy", tmp_path / "out.npy", "--model", weights]
+    code, stdout, err = run([*args, "--only", "bias"], monkeypatch, capsys)
+    assert code == 0, err
+    assert "the noise correction was not applied" in " ".join(stdout.split())
+
+
 def test_models_listing(env, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("COLUMNS", "200")
     code, out, _ = run(["--json"], monkeypatch, capsys, command="models")

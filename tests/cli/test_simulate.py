@@ -110,6 +110,9 @@ def test_simulate_builtin_sample(tmp_path, monkeypatch, capsys):
         ("ok", ["in.npy", "in.npy"], "input"),
         ("ok", ["in.npy", "o.npy", "--severity", "-3"], "level|severity|deviation"),
         ("ok", ["sample:knee", "o.npy"], "unknown sample"),
+        ("ok", ["in.npy", "o.npy", "--params", "o.npy"], "same path"),
+        ("ok", ["in.npy", "o.npy", "--params", "p.json", "--preview", "p.json"], "same path"),
+        ("dir", ["in.npy", "o.npy", "--params", "folder", "--overwrite"], "is a folder"),
     ],
 )
 def test_errors_are_one_line_exit_2(tmp_path, monkeypatch, capsys, make, args, message):
@@ -119,8 +122,10 @@ def test_errors_are_one_line_exit_2(tmp_path, monkeypatch, capsys, make, args, m
         np.save(tmp_path / "in.npy", np.ones(10))
     elif make == "nan":
         np.save(tmp_path / "in.npy", np.full((8, 8), np.nan))
-    elif make == "ok":
+    elif make in ("ok", "dir"):
         np.save(tmp_path / "in.npy", np.ones((8, 8)))
+    if make == "dir":
+        (tmp_path / "folder").mkdir()
     monkeypatch.chdir(tmp_path)
     before = sorted(p.name for p in tmp_path.iterdir())
     code, _, err = run([*args, "--artefact", "bias"], monkeypatch, capsys)
@@ -153,3 +158,21 @@ def test_installed_script_exit_code(tmp_path):
         text=True,
     )
     assert r.returncode == 2 and "Traceback" not in r.stderr and r.stderr.startswith("error:")
+
+
+def test_a_failed_later_write_puts_the_replaced_output_back(tmp_path, monkeypatch, capsys):
+    """All or nothing: with --overwrite, a preview that cannot be written leaves the old OUTPUT as it was."""
+    import artefix.viz as viz
+
+    np.save(tmp_path / "in.npy", np.ones((8, 8)))
+    (tmp_path / "o.npy").write_bytes(b"keep")
+
+    def full_disk(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(viz, "simulation_preview", full_disk)
+    args = [tmp_path / "in.npy", tmp_path / "o.npy", "-a", "bias", "--preview", tmp_path / "p.png", "--overwrite"]
+    with pytest.raises(OSError, match="disk full"):
+        run(args, monkeypatch, capsys)
+    assert (tmp_path / "o.npy").read_bytes() == b"keep"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.npy", "o.npy"]

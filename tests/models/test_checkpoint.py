@@ -107,3 +107,14 @@ def test_saving_the_same_weights_again_keeps_the_file(saved):
     path.write_bytes(b"not a safetensors file")
     save_model(model, path, card={"name": "m"})  # an unreadable file is replaced
     assert load_model(path)[1]["sha256"] == sha256_of(path)
+
+
+def test_a_card_that_is_not_an_object_is_an_input_error(tmp_path):
+    from artefix.errors import InputError
+    from artefix.models import build_model
+    from artefix.models.checkpoint import load_model, save_model
+
+    path = save_model(build_model("tiny", seed=0), tmp_path / "m.safetensors")
+    path.with_suffix(".json").write_text("[1]")
+    with pytest.raises(InputError, match="JSON object"):
+        load_model(path)

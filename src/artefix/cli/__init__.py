@@ -7,6 +7,7 @@ become a one-line message on stderr and exit code 2, never a traceback.
 
 from __future__ import annotations
 
+import signal
 import sys
 
 import typer
@@ -43,15 +44,23 @@ def _root() -> None:
     """Multi-task MRI artefact simulation and correction."""
 
 
+def _terminate(signum: int, frame: object) -> None:
+    """SIGTERM (``kill``, a batch system's time limit) unwinds like Ctrl-C, so no partial output is left."""
+    raise KeyboardInterrupt
+
+
 def main() -> None:
     """Entry point of the ``artefix`` script.
 
     Usage errors (unknown option, bad value type) are reported by typer with exit code 2; artefix's own
     errors (unreadable input, unsafe output, bad values found later) become ``error: ...`` on one line,
-    also with exit code 2.
+    also with exit code 2. SIGTERM is turned into ``KeyboardInterrupt``, so a killed run cleans up as an
+    interrupted one does.
     """
     from artefix.errors import ArtefixError
 
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _terminate)
     try:
         app()
     except ArtefixError as exc:

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from artefix.atomic import atomic_file, check_output_path
+from artefix.atomic import atomic_file, check_output_path, output_transaction, same_path
 from artefix.data.io import Volume, write_volume
 from artefix.errors import InputError
 from artefix.simulation import simulate_with_params, validate_image
@@ -52,9 +52,11 @@ def run_simulate(
     if _suffix(output) not in SUPPORTED:
         raise InputError(f"unsupported output extension for {output.name}; use one of {', '.join(SUPPORTED)}")
     inputs = (volume.source,) if volume.source is not None else ()
-    for path in (output, preview, params_out):
-        if path is not None:
-            check_output_path(path, overwrite=overwrite, inputs=inputs)
+    outputs = [path for path in (output, preview, params_out) if path is not None]
+    for i, path in enumerate(outputs):
+        check_output_path(path, overwrite=overwrite, inputs=inputs)
+        if any(same_path(path, other) for other in outputs[:i]):
+            raise InputError(f"{path}: the same path is given for two outputs")
     slices, slice_axis = _as_slices(validate_image_volume(volume.array), axis)
     options: dict[str, Any] = {}
     if artefact == "subsampling" and severity is not None:
@@ -67,22 +69,18 @@ def run_simulate(
         raise InputError(str(exc)) from None
     corrupted = sim.image.astype(np.float32)
     result = corrupted[0] if slice_axis is None else np.moveaxis(corrupted, 0, slice_axis)
-    write_volume(
-        volume.with_array(result),
-        output,
-        overwrite=overwrite,
-        like=volume,
-    )
-    log.info("wrote %s", output)
-    if params_out is not None:
-        record = {"artefact": artefact, "severity": severity, "seed": seed, "slices": sim.to_records()}
-        with atomic_file(params_out) as tmp:
-            tmp.write_text(json.dumps(record, indent=1))
-    if preview is not None:
-        from artefix.viz import simulation_preview
+    with output_transaction(outputs):  # all of them or none
+        write_volume(volume.with_array(result), output, overwrite=overwrite, like=volume)
+        if params_out is not None:
+            record = {"artefact": artefact, "severity": severity, "seed": seed, "slices": sim.to_records()}
+            with atomic_file(params_out) as tmp:
+                tmp.write_text(json.dumps(record, indent=1))
+        if preview is not None:
+            from artefix.viz import simulation_preview
 
-        k = int(np.argmax(slices.reshape(len(slices), -1).std(axis=1)))
-        simulation_preview(slices[k], corrupted[k], preview, title=f"{artefact} (slice {k})")
+            k = int(np.argmax(slices.reshape(len(slices), -1).std(axis=1)))
+            simulation_preview(slices[k], corrupted[k], preview, title=f"{artefact} (slice {k})")
+    log.info("wrote %s", output)
 
 
 def validate_image_volume(array: np.ndarray) -> np.ndarray:

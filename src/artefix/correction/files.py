@@ -3,8 +3,9 @@
 Every output is refused before any work when it is unsafe (exists without ``overwrite``, is the input,
 has no folder, unsupported family), and nothing is written until the whole volume is corrected, so a
 failure while reading or during inference leaves no output at all. Each file is written atomically
-(temporary sibling, then rename); should a later write of the same run fail, the files this run had
-already created are removed again.
+(temporary sibling, then rename); should a later write of the same run fail, what this run wrote is
+removed again and any outputs it was replacing (``overwrite``) are put back
+(:func:`artefix.atomic.output_transaction`).
 
 Output families follow ``OUTPUT``'s extension (:func:`artefix.data.io.write_volume`): NIfTI keeps the
 input's header and affine, a folder is a new DICOM series derived from a DICOM input, ``.npy``/``.npz``/
@@ -17,16 +18,14 @@ output gets ``.npy`` residuals, since a PNG cannot hold signed values in the inp
 from __future__ import annotations
 
 import os
-import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from artefix.atomic import check_output_path, same_path
+from artefix.atomic import check_output_path, one_line, output_transaction, same_path
 from artefix.correction.record import SNR_SCOPES, CorrectionRecord
 from artefix.correction.volume import correct_volume
 from artefix.data.io import Volume, read_volume, write_volume
@@ -105,42 +104,15 @@ def _check_family(volume: Volume, output: Path, what: str) -> None:
         raise OutputError(f"{output}: PNG holds one 2D slice; the input has shape {volume.array.shape}")
 
 
-def _check_device(device: str) -> Any:
-    import torch
-
-    try:
-        dev = torch.device(device)
-    except RuntimeError as exc:
-        raise InputError(f"--device {device!r} is not a device (use cpu or cuda)") from exc
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise InputError(f"--device {device}: CUDA is not available on this machine; use --device cpu")
-    return dev
-
-
 def _check_outputs(paths: Sequence[Path], inputs: Sequence[Path], overwrite: bool) -> None:
     for i, path in enumerate(paths):
         for other in paths[:i]:
             if same_path(path, other):
                 raise OutputError(f"{path}: the same path is used for two outputs")
-        check_output_path(path, overwrite=overwrite, inputs=tuple(inputs))
+        check_output_path(path, overwrite=overwrite, inputs=tuple(inputs), folder_ok=not path.suffix)
         for source in inputs:
             if path.resolve() in Path(source).resolve().parents:
                 raise OutputError(f"{path}: output folder holds the input {source}; choose another output path")
-
-
-@contextmanager
-def _transaction() -> Iterator[list[Path]]:
-    """Collect paths created by a run; remove them all if the block fails."""
-    created: list[Path] = []
-    try:
-        yield created
-    except BaseException:
-        for path in reversed(created):
-            if path.is_dir() and not path.is_symlink():
-                shutil.rmtree(path, ignore_errors=True)
-            else:
-                path.unlink(missing_ok=True)
-        raise
 
 
 def correct_file(
@@ -192,7 +164,7 @@ def correct_file(
         InputError: Unreadable input, bad model, bad options (one-line message).
         OutputError: Unsafe or failed output (one-line message); nothing is left behind.
     """
-    from artefix.models.registry import DEFAULT_MODEL, load_named_model
+    from artefix.models.registry import DEFAULT_MODEL, check_device, load_named_model
 
     start = time.perf_counter()
     input_path, output_path = Path(input).expanduser(), Path(os.fspath(output)).expanduser()
@@ -212,7 +184,7 @@ def correct_file(
             raise OutputError(f"{residual_dir}: its parent folder {residual_dir.parent} does not exist")
         if residual_dir.exists() and not residual_dir.is_dir():
             raise OutputError(f"{residual_dir}: exists and is not a folder")
-    dev = _check_device(device)
+    dev = check_device(device)
     if snr_scope not in SNR_SCOPES:
         raise InputError(f"--snr-scope must be one of {', '.join(SNR_SCOPES)}, got {snr_scope!r}")
 
@@ -258,19 +230,19 @@ def correct_file(
         timings["correct"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
-        with _transaction() as created:
-            existed = output_path.exists()
+        summary = report_path.with_suffix(".json") if report_path is not None else None
+        targets = [output_path, *res_paths.values(), *(p for p in (report_path, summary) if p is not None)]
+        if residual_dir is not None and not residual_dir.exists():
+            targets.append(residual_dir)  # made by this run: removed again should it fail
+        with output_transaction(targets):
             write_volume(result.volume, output_path, overwrite=overwrite, like=volume)
-            if not existed:
-                created.append(output_path)
             if residual_dir is not None and not residual_dir.exists():
-                residual_dir.mkdir()
-                created.append(residual_dir)
+                try:
+                    residual_dir.mkdir()
+                except OSError as exc:
+                    raise OutputError(f"{residual_dir}: cannot create the residual folder ({one_line(exc)})") from exc
             for head, path in res_paths.items():
-                existed = path.exists()
                 write_volume(result.residuals[head], path, overwrite=overwrite, like=volume)
-                if not existed:
-                    created.append(path)
             timings["write"] = time.perf_counter() - t0
             timings["total"] = time.perf_counter() - start
             run = CorrectionRun(
@@ -278,7 +250,7 @@ def correct_file(
                 output=output_path,
                 residual_paths=res_paths,
                 report=report_path,
-                summary=report_path.with_suffix(".json") if report_path is not None else None,
+                summary=summary,
                 model_card=card,
                 record=result.record,
                 timings=timings,
@@ -286,6 +258,6 @@ def correct_file(
             if report_path is not None:
                 from artefix.report import write_report
 
-                created.extend(write_report(run, volume, result.volume, overwrite=overwrite))
+                write_report(run, volume, result.volume, overwrite=overwrite)
         del result
     return run

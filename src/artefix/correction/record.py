@@ -237,6 +237,8 @@ class CorrectionRecord:
             return ""
         lo, hi = summary["noise_gate_db"]
         fade = f"the noise correction fades out from {lo:g} to {hi:g} dB (a scan's own noise is kept)"
+        if self.strength_of("noise") == 0:  # left out (--only): the gate's state would mislead
+            return f"estimated SNR median {summary['median_db']:.1f} dB; the noise correction was not applied"
         if summary["scope"] == "scan" and summary["scan_db"] is not None:
             snr = summary["scan_db"]
             weight = float(np.nanmax(self.noise_gate_weights()))  # the same for every slice

@@ -733,6 +733,10 @@ def evaluate(
     if clash:
         raise InputError(f"model name(s) {', '.join(sorted(clash))} clash with method names; rename the file")
 
+    if specs:
+        from artefix.models.registry import check_device
+
+        check_device(device)  # before reading any scan
     files = discover_scans([Path(d) for d in data])
     if not files:
         raise InputError(f"no scans found in {', '.join(map(str, data))}")

@@ -107,9 +107,12 @@ def read_card(weights: Path) -> dict[str, Any] | None:
     if not path.is_file():
         return None
     try:
-        return json.loads(path.read_text())
+        card = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
         raise InputError(f"{path}: unreadable model card ({one_line(exc)})") from exc
+    if not isinstance(card, dict):
+        raise InputError(f"{path}: a model card is a JSON object, not {type(card).__name__}")
+    return card
 
 
 def load_model(

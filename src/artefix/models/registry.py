@@ -176,6 +176,28 @@ def resolve_model(name_or_path: str | Path) -> Path:
     )
 
 
+def check_device(device: str | torch.device) -> torch.device:
+    """The torch device named by ``device`` if the models can run there: ``cpu``, or ``cuda[:N]`` with CUDA present.
+
+    Raises:
+        InputError: Not a device name, another kind of device, or CUDA absent or without device ``N``.
+    """
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise InputError(f"--device {device!r} is not a device (use cpu or cuda)") from exc
+    if dev.type not in ("cpu", "cuda"):
+        raise InputError(f"--device {device}: artefix runs on cpu or cuda, not {dev.type}")
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise InputError(f"--device {device}: CUDA is not available on this machine; use --device cpu")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise InputError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    return dev
+
+
 def load_named_model(
     name_or_path: str | Path = DEFAULT_MODEL, device: str | torch.device = "cpu"
 ) -> tuple[DualDomainModel, dict[str, Any]]:
