@@ -26,7 +26,14 @@ randomly permuted PE order and gives incoherent, noise-like ghosting. Either way
 lines of every segment explicitly, so a logged corruption replays exactly.
 
 The moved images are computed in one batched ``grid_sample`` (bilinear, zero padding) over all
-segments, followed by one batched FFT; the lines are then gathered with index operations.
+segments, followed by one batched FFT; the lines are then gathered with index operations. Bilinear
+interpolation is a low-pass filter for a sub-pixel shift (its response at Nyquist is ``|1 - 2d|`` for a
+fractional shift ``d``), so the corrupted lines also lose some high-frequency energy that a true rigid
+motion keeps (TorchIO's ``RandomMotion`` interpolates linearly too); an exact Fourier shift and rotation
+would remove that blur, at the cost of regenerating every model and evaluation that used this simulator.
+
+The corrupted fraction is of the lines outside the clean centre band (the paper: of all lines), so with
+the 7 % training band 28-74 % of all lines are corrupted, and a wider evaluation band corrupts fewer.
 
 Example:
     >>> import numpy as np

@@ -17,8 +17,10 @@ centre lines so the corrupted image stays aligned with the clean one. Magnitudes
 unchanged.
 
 Training ranges (paper, uniform): ``Delta in [20, 120]`` px, ``alpha in [0.1, 5]``,
-``beta in [0, pi/4]``, ``ky0 in (pi/10, pi/8]``. The paper applies it to pelvic scans (PE = AP) and
-has no evaluation levels for it.
+``beta in [0, pi/4]``, ``ky0 in (pi/10, pi/8]``. The paper applies it to pelvic scans with PE = AP and
+has no evaluation levels for it. A training draw picks the PE axis at random (rows or columns) unless
+``pe_axis`` is given: an array's axes do not say which one is AP (a DICOM slice's rows run along it, a
+RAS-ordered NIfTI's along the other axis), and clinical protocols also phase-encode left-right.
 
 Example:
     >>> import numpy as np

@@ -116,7 +116,9 @@ ARTEFACT_NAMES: tuple[str, ...] = tuple(REGISTRY)
 
 #: The paper's brain training distribution: one of the four artefacts, uniformly.
 BRAIN_TRAINING: tuple[str, ...] = ("bias", "subsampling", "motion", "noise")
-#: The pelvic training distribution adds periodic (breathing) motion.
+#: The pelvic training distribution adds periodic (breathing) motion. Drawn uniformly (the dataset's default
+#: ``weights=None``), both kinds of motion feed the motion head, so it gets 2/5 of the slices rather than the
+#: paper's 1/4 ("only one of the augmented artefacts" of four types); the shipped pelvic model was trained so.
 PELVIS_TRAINING: tuple[str, ...] = ("bias", "subsampling", "motion", "periodic-motion", "noise")
 
 
