@@ -169,3 +169,26 @@ def test_summarise_rows():
     assert all(r["bold"] for r in single)  # one slice: chi2 = 14 - 12 = 2, p = exp(-1) > 0.05
     with pytest.raises(ValueError, match="NaN"):
         summarise(np.array([[np.nan, 1.0, 2.0]]), NAMES, lower_is_better=False)
+
+
+def test_identical_methods_are_tested_once():
+    """A method entered twice (subsampling's input and zero-filled) must not change anyone's bold mark."""
+    rng = np.random.default_rng(7)
+    changed = 0
+    for _ in range(40):
+        base = rng.normal(0.0, 1.0, size=(12, 1)) + rng.normal(0.0, 0.6, size=(12, 3)) + [0.0, 0.5, 0.9]
+        plain = bold_group(base, ["a", "b", "c"], lower_is_better=False)
+        twice = bold_group(np.column_stack([base[:, 0], base]), ["a", "a2", "b", "c"], lower_is_better=False)
+        assert twice == plain | ({"a2"} if "a" in plain else set())
+        counted_twice = _nemenyi_bold(np.column_stack([base[:, 0], base]), ["a", "a2", "b", "c"])
+        changed += counted_twice - {"a2"} != plain
+    assert changed > 0  # the naive test (a duplicate as a method of its own) does differ on these draws
+
+
+def _nemenyi_bold(M, names):
+    """Bold group with every column counted as a method of its own (what a duplicate used to get)."""
+    if friedman(M)[1] >= 0.05:
+        return set(names)
+    best = names[int(np.argmax(M.mean(axis=0)))]
+    row = nemenyi(M, names).loc[best]
+    return {best} | {m for m in names if float(row[m]) >= 0.05}

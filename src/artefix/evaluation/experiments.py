@@ -241,7 +241,8 @@ class EvalSlice:
 
     Attributes:
         file: The scan (as discovered).
-        key: ``"folder/file"``: the location-independent name used in the seeds.
+        key: ``"folder/file"`` (more parent folders where two scans share it, :func:`seed_keys`): the
+            location-independent name used in the seeds.
         index: Slice index along the slice axis of the volume.
         image: float32 ``(H, W)``, non-negative magnitudes scaled by the volume's 99th percentile.
         spacing: In-plane pixel size ``(dy, dx)`` in mm.
@@ -278,6 +279,29 @@ def _in_plane(volume: Any, axis: int) -> tuple[tuple[int, int], tuple[float, flo
         return (int(shape[0]), int(shape[1])), (float(spacing[0]), float(spacing[1]))
     dims = [i for i in range(len(shape)) if i != axis]
     return (int(shape[dims[0]]), int(shape[dims[1]])), (float(spacing[dims[0]]), float(spacing[dims[1]]))
+
+
+def seed_keys(files: Sequence[Path]) -> list[str]:
+    """The location-independent name of each scan that seeds its corruptions: ``"folder/file"``.
+
+    Where two scans of a run share that name (``patient/study1/T1.nii.gz`` and ``other/study1/T1.nii.gz``),
+    both get more of their parent folders until the names differ, so no two scans are corrupted alike.
+
+    Args:
+        files: The run's scans.
+
+    Returns:
+        One key per file, in order.
+    """
+    parts = [Path(f).parts for f in files]
+    depth = [min(2, len(p)) for p in parts]
+    while True:
+        keys = ["/".join(p[-d:]) for p, d in zip(parts, depth, strict=True)]
+        clash = [i for i, k in enumerate(keys) if keys.count(k) > 1 and depth[i] < len(parts[i])]
+        if not clash:
+            return keys
+        for i in clash:
+            depth[i] += 1
 
 
 def load_slices(
@@ -327,6 +351,7 @@ def load_slices(
     wanted: dict[int, set[int]] = {}
     for p in set(chosen) | set(tune):
         wanted.setdefault(refs[p][0], set()).add(refs[p][1])
+    keys = seed_keys(files)
     prepared: dict[tuple[int, int], EvalSlice] = {}
     for pos, indices in sorted(wanted.items()):
         file = Path(files[pos])
@@ -343,7 +368,7 @@ def load_slices(
             raise InputError(f"{file}: slices of {size[0]}x{size[1]} are too small for VIF (>= 41x41); use --matrix")
         order = sorted(indices)
         stack, kept = prepare_slices(volume, axis, size, foreground, normalise="percentile", fit=fit, indices=order)
-        key = f"{file.parent.name}/{file.name}"
+        key = keys[pos]
         for k, img in zip(kept.tolist(), stack, strict=True):
             prepared[(pos, int(k))] = EvalSlice(str(file), key, int(k), np.abs(img), pixel)
     return [prepared[refs[p]] for p in chosen], [prepared[refs[p]] for p in tune], where

@@ -150,7 +150,9 @@ def markdown_report(result: EvaluationResult, figures: Mapping[str, str] | None 
         "- Metrics on z-normalised images: every output is z-normalised (zero mean, unit standard deviation) "
         "before it is compared with the z-normalised clean slice. Cells: mean ± standard error over slices. "
         "**Bold**: the best mean and every method not significantly different from it (Friedman test over "
-        "the slices x methods matrix, Nemenyi post-hoc, 0.05; all bold when Friedman finds no difference).",
+        "the slices x methods matrix, Nemenyi post-hoc, 0.05; all bold when Friedman finds no difference; "
+        "a table of two methods uses the Wilcoxon signed-rank test instead, and methods with identical "
+        "values, such as `input` and `zero-filled` for subsampling, count once).",
         "- `input` is the corrupted image; `-paper` baselines use the paper's settings, the others are tuned; "
         "`A>B` applies model A, then model B to A's (z-normalised) output.",
     ]
@@ -267,7 +269,7 @@ def latex_tables(result: EvaluationResult) -> str:
     cells = _cells(result)
     out = [
         "% artefix evaluate: mean $\\pm$ standard error; \\textbf = best and not significantly different",
-        "% (Friedman + Nemenyi, 0.05). Needs \\usepackage{booktabs}.",
+        "% (Friedman + Nemenyi, 0.05; Wilcoxon for two methods). Needs \\usepackage{booktabs}.",
         "",
     ]
     for exp, methods in result.methods.items():

@@ -158,10 +158,17 @@ def bold_group(M: Any, methods: Sequence[str], lower_is_better: bool, alpha: flo
     Returns:
         The set of bold method names (always contains the best one). 1 method: itself. 2 methods:
         Wilcoxon signed-rank test. 3 or more: all methods when Friedman's ``p >= alpha``, else the best
-        plus every method whose Nemenyi p-value against it is ``>= alpha``.
+        plus every method whose Nemenyi p-value against it is ``>= alpha``. Methods with identical columns
+        (e.g. ``input`` and ``zero-filled`` for subsampling) are tested once and share the result: counting
+        one method twice would change Friedman's ranks and Nemenyi's critical difference.
     """
     arr = _scores(M)
     names = _names(methods, arr.shape[1])
+    twin = [next(i for i in range(j + 1) if np.array_equal(arr[:, i], arr[:, j])) for j in range(arr.shape[1])]
+    if len(set(twin)) < len(twin):
+        keep = sorted(set(twin))
+        bold = bold_group(arr[:, keep], [names[j] for j in keep], lower_is_better, alpha)
+        return {names[j] for j in range(len(names)) if names[twin[j]] in bold}
     a = _check_alpha(alpha)
     best = _best(arr, bool(lower_is_better))
     k = arr.shape[1]
