@@ -454,3 +454,22 @@ def test_fit_gates_trains_the_detector_on_the_residuals_as_shipped():
         load_config(tiny, ["model.bias_smooth=2"])
     with pytest.raises(ConfigError, match="noise_snr"):
         load_config(tiny, ["model.noise_snr=[12, 9]"])
+
+
+def test_choices_are_stored_normalised_and_a_small_matrix_needs_no_vif(tmp_path):
+    config = load_config(CONFIGS / "tiny.yaml", ["trainer.monitor=VAL/MSE", "model.preset=TINY", "loss.deltas=MSE"])
+    assert (config.trainer.monitor, config.model.preset, config.loss.deltas) == ("val/mse", "tiny", "mse")
+    with pytest.raises(ConfigError, match="too small for the vif"):
+        load_config(CONFIGS / "tiny.yaml", ["data.matrix=[32,32]"])
+    small = load_config(CONFIGS / "tiny.yaml", ["data.matrix=[32,32]", "trainer.val_metrics=[mse,ssim]"])
+    assert small.data.matrix == (32, 32)
+    with pytest.raises(ConfigError, match="share"):
+        load_config(CONFIGS / "tiny.yaml", ["data.val_samples=[brain-t1]"])
+
+
+def test_data_root_takes_the_roots_of_a_config_without_a_base(tmp_path):
+    config_file = tmp_path / "files.yaml"
+    config_file.write_text("name: files\ndata:\n  source: files\n  roots: [open_ms, ixi]\n")
+    config = load_config(config_file, data_root="/data/mri")
+    assert config.data.base == "/data/mri" and config.data.roots == ("open_ms", "ixi")
+    assert load_config(config_file).data.roots == (str(tmp_path / "open_ms"), str(tmp_path / "ixi"))

@@ -194,3 +194,34 @@ def test_pelvis_config_trains_on_the_shared_dicom_series(shared_data, tmp_path):
     assert card["data"]["val_patients"] and set(card["data"]["train_patients"]).isdisjoint(card["data"]["val_patients"])
     assert all(p.startswith("ProstateX-") for p in card["data"]["train_patients"])
     assert (tmp_path / "pelvis" / "split.json").is_file()
+
+
+def test_failures_on_config_data_or_out_leave_no_run_folder(tmp_path):
+    """Missing data, a trainer setting Lightning refuses, or --out naming a file: one error, nothing written."""
+    missing = tiny("data.source=files", f"data.roots=[{tmp_path / 'no-such-scans'}]")
+    with pytest.raises(InputError):
+        fit(missing, tmp_path / "run")
+    with pytest.raises(ConfigError, match="trainer:"):
+        fit(tiny("trainer.accelerator=foo"), tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(OutputError, match="is a file"):
+        fit(tiny(), tmp_path / "afile")
+
+
+def test_resume_keeps_a_changed_patience_and_refuses_a_longer_cosine(tmp_path):
+    from types import SimpleNamespace
+
+    from lightning.pytorch.callbacks import EarlyStopping
+
+    from artefix.training.callbacks import KeepPatience
+    from artefix.training.config import save_config
+    from artefix.training.engine import _check_resume_config
+
+    restored = EarlyStopping(monitor="val/mse", patience=10)  # as Lightning restores it from the checkpoint
+    KeepPatience(2).on_fit_start(SimpleNamespace(early_stopping_callbacks=[restored]), None)
+    assert restored.patience == 2
+    saved = save_config(tiny("optimizer.schedule=cosine", "trainer.max_epochs=4"), tmp_path / "config.yaml")
+    _check_resume_config(tiny("optimizer.schedule=cosine", "trainer.max_epochs=4", "trainer.patience=2"), saved)
+    with pytest.raises(ConfigError, match="cosine schedule's length"):
+        _check_resume_config(tiny("optimizer.schedule=cosine", "trainer.max_epochs=8"), saved)

@@ -159,3 +159,14 @@ def test_the_mt_vs_mt_lc_ablation_changes_only_the_loss():
             if "fitgates" in lc:
                 doc["model"].pop("init")  # each from its own stage 2
         assert a == b
+
+
+def test_a_stage_set_path_is_taken_from_the_pipeline_folder(tmp_path, monkeypatch):
+    folder = tmp_path / "pipes"
+    folder.mkdir()
+    doc = {"name": "p", "stages": [{"name": "only", "config": str(TINY), "set": ["data.split=my_split.json"]}]}
+    monkeypatch.chdir(tmp_path)  # elsewhere than the pipeline file
+    ((_, config, _),) = stage_configs(load_pipeline(write(folder / "p.yaml", doc)), tmp_path / "run", [])
+    assert config.data.split == str(folder / "my_split.json")
+    ((_, config, _),) = stage_configs(load_pipeline(folder / "p.yaml"), tmp_path / "run", ["data.split=cli.json"])
+    assert config.data.split == str(tmp_path / "cli.json")  # a command-line path: the current folder

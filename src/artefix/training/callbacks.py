@@ -67,6 +67,22 @@ def _flush_logs(trainer: L.Trainer) -> None:
         logger.save()
 
 
+class KeepPatience(L.Callback):
+    """Applies the configured early-stopping ``patience`` again once a ``--resume`` restored the callbacks.
+
+    Lightning restores ``EarlyStopping.patience`` with the rest of its state, so a resumed run with another
+    ``trainer.patience`` (a change ``--resume`` allows) would silently keep the old one. The restore happens
+    before ``on_fit_start``.
+    """
+
+    def __init__(self, patience: int) -> None:
+        self.patience = int(patience)
+
+    def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
+        for callback in trainer.early_stopping_callbacks:
+            callback.patience = self.patience
+
+
 class ModelExport(L.Callback):
     """Export best/last weights as safetensors with model cards and keep ``run.json`` up to date.
 

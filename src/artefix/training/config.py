@@ -165,7 +165,7 @@ class ModelSection:
     def __post_init__(self) -> None:
         from artefix.models import ALL_HEADS, PRESETS, ModelConfig
 
-        _choice(self.preset, "model.preset", tuple(PRESETS))
+        object.__setattr__(self, "preset", _choice(self.preset, "model.preset", tuple(PRESETS)))
         if self.heads is not None:
             object.__setattr__(self, "heads", _names(self.heads, "model.heads", ALL_HEADS))
         if self.seed is not None:
@@ -238,7 +238,7 @@ class LossSection:
         from artefix.losses import DELTA_PRESETS, KERNEL_NAMES
 
         if isinstance(self.deltas, str):
-            _choice(self.deltas, "loss.deltas", tuple(DELTA_PRESETS))
+            object.__setattr__(self, "deltas", _choice(self.deltas, "loss.deltas", tuple(DELTA_PRESETS)))
         elif isinstance(self.deltas, Mapping):
             unknown = sorted(set(self.deltas) - set(KERNEL_NAMES))
             if unknown:
@@ -411,6 +411,9 @@ class DataSection:
         _int(self.split_seed, "data.split_seed", 0)
         object.__setattr__(self, "train_samples", _names(self.train_samples, "data.train_samples", SAMPLE_NAMES))
         object.__setattr__(self, "val_samples", _names(self.val_samples, "data.val_samples", SAMPLE_NAMES))
+        both = sorted(set(self.train_samples) & set(self.val_samples))
+        if both:
+            raise ValueError(f"data.train_samples and data.val_samples share {both}: validation needs other slices")
         matrix = self.matrix
         if isinstance(matrix, int) and not isinstance(matrix, bool):
             matrix = (matrix, matrix)
@@ -511,7 +514,7 @@ class TrainerSection:
         _int(self.max_epochs, "trainer.max_epochs", 1)
         _int(self.patience, "trainer.patience", 1)
         object.__setattr__(self, "min_delta", _float(self.min_delta, "trainer.min_delta", 0.0))
-        _choice(self.monitor, "trainer.monitor", MONITORS)
+        object.__setattr__(self, "monitor", _choice(self.monitor, "trainer.monitor", MONITORS))
         if not isinstance(self.accelerator, str) or not self.accelerator:
             raise ValueError(f"trainer.accelerator must be a name such as auto, cpu or gpu, got {self.accelerator!r}")
         devices = self.devices
@@ -639,6 +642,13 @@ class TrainConfig:
             raise ValueError(
                 f"data.artefacts {missing} have no matching model head (model.heads: {list(self.model.head_names)})"
             )
+        from artefix.evaluation.metrics import VIF_MIN_SIZE
+
+        if "vif" in self.trainer.val_metrics and min(self.data.matrix) < VIF_MIN_SIZE:
+            raise ValueError(
+                f"data.matrix {list(self.data.matrix)} is too small for the vif validation metric "
+                f"(>= {VIF_MIN_SIZE} a side); enlarge it or drop vif from trainer.val_metrics"
+            )
 
     @property
     def model_seed(self) -> int:
@@ -708,10 +718,11 @@ def _looks_like_path(text: str) -> bool:
     return "/" in text or "\\" in text or text.endswith(".safetensors")
 
 
-def _resolve_paths(raw: dict[str, Any], folder: Path) -> dict[str, Any]:
+def _resolve_paths(raw: dict[str, Any], folder: Path, *, base_given: bool = False) -> dict[str, Any]:
     """Make ``data.base``/``data.split`` (and ``data.roots`` without a base) absolute against ``folder``.
 
-    ``model.init`` too, when it is a path rather than a shipped model name.
+    ``model.init`` too, when it is a path rather than a shipped model name. ``base_given``: an override
+    sets ``data.base`` (``--data-root``), so roots stay relative to it even where the file has no base.
     """
     model = raw.get("model")
     if isinstance(model, dict) and isinstance(model.get("init"), str) and _looks_like_path(model["init"]):
@@ -724,7 +735,7 @@ def _resolve_paths(raw: dict[str, Any], folder: Path) -> dict[str, Any]:
         if isinstance(data.get(key), str) and data[key]:
             data[key] = _resolve(data[key], folder)
     roots = data.get("roots")
-    if data.get("base") is None and isinstance(roots, list):
+    if data.get("base") is None and not base_given and isinstance(roots, list):
         data["roots"] = [_resolve(r, folder) if isinstance(r, str) else r for r in roots]
     return {**raw, "data": data}
 
@@ -801,6 +812,8 @@ def load_config(
     *,
     data_root: str | Path | None = None,
     cwd: Path | None = None,
+    first: Iterable[str] = (),
+    first_cwd: Path | None = None,
 ) -> TrainConfig:
     """Read, resolve and validate a YAML configuration file.
 
@@ -809,6 +822,9 @@ def load_config(
         overrides: ``KEY=VALUE`` strings (see :func:`apply_overrides`), applied after the file.
         data_root: Shorthand for the override ``data.base=DATA_ROOT``.
         cwd: Folder that relative override paths are resolved against (default: the current folder).
+        first: Overrides applied before ``overrides``, with relative paths against ``first_cwd`` (a
+            pipeline stage's ``set``, written next to the pipeline file).
+        first_cwd: See ``first``.
 
     Returns:
         The validated :class:`TrainConfig`, with absolute ``data.base`` / ``data.split`` paths.
@@ -822,10 +838,13 @@ def load_config(
         raw = {}
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: a config file must hold a YAML mapping, got {type(raw).__name__}")
-    raw = _resolve_paths(raw, path.parent.absolute())
+    first = list(first)
     extra = list(overrides)
     if data_root is not None:
         extra.insert(0, f"data.base={data_root}")
+    base_given = any(item.split("=", 1)[0].strip() == "data.base" for item in [*first, *extra])
+    raw = _resolve_paths(raw, path.parent.absolute(), base_given=base_given)
+    raw = apply_overrides(raw, first, first_cwd)
     raw = apply_overrides(raw, extra, cwd)
     return TrainConfig.from_dict(raw, source=str(path))
 

@@ -38,8 +38,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from artefix.atomic import one_line
 from artefix.errors import InputError, OutputError
-from artefix.training.callbacks import RUN_FILE, ModelExport, read_run_file
+from artefix.training.callbacks import RUN_FILE, KeepPatience, ModelExport, read_run_file
 from artefix.training.config import ConfigError, TrainConfig, save_config
 
 log = logging.getLogger(__name__)
@@ -134,6 +135,16 @@ def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+def _trainer(factory: Any, **settings: Any) -> Any:
+    """``factory(**settings)`` (Lightning's Trainer), its refusals of the trainer section as one-line errors."""
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+
+    try:
+        return factory(**settings)
+    except (MisconfigurationException, ValueError, TypeError, RuntimeError) as exc:
+        raise ConfigError(f"trainer: {one_line(exc)}") from None
+
+
 def _check_resume_config(config: TrainConfig, saved_path: Path) -> None:
     from artefix.training.config import load_config
 
@@ -144,6 +155,12 @@ def _check_resume_config(config: TrainConfig, saved_path: Path) -> None:
         raise ConfigError(
             f"cannot resume {saved_path.parent}: the configuration differs from the saved one in {', '.join(changed)}"
             f" (only {', '.join(RESUMABLE_CHANGES)} may change)"
+        )
+    key = "trainer.max_epochs"
+    if now.get("optimizer.schedule") == "cosine" and saved.get(key) != now.get(key):
+        raise ConfigError(
+            f"cannot resume {saved_path.parent} with {key} {now.get(key)} (was {saved.get(key)}): the cosine "
+            "schedule's length was fixed when the run started; start a new run from its weights (model.init)"
         )
 
 
@@ -236,6 +253,8 @@ def fit(
     from artefix.training.module import ArtefactCorrectionModule
 
     out_dir = Path(out_dir).expanduser().absolute()
+    if out_dir.exists() and not out_dir.is_dir():
+        raise OutputError(f"{out_dir}: is a file; --out names the run folder")
     checkpoint = out_dir / CHECKPOINT
     secondary = is_secondary_process()  # reads the same files as rank 0, writes nothing here
     if resume and not checkpoint.is_file():
@@ -256,17 +275,16 @@ def fit(
         from artefix.models.registry import resolve_model
 
         resolve_model(config.model.init)  # a missing init fails here, before the run folder is made
-    if not secondary:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        save_config(config, out_dir / CONFIG_FILE, header=f"resolved configuration of the run in {out_dir}")
+    saved_config = config
     if resume and config.data.split is None and (out_dir / SPLIT_FILE).is_file():
         config = dataclasses.replace(config, data=dataclasses.replace(config.data, split=str(out_dir / SPLIT_FILE)))
 
+    # Everything that can fail on the configuration or the data runs before the run folder is written.
     L.seed_everything(config.seed, workers=True, verbose=False)
     if config.trainer.cpu_threads is not None:
         torch.set_num_threads(config.trainer.cpu_threads)
-    split_out = None if secondary or config.data.split is not None else out_dir / SPLIT_FILE
-    plan = plan_data(config.data, split_out)
+    write_split = not secondary and config.data.split is None
+    plan = plan_data(config.data)
     datamodule = ArtefactDataModule(config.data, plan, config.data_seed)
     module = ArtefactCorrectionModule(config)
     t = config.trainer
@@ -275,13 +293,15 @@ def fit(
     all_callbacks: list[Any] = [
         export,
         EarlyStopping(monitor=t.monitor, patience=t.patience, min_delta=t.min_delta, mode="min"),
+        KeepPatience(t.patience),
         ModelCheckpoint(dirpath=out_dir, filename="last", save_top_k=1, monitor=None, enable_version_counter=False),
         *callbacks,
     ]
     bar = None if quiet else _progress_bar(t.progress_bar)
     if bar is not None:
         all_callbacks.append(bar)
-    trainer = L.Trainer(
+    trainer = _trainer(
+        L.Trainer,
         default_root_dir=out_dir,
         max_epochs=t.max_epochs,
         accelerator=t.accelerator,
@@ -305,6 +325,14 @@ def fit(
         enable_model_summary=not quiet,
         reload_dataloaders_every_n_epochs=1,
     )
+    if not secondary:
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OutputError(f"{out_dir}: cannot create the run folder ({one_line(exc)})") from exc
+        save_config(saved_config, out_dir / CONFIG_FILE, header=f"resolved configuration of the run in {out_dir}")
+        if write_split and plan.split is not None:
+            plan.split.save(out_dir / SPLIT_FILE)
     with warnings.catch_warnings():
         # The run folder holds config.yaml, logs and weights next to last.ckpt on purpose.
         warnings.filterwarnings("ignore", message=r".*Checkpoint directory .* exists and is not empty")

@@ -142,20 +142,22 @@ def stage_configs(
 ) -> list[tuple[Stage, TrainConfig, Path]]:
     """Resolve every stage: its configuration and its run folder ``OUT/NAME``.
 
-    ``overrides`` and ``data_root`` apply to every stage after the stage's own ``set``; a stage's ``init``
+    ``overrides`` and ``data_root`` apply to every stage after the stage's own ``set`` (whose relative paths
+    are taken from the pipeline file's folder); a stage's ``init``
     then sets ``model.init`` to the earlier stage's ``best.safetensors`` (which need not exist yet).
 
     Raises:
         ConfigError: A stage's configuration is missing or invalid (the message names the stage).
     """
     out_dir = Path(out_dir).expanduser().absolute()
+    folder = Path(pipeline.source).absolute().parent  # a stage's own set is written next to the pipeline
     resolved = []
     for stage in pipeline.stages:
-        extra = [*stage.overrides, *overrides]
+        extra = list(overrides)
         if stage.init is not None:
             extra.append(f"model.init={out_dir / stage.init / 'best.safetensors'}")
         try:
-            config = load_config(stage.config, extra, data_root=data_root)
+            config = load_config(stage.config, extra, data_root=data_root, first=stage.overrides, first_cwd=folder)
         except ConfigError as exc:
             raise ConfigError(f"stage {stage.name!r}: {exc}") from None
         resolved.append((stage, config, out_dir / stage.name))

@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from artefix.atomic import atomic_file, one_line
-from artefix.errors import InputError
+from artefix.errors import InputError, OutputError
 from artefix.training.config import TrainConfig, save_config
 
 log = logging.getLogger(__name__)
@@ -327,8 +327,11 @@ def tune(
     if n_trials < 1:
         raise ValueError(f"n_trials must be >= 1, got {n_trials}")
     out_dir = Path(out_dir).expanduser().absolute()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    plan_data(config.data)  # fail before the first trial when the data is unusable
+    plan_data(config.data)  # fail before the first trial (and before --out is made) when the data is unusable
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"{out_dir}: cannot create the study folder ({one_line(exc)})") from exc
     url = storage or default_storage(out_dir)
     name = study_name or config.name
     study = optuna.create_study(
