@@ -328,3 +328,24 @@ def test_default_slice_axis_is_the_headers_else_the_thick_one_else_the_last():
     assert default_slice_axis(Volume(data, spacing=(0.6, 3.0, 0.6), meta={"slice_axis": 0})) == 0  # the header's
     assert default_slice_axis(Volume(data[..., 0], spacing=(0.5, 3.0))) is None  # one 2D image
     assert resolve_axis(Volume(data, spacing=(0.6, 3.0, 0.6)), axis=2) == 2  # asked for
+
+
+def test_seed_keys_grow_only_where_two_scans_share_a_name(tmp_path):
+    from artefix.data.slices import SliceIndex, seed_keys
+
+    files = [Path("data/pA/study1/T1.nii.gz"), Path("data/pB/study1/T1.nii.gz"), Path("data/pB/study2/T1.nii.gz")]
+    assert seed_keys(files) == ["pA/study1/T1.nii.gz", "pB/study1/T1.nii.gz", "study2/T1.nii.gz"]
+    assert seed_keys([Path("x/scan.nii.gz")]) == ["x/scan.nii.gz"]  # a lone scan keeps "folder/file"
+    assert seed_keys([Path("a.npy"), Path("b.npy")]) == ["a.npy", "b.npy"]
+    scans = []
+    for patient in ("pA", "pB"):  # two patients, one layout: their validation corruptions must differ
+        (tmp_path / patient / "study1").mkdir(parents=True)
+        scans.append(tmp_path / patient / "study1" / "T1.npy")
+        np.save(scans[-1], np.random.default_rng(len(scans)).random((16, 16, 2)).astype(np.float32))
+    index = SliceIndex(scans, matrix=(16, 16), foreground=None)
+    assert [r.key for r in index.refs] == [
+        "pA/study1/T1.npy#0",
+        "pA/study1/T1.npy#1",
+        "pB/study1/T1.npy#0",
+        "pB/study1/T1.npy#1",
+    ]

@@ -326,12 +326,3 @@ def test_evaluate_real_volume_subsampling(shared_data):
     assert mean[(2.0, "input", "mse")] < mean[(3.0, "input", "mse")] < mean[(4.0, "input", "mse")]
     assert mean[(2.0, "input", "ssim")] > mean[(3.0, "input", "ssim")] > mean[(4.0, "input", "ssim")]
     assert all(mean[(s, "zero-filled", "mse")] == mean[(s, "input", "mse")] for s in (2.0, 3.0, 4.0))
-
-
-def test_seed_keys_grow_only_where_two_scans_share_a_name():
-    from artefix.evaluation.experiments import seed_keys
-
-    files = [Path("data/pA/study1/T1.nii.gz"), Path("data/pB/study1/T1.nii.gz"), Path("data/pB/study2/T1.nii.gz")]
-    assert seed_keys(files) == ["pA/study1/T1.nii.gz", "pB/study1/T1.nii.gz", "study2/T1.nii.gz"]
-    assert seed_keys([Path("x/scan.nii.gz")]) == ["x/scan.nii.gz"]  # a lone scan keeps "folder/file"
-    assert seed_keys([Path("a.npy"), Path("b.npy")]) == ["a.npy", "b.npy"]

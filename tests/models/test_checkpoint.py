@@ -87,6 +87,23 @@ def test_transfer_weights_copies_a_same_architecture_model_exactly():
         torch.testing.assert_close(target.state_dict()[key], value)
 
 
+def test_transfer_weights_matches_heads_by_name_not_by_shape():
+    """A bias model's head never lands in a noise model; a gated model's detector gives its heads' rows."""
+    bias = build_model("tiny", seed=0, heads=["bias"], gates=True)
+    noise = build_model("tiny", seed=1, heads=["noise"], gates=True)
+    before = {k: v.clone() for k, v in noise.state_dict().items()}
+    report = transfer_weights(noise, bias)
+    assert "image_branch.head.weight" in report["kept"] and "detector.score.weight" in report["kept"]
+    torch.testing.assert_close(noise.state_dict()["image_branch.head.weight"], before["image_branch.head.weight"])
+    full = build_model("tiny", seed=2, gates=True)
+    report = transfer_weights(noise, full)
+    assert {"detector.score.weight", "detector.score.bias"} <= set(report["heads"])
+    row = full.head_names.index("noise")
+    torch.testing.assert_close(
+        noise.state_dict()["detector.score.weight"][0], full.state_dict()["detector.score.weight"][row]
+    )
+
+
 def test_transfer_weights_refuses_another_preset():
     with pytest.raises(ValueError, match="same preset"):
         transfer_weights(build_model("tiny"), build_model("compact"))

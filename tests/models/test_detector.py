@@ -56,3 +56,13 @@ def test_gated_model_exports_to_torchscript(tmp_path):
         output, residuals = loaded(x)
     torch.testing.assert_close(output, eager.output, atol=1e-4, rtol=0)
     torch.testing.assert_close(residuals, eager.residuals, atol=1e-4, rtol=0)
+
+
+def test_a_gated_model_runs_in_float64():
+    model = build_model("tiny", seed=0, gates=True).eval()
+    x = torch.randn(2, 1, 24, 20)
+    with torch.no_grad():
+        single = model(x).residuals
+        double = model.double()(x.double()).residuals
+    assert double.dtype == torch.float64
+    torch.testing.assert_close(double.float(), single, atol=1e-4, rtol=0)

@@ -114,3 +114,14 @@ def test_order_statistic_matches_topk(fraction):
     values = torch.randn((3, 1001), generator=torch.Generator().manual_seed(2))
     k = max(1, math.ceil(fraction * 1001))
     torch.testing.assert_close(_kth_largest(values, fraction), values.topk(k, dim=-1).values[:, -1])
+
+
+def test_a_blank_slice_gets_a_zero_bias_residual_not_nan():
+    from artefix.models import build_model
+
+    model = build_model("tiny", seed=0, gates=True, bias_smooth=0.1, noise_snr=(9.0, 12.0)).eval()
+    with torch.no_grad():
+        out = model(torch.zeros(2, 1, 24, 20))  # what znorm gives for a constant slice
+        tiny = model(torch.randn(1, 1, 1, 16))  # one pixel wide: no noise estimate, no gate
+    assert torch.isfinite(out.residuals).all() and torch.isfinite(out.output).all()
+    assert torch.isfinite(tiny.residuals).all()

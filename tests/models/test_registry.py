@@ -86,6 +86,18 @@ def test_shipped_card_without_checksum_is_refused(empty_dir):
         load_named_model(DEFAULT_MODEL)
 
 
+def test_a_link_in_the_weights_folder_is_a_shipped_model_too(empty_dir, tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    target = _install(elsewhere, "linked")
+    (empty_dir / "linked.safetensors").symlink_to(target)
+    card = json.loads(target.with_suffix(".json").read_text())
+    del card["sha256"]
+    (empty_dir / "linked.json").write_text(json.dumps(card))
+    with pytest.raises(InputError, match="sha256"):
+        load_named_model("linked")
+
+
 def test_paths_must_be_safetensors(empty_dir, tmp_path):
     pickle_like = tmp_path / "model.pt"
     pickle_like.write_bytes(b"\x80\x04")

@@ -275,6 +275,29 @@ def prepare_slices(
     return np.ascontiguousarray(chosen, dtype=np.float32), kept
 
 
+def seed_keys(files: Sequence[Path]) -> list[str]:
+    """The location-independent name of each scan that seeds its corruptions: ``"folder/file"``.
+
+    Where two scans of a run share that name (``patient/study1/T1.nii.gz`` and ``other/study1/T1.nii.gz``),
+    both get more of their parent folders until the names differ, so no two scans are corrupted alike.
+
+    Args:
+        files: The run's scans.
+
+    Returns:
+        One key per file, in order.
+    """
+    parts = [Path(f).parts for f in files]
+    depth = [min(2, len(p)) for p in parts]
+    while True:
+        keys = ["/".join(p[-d:]) for p, d in zip(parts, depth, strict=True)]
+        clash = [i for i, k in enumerate(keys) if keys.count(k) > 1 and depth[i] < len(parts[i])]
+        if not clash:
+            return keys
+        for i in clash:
+            depth[i] += 1
+
+
 @dataclass(frozen=True)
 class SliceRef:
     """One (scan, slice) entry of a :class:`SliceIndex`.
@@ -288,15 +311,19 @@ class SliceRef:
     file: Path
     index: int
     patient: str
+    scan_key: str | None = None
 
     @property
     def key(self) -> str:
         """Stable name of the slice, ``"parent-folder/file-name#index"``.
 
-        It does not depend on where the data lives, on the patient rule or on which other scans are
-        indexed (``patient01/study1_T1W.nii.gz#12``, ``ProstateX-0000/4.000000-t2tsetra-00702#7``).
+        It does not depend on where the data lives or on the patient rule
+        (``patient01/study1_T1W.nii.gz#12``, ``ProstateX-0000/4.000000-t2tsetra-00702#7``); ``scan_key``
+        (:func:`seed_keys`, more parent folders where two indexed scans share a name) replaces the
+        ``parent-folder/file-name`` part.
         """
-        return f"{self.file.parent.name}/{self.file.name}#{self.index}"
+        scan = self.scan_key if self.scan_key is not None else f"{self.file.parent.name}/{self.file.name}"
+        return f"{scan}#{self.index}"
 
 
 @dataclass(frozen=True, eq=False)
@@ -419,7 +446,7 @@ class SliceIndex:
         refs: list[SliceRef] = []
         self._kept: list[np.ndarray] = []
         self._first: list[int] = []
-        for file in self.files:
+        for file, scan_key in zip(self.files, seed_keys(self.files), strict=True):
             volume = reader(file)
             stack, _ = _as_stack(volume, resolve_axis(volume, axis))
             if foreground is None:
@@ -431,7 +458,7 @@ class SliceIndex:
             patient = str(rule(file))
             self._first.append(len(refs))
             self._kept.append(kept)
-            refs.extend(SliceRef(file, int(k), patient) for k in kept.tolist())
+            refs.extend(SliceRef(file, int(k), patient, scan_key) for k in kept.tolist())
         self.refs: tuple[SliceRef, ...] = tuple(refs)
         self._file_of = np.repeat(np.arange(len(self.files)), [k.size for k in self._kept])
         self._cache: OrderedDict[int, np.ndarray] = OrderedDict()

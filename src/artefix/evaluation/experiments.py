@@ -241,8 +241,8 @@ class EvalSlice:
 
     Attributes:
         file: The scan (as discovered).
-        key: ``"folder/file"`` (more parent folders where two scans share it, :func:`seed_keys`): the
-            location-independent name used in the seeds.
+        key: ``"folder/file"`` (more parent folders where two scans share it,
+            :func:`artefix.data.slices.seed_keys`): the location-independent name used in the seeds.
         index: Slice index along the slice axis of the volume.
         image: float32 ``(H, W)``, non-negative magnitudes scaled by the volume's 99th percentile.
         spacing: In-plane pixel size ``(dy, dx)`` in mm.
@@ -281,29 +281,6 @@ def _in_plane(volume: Any, axis: int) -> tuple[tuple[int, int], tuple[float, flo
     return (int(shape[dims[0]]), int(shape[dims[1]])), (float(spacing[dims[0]]), float(spacing[dims[1]]))
 
 
-def seed_keys(files: Sequence[Path]) -> list[str]:
-    """The location-independent name of each scan that seeds its corruptions: ``"folder/file"``.
-
-    Where two scans of a run share that name (``patient/study1/T1.nii.gz`` and ``other/study1/T1.nii.gz``),
-    both get more of their parent folders until the names differ, so no two scans are corrupted alike.
-
-    Args:
-        files: The run's scans.
-
-    Returns:
-        One key per file, in order.
-    """
-    parts = [Path(f).parts for f in files]
-    depth = [min(2, len(p)) for p in parts]
-    while True:
-        keys = ["/".join(p[-d:]) for p, d in zip(parts, depth, strict=True)]
-        clash = [i for i, k in enumerate(keys) if keys.count(k) > 1 and depth[i] < len(parts[i])]
-        if not clash:
-            return keys
-        for i in clash:
-            depth[i] += 1
-
-
 def load_slices(
     files: Sequence[Path],
     max_slices: int | None = None,
@@ -327,7 +304,7 @@ def load_slices(
         InputError: No foreground slice, or a slice smaller than 41 x 41 (VIF's four scales).
     """
     from artefix.data.io import read_volume
-    from artefix.data.slices import ForegroundFilter, prepare_slices, resolve_axis
+    from artefix.data.slices import ForegroundFilter, prepare_slices, resolve_axis, seed_keys
 
     foreground = ForegroundFilter()
     refs: list[tuple[int, int]] = []

@@ -157,9 +157,14 @@ def load_model(
     return model.to(device).eval(), card
 
 
+def _is_head_key(key: str) -> bool:
+    """Whether a tensor has one row per residual head: the branches' 1x1 heads and the detector's scores."""
+    return key.endswith((".head.weight", ".head.bias")) or key in ("detector.score.weight", "detector.score.bias")
+
+
 def _head_rows(key: str, source_heads: tuple[str, ...], target_heads: tuple[str, ...]) -> list[int] | None:
     """Rows of a source head tensor that feed the target's heads (k-space heads: 2 rows per head)."""
-    if not key.endswith((".head.weight", ".head.bias")) or not set(target_heads) <= set(source_heads):
+    if not _is_head_key(key) or not set(target_heads) <= set(source_heads):
         return None
     per_head = 2 if key.startswith("kspace_branch.") else 1
     return [source_heads.index(h) * per_head + c for h in target_heads for c in range(per_head)]
@@ -168,10 +173,11 @@ def _head_rows(key: str, source_heads: tuple[str, ...], target_heads: tuple[str,
 def transfer_weights(target: DualDomainModel, source: DualDomainModel) -> dict[str, list[str]]:
     """Copy trained weights from ``source`` into ``target`` (fine-tuning and single-task starts).
 
-    Every tensor with the same name and shape is copied. The residual heads' 1x1 convolutions of a target
-    with a subset of the source's heads (e.g. the single-task ``noise`` model from the multi-task one) take
-    the rows of those heads. Everything else (e.g. a detector the source lacks) keeps the target's
-    initialisation.
+    Every tensor with the same name and shape is copied. The per-head tensors (the residual heads' 1x1
+    convolutions and the detector's scores) of a target with other heads than the source take the rows of
+    its heads when the source has them all (e.g. the single-task ``noise`` model from the multi-task one),
+    matched by head name, never by shape alone. Everything else (e.g. a detector the source lacks, or heads
+    it lacks) keeps the target's initialisation.
 
     Args:
         target: Model to fill (modified in place).
@@ -187,11 +193,12 @@ def transfer_weights(target: DualDomainModel, source: DualDomainModel) -> dict[s
     src = source.state_dict()
     dst = target.state_dict()
     report: dict[str, list[str]] = {"copied": [], "heads": [], "kept": []}
+    same_heads = tuple(source.head_names) == tuple(target.head_names)
     with torch.no_grad():
         for key, value in dst.items():
             other = src.get(key)
             rows = _head_rows(key, source.head_names, target.head_names)
-            if other is not None and other.shape == value.shape:
+            if other is not None and (same_heads or not _is_head_key(key)) and other.shape == value.shape:
                 value.copy_(other)
                 report["copied"].append(key)
             elif other is not None and rows is not None and other[rows].shape == value.shape:
@@ -199,7 +206,7 @@ def transfer_weights(target: DualDomainModel, source: DualDomainModel) -> dict[s
                 report["heads"].append(key)
             else:
                 report["kept"].append(key)
-    body = [k for k in report["kept"] if k in src and ".head." not in k and not k.endswith("num_batches_tracked")]
+    body = [k for k in report["kept"] if k in src and not _is_head_key(k) and not k.endswith("num_batches_tracked")]
     if not report["copied"] or body:
         raise ValueError(
             f"cannot start from these weights: {len(body)} tensor(s) do not match "

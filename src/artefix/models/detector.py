@@ -50,8 +50,9 @@ class ArtefactDetector(nn.Module):
 
     def forward(self, u: torch.Tensor) -> torch.Tensor:
         """Scores ``g`` of shape ``(B, K)`` in ``(0, 1)`` for Z-normalised slices ``u`` ``(B, 1, H, W)``."""
-        k = torch.log1p(fft2c(u[:, 0].float()).abs())
+        x = u[:, 0].to(self.score.weight.dtype)  # float32 under mixed precision (the FFT needs it), else the model's
+        k = torch.log1p(fft2c(x).abs())
         k = (k - k.mean(dim=(-2, -1), keepdim=True)) / k.std(dim=(-2, -1), keepdim=True).clamp_min(1e-6)
-        f = self.features(torch.stack([u[:, 0].float(), k], dim=1))
+        f = self.features(torch.stack([x, k], dim=1))
         pooled = torch.cat([f.mean(dim=(-2, -1)), f.amax(dim=(-2, -1))], dim=1)
         return torch.sigmoid(self.score(pooled)).to(u.dtype)

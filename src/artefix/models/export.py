@@ -89,7 +89,8 @@ def export_onnx(
     Args:
         model: The model; its training flag is restored afterwards.
         path: Output file (``.onnx``); parent folders must exist.
-        example_shape: ``(B, 1, H, W)`` of the example input; ``H`` and ``W`` are fixed in the graph.
+        example_shape: ``(B, 1, H, W)`` of the example input; ``H`` and ``W`` are fixed in the graph (the
+            batch axis is dynamic; a batch of 1 is traced as 2).
         opset_version: ONNX opset (>= 20 for the ``DFT`` operator with the layout used).
 
     Returns:
@@ -104,7 +105,9 @@ def export_onnx(
     except ImportError as exc:
         raise ImportError("ONNX export needs the 'onnxscript' package: pip install onnxscript") from exc
     path = Path(path)
-    example = _example(model, example_shape)
+    shape = tuple(int(v) for v in example_shape)
+    # torch.export specialises a batch of 1 and then refuses the dynamic batch axis: trace with 2 or more
+    example = _example(model, (max(shape[0], 2), *shape[1:]) if len(shape) == 4 else shape)
     was_training = model.training
     model.eval()
     try:

@@ -133,7 +133,8 @@ def _normalised_blur(values: torch.Tensor, weight: torch.Tensor, sigma: float) -
     blurred = gaussian_smooth(stack.reshape(2 * b, hl, wl), sigma / factor).reshape(b, 2, hl, wl)
     # FFT round-off leaves tiny (even negative) weights far from the foreground: floor them, and keep the
     # field within a factor of 10 either way (the paper's fields stay within [0.5, 2]).
-    support = blurred[:, 1].clamp_min(1e-6 * blurred[:, 1].flatten(1).amax(dim=-1)[:, None, None])
+    floor = 1e-6 * blurred[:, 1].flatten(1).amax(dim=-1)[:, None, None] + 1e-30  # + 1e-30: no foreground, no NaN
+    support = blurred[:, 1].clamp_min(floor)
     ratio = (blurred[:, 0] / support).clamp(-_MAX_LOG_FIELD, _MAX_LOG_FIELD)
     if factor > 1:
         ratio = F.interpolate(ratio[:, None], size=(h, w), mode="bilinear", align_corners=False)[:, 0]

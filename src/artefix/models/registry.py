@@ -220,7 +220,8 @@ def load_named_model(
     from artefix.models.checkpoint import load_model
 
     path = resolve_model(name_or_path)
-    if path.resolve().parent == weights_dir().resolve() and not _read_card(path.with_suffix(".json")).get("sha256"):
+    shipped = path.absolute().parent.resolve() == weights_dir().resolve()  # a link in the folder counts too
+    if shipped and not _read_card(path.with_suffix(".json")).get("sha256"):
         raise InputError(f"{path}: shipped model card has no sha256; refusing unverified weights")
     model, card = load_model(path, verify=True, device=device)
     card = dict(card)
