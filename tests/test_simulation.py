@@ -89,3 +89,14 @@ def test_bad_arguments(image):
         artefix.simulate(image, "noise", output="phase")
     with pytest.raises(ValueError, match="random"):
         artefix.simulate(image, "random", severity=1)
+    for seed in range(4):  # whichever artefact the seed draws: options never apply to "random"
+        with pytest.raises(ValueError, match="not to 'random'"):
+            artefix.simulate(image, "random", seed=seed, pe_axis=-1)
+
+
+def test_torch_tensors_of_any_float_type_are_accepted(image):
+    expected = artefix.simulate(image, "noise", seed=3)
+    for tensor in (torch.from_numpy(image).requires_grad_(True), torch.from_numpy(image).to(torch.bfloat16)):
+        out = artefix.simulate(tensor, "noise", seed=3)
+        assert isinstance(out, np.ndarray) and out.shape == image.shape
+    np.testing.assert_array_equal(artefix.simulate(torch.from_numpy(image), "noise", seed=3), expected)

@@ -42,9 +42,17 @@ class Simulation:
 def validate_image(image: Any) -> np.ndarray:
     """Check that ``image`` is a finite real (H, W) or (B, H, W) array and return it as NumPy.
 
+    A torch tensor is detached and copied to the CPU (a bfloat16 or float16 one becomes float32); the
+    result is always a NumPy array.
+
     Raises:
         InputError: With a one-line reason.
     """
+    if hasattr(image, "detach") and hasattr(image, "cpu"):  # a torch tensor, without importing torch here
+        image = image.detach().cpu()
+        if getattr(image, "is_floating_point", lambda: False)() and image.element_size() < 4:
+            image = image.float()
+        image = image.numpy()
     arr = np.asarray(image)
     if arr.ndim not in (2, 3):
         raise InputError(f"expected a 2D slice (H, W) or a batch (B, H, W), got an array of shape {arr.shape}")
@@ -70,6 +78,8 @@ def _draw(
         if names == RANDOM:
             if severity is not None:
                 raise ValueError("severity cannot be combined with artefact='random'")
+            if options:
+                raise ValueError(f"artefact options ({', '.join(options)}) apply to a named artefact, not to 'random'")
             names = BRAIN_TRAINING[int(rng.integers(len(BRAIN_TRAINING)))]
         return (make_params(names, rng, shape, severity, **options),)
     if options:

@@ -138,7 +138,12 @@ def test_level_ranges_replace_the_evaluation_family_range_of_one_artefact():
 
 @pytest.mark.parametrize(
     ("ranges", "message"),
-    [({"nois": (0, 1)}, "unknown artefact"), ({"noise": (5, 1)}, "low <= high"), ({"noise": (1,)}, "two finite")],
+    [
+        ({"nois": (0, 1)}, "unknown artefact"),
+        ({"noise": (5, 1)}, "low <= high"),
+        ({"noise": (1,)}, "two finite"),
+        ({"bias": (0.1, 1.5)}, "bias severity level must be in"),  # refused when read, not mid-epoch
+    ],
 )
 def test_level_ranges_are_validated(ranges, message):
     with pytest.raises(ValueError, match=message):

@@ -122,6 +122,10 @@ def test_read_scan_builtin_sample_and_stacked_npz(tmp_path):
     assert np.array_equal(vol.array[..., 1], slices[1])
     np.savez(tmp_path / "one.npz", slices[0])
     assert read_scan(tmp_path / "one.npz").array.shape == (20, 24)
+    slices[1, 5, 5] = np.nan  # a stacked .npz is checked like every other scan
+    np.savez(tmp_path / "nan.npz", *slices)
+    with pytest.raises(InputError, match="NaN"):
+        read_scan(tmp_path / "nan.npz")
 
 
 def make_scans(root, patients=5, shape=(32, 32, 4)):

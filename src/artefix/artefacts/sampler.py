@@ -224,7 +224,8 @@ def check_level_ranges(level_ranges: Mapping[str, Sequence[float]] | None) -> di
         The ranges as ``{name: (low, high)}`` floats (empty for None).
 
     Raises:
-        ValueError: On an unknown artefact, a range that is not two finite numbers, or ``low > high``.
+        ValueError: On an unknown artefact, a range that is not two finite numbers, ``low > high``, or an end
+            the artefact refuses as a level.
     """
     out: dict[str, tuple[float, float]] = {}
     for name, bounds in (level_ranges or {}).items():
@@ -235,6 +236,11 @@ def check_level_ranges(level_ranges: Mapping[str, Sequence[float]] | None) -> di
         low, high = float(pair[0]), float(pair[1])
         if low > high:
             raise ValueError(f"the level range of {name!r} must have low <= high, got [{low}, {high}]")
+        for level in (low, high):  # the artefact's own check of an evaluation level, now rather than mid-epoch
+            try:
+                make_params(name, np.random.default_rng(0), (16, 16), level)
+            except ValueError as exc:
+                raise ValueError(f"the level range of {name!r} [{low}, {high}]: {exc}") from None
         out[name] = (low, high)
     return out
 

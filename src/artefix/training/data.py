@@ -31,7 +31,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from artefix.data.augment import Augmentation, ScaleCrop
 from artefix.data.dataset import ArtefactDataset, GroupedShuffleSampler, TrainingSample, stable_entropy
-from artefix.data.io import Volume, read_volume
+from artefix.data.io import Volume, check_finite, read_volume
 from artefix.data.samples import load_sample
 from artefix.data.slices import SliceIndex
 from artefix.data.splits import SET_NAMES, Split, common_root, discover_scans, make_split
@@ -64,7 +64,7 @@ def read_scan(path: Path) -> Volume:
             arrays = [npz[k] for k in npz.files]
         if len(arrays) > 1 and all(a.ndim == 2 and a.shape == arrays[0].shape for a in arrays):
             stack = np.stack([np.asarray(a, np.float32) for a in arrays], axis=-1)
-            return Volume(stack, spacing=(1.0, 1.0, 1.0), source=path, meta={"slice_axis": 2})
+            return check_finite(Volume(stack, spacing=(1.0, 1.0, 1.0), source=path, meta={"slice_axis": 2}))
     return read_volume(path)
 
 
