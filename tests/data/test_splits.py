@@ -304,3 +304,20 @@ def test_real_pelvis_series_split(shared_data: Path) -> None:
     _assert_disjoint_and_complete(split, files)
     assert [len(split.patients(s)) for s in SET_NAMES] == [2, 1, 0]
     assert all(p.startswith("ProstateX-") for s in SET_NAMES for p in split.patients(s))
+
+
+@pytest.mark.parametrize(
+    ("path", "patient"),
+    [
+        ("visit1/patient07/t1.nii.gz", "patient07"),  # a visit folder holds many subjects
+        ("ses-1/sub-3/x.nii.gz", "sub-3"),
+        ("sub-01/ses-02/anat/x.nii.gz", "sub-01"),
+        ("IXI-T1/IXI012-HH-1211-T1.nii.gz", "IXI012-HH-1211"),  # a contrast folder too, and the file's contrast
+        ("IXI-T2/IXI012-HH-1211-T2.nii.gz", "IXI012-HH-1211"),
+        ("IXI012-HH-1211_T1.nii.gz", "IXI012-HH-1211"),
+        ("patient01/study1_T1W.nii.gz", "patient01"),
+        ("file_brain_AXT2_200_2000019.h5", "file_brain_AXT2_200_2000019"),
+    ],
+)
+def test_visit_and_contrast_folders_are_not_patients(tmp_path, path, patient):
+    assert PatientRule(roots=(tmp_path,))(tmp_path / path) == patient

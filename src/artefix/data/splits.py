@@ -42,6 +42,14 @@ PELVIS_FRACTIONS: tuple[float, float, float] = (0.8, 0.2, 0.0)
 #: ``ixi_t1_2mm_via_nichart``. Written without nested quantifiers (no catastrophic backtracking).
 SUBJECT_FOLDER_PATTERN = r"^[A-Za-z]*(?:[-_][A-Za-z]+)*[-_]?\d+(?:[-_]\d+)*$"
 
+#: Folders that match :data:`SUBJECT_FOLDER_PATTERN` but hold one visit or one contrast of many subjects, not
+#: one subject: a leading word for a session (``visit1``, ``ses-02``, ``study1``, ``session_3``, ``scan2``,
+#: ``series5``, ``run-1``, ``tp2``) or a trailing MR contrast (``IXI-T1``, ``T2``, ``flair_3``). Never patients.
+NOT_SUBJECT_PATTERN = (
+    r"^(?:visit|ses|session|study|scan|series|run|tp|timepoint)[-_]?\d"
+    r"|(?:^|[-_])(?:t1w?|t2w?|pdw?|flair|dwi|adc)(?:[-_]\d+)?$"
+)
+
 SCAN_SUFFIXES: tuple[str, ...] = (".nii", ".nii.gz", ".h5", ".hdf5", ".npy", ".npz")
 _DICOM_SUFFIXES = (".dcm", ".ima")
 SPLIT_FORMAT = "artefix-split/1"
@@ -133,8 +141,9 @@ class PatientRule:
     (:data:`SUBJECT_FOLDER_PATTERN`): ``patient01`` for ``open_ms_data_ljubljana_longitudinal/patient01/
     study1_T1W.nii.gz``, ``ProstateX-0000`` for ``ProstateX-0000/4.000000-t2tsetra-00702`` (the series
     folder itself is the scan, not a subject folder). When no folder qualifies (a flat folder of files),
-    the scan's own name up to the first ``_`` is the ID (``IXI012-HH-1211`` for
-    ``IXI012-HH-1211_T1.nii.gz``), provided that prefix contains a digit; otherwise the whole name without
+    the scan's own name without a trailing contrast (``-T1``, ``_flair``) up to the first ``_`` is the ID
+    (``IXI012-HH-1211`` for ``IXI012-HH-1211_T1.nii.gz`` and ``IXI012-HH-1211-T2.nii.gz``), provided that
+    prefix contains a digit; otherwise the whole name without
     extension is used (``file_brain_AXT2_200_2000019.h5`` of fastMRI is one patient per file), which never
     merges unrelated subjects.
 
@@ -152,6 +161,15 @@ class PatientRule:
     pattern: str | None = None
     _regex: re.Pattern[str] | None = field(default=None, init=False, repr=False, compare=False)
     _subject: re.Pattern[str] = field(default=re.compile(SUBJECT_FOLDER_PATTERN), init=False, repr=False, compare=False)
+    _contrast_suffix: re.Pattern[str] = field(
+        default=re.compile(r"[-_](?:t1w?|t2w?|pdw?|flair|dwi|adc)(?:[-_]\d+)?$", re.IGNORECASE),
+        init=False,
+        repr=False,
+        compare=False,
+    )
+    _not_subject: re.Pattern[str] = field(
+        default=re.compile(NOT_SUBJECT_PATTERN, re.IGNORECASE), init=False, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "roots", tuple(Path(r).expanduser().absolute() for r in self.roots))
@@ -167,7 +185,8 @@ class PatientRule:
         if self.pattern is not None:
             return f"regex {self.pattern!r} on the path below the root"
         return (
-            f"first folder below the root matching {SUBJECT_FOLDER_PATTERN!r}, "
+            f"first folder below the root matching {SUBJECT_FOLDER_PATTERN!r} (not a visit or contrast "
+            f"folder: {NOT_SUBJECT_PATTERN!r}), "
             "else the file name up to the first '_' (when it holds a digit), else the file stem"
         )
 
@@ -184,9 +203,10 @@ class PatientRule:
                 return match.group("patient")
             return match.group(1) if self._regex.groups else match.group(0)
         for folder in parts[:-1]:
-            if self._subject.match(folder):
+            if self._subject.match(folder) and not self._not_subject.search(folder):
                 return folder
         stem = _stem(Path(parts[-1]) if parts else path)
+        stem = self._contrast_suffix.sub("", stem) or stem  # IXI012-HH-1211-T1 and -T2: one subject
         prefix = stem.split("_", 1)[0]
         return prefix if prefix and any(c.isdigit() for c in prefix) else stem
 
