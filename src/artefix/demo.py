@@ -225,7 +225,11 @@ def run_demo(
     net, card = load_named_model(model if model is not None else DEFAULT_MODEL, device=device)
     corrupted = corrupt_cases(clean, seed)
     volume = Volume(corrupted, meta={"slice_axis": 0})
-    result = correct_volume(volume, net, axis=0, matrix=card.get("matrix"), keep_residuals=True, top_k=0)
+    # Five unrelated cases, not one scan: each slice's own SNR gates its noise correction (one median SNR
+    # for the stack, the default for a scan, let the four clean-ish cases switch the 0 dB case's off).
+    result = correct_volume(
+        volume, net, axis=0, matrix=card.get("matrix"), keep_residuals=True, top_k=0, snr_scope="slice"
+    )
     record = result.record
     sigma = record.slice_std[:, None, None, None]
     residuals = np.stack([result.residuals[h].array for h in record.heads], axis=1) / sigma

@@ -86,3 +86,16 @@ def test_demo_cli_prints_the_table(env, small_sample, tmp_path, monkeypatch, cap
     for word in ("SSIM corrupted", "VIF corrected", "all four", "subsampling"):
         assert word in out
     assert (tmp_path / "d" / "demo_metrics.json").is_file()
+
+
+def test_each_demo_case_gates_its_noise_correction_on_its_own_snr(
+    tmp_path_factory, small_sample, monkeypatch, tmp_path
+):
+    """The five cases are unrelated slices: the clean-ish four must not switch the 0 dB case's denoising off."""
+    folder = tmp_path_factory.mktemp("gated")
+    model = build_model("tiny", seed=2, noise_snr=(9.0, 12.0))
+    save_model(model, folder / "mt-lc-brain.safetensors", card={"description": "tiny, gated"})
+    monkeypatch.setenv(WEIGHTS_ENV, str(folder))
+    result = run_demo(tmp_path / "demo", seed=1)
+    noise = [c.name for c in DEMO_CASES].index("noise")
+    assert np.abs(result.images["residuals"][noise, model.head_names.index("noise")]).max() > 0
