@@ -132,3 +132,17 @@ def test_a_bad_pipeline_is_one_line_and_exit_2(tmp_path, monkeypatch, capsys, ti
     code, _, err = run(["train", pipe, "--out", tmp_path / "run"], monkeypatch, capsys)
     assert code == 2 and "starts from 'later', which is not an earlier stage" in err and err.count("\n") == 1
     assert not (tmp_path / "run").exists()
+
+
+def test_a_missing_train_extra_is_a_one_line_error(tmp_path, monkeypatch, capsys, tiny):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "lightning" else real(name, *a))
+    for command in (
+        ["train", tiny, "--out", tmp_path / "run"],
+        ["tune", tiny, "--trials", "1", "--out", tmp_path / "tune"],
+    ):
+        code, _, err = run(command, monkeypatch, capsys)
+        assert code == 2 and "'.[train]'" in err and err.count("\n") == 1
+    assert not (tmp_path / "run").exists() and not (tmp_path / "tune").exists()

@@ -14,6 +14,19 @@ SET_HELP = (
 DATA_ROOT_HELP = "Folder the config's data.roots are relative to (overrides data.base), e.g. a copy of shared/data."
 
 
+def require_training_extra(*modules: str) -> None:
+    """Refuse with one line (the install command) when a package of the ``train`` extra is missing."""
+    import importlib.util
+
+    from artefix.errors import InputError
+
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    if missing:
+        raise InputError(
+            f"training needs {', '.join(missing)} (the 'train' extra): pip install -c constraints.txt -e '.[train]'"
+        )
+
+
 def train_command(
     config: Annotated[
         Path,
@@ -56,6 +69,7 @@ def train_command(
     if check:
         typer.echo(yaml.safe_dump(cfg.to_dict(), sort_keys=False, default_flow_style=None, width=120), nl=False)
         return
+    require_training_extra("lightning", "tensorboard")
     from artefix.training.engine import fit, is_secondary_process
 
     out_dir = out if out is not None else Path("runs") / cfg.name
@@ -84,6 +98,7 @@ def _train_pipeline(
         doc = {"name": pipeline.name, "stages": [{"stage": s.name, "out": str(d), **c.to_dict()} for s, c, d in stages]}
         typer.echo(yaml.safe_dump(doc, sort_keys=False, default_flow_style=None, width=120), nl=False)
         return
+    require_training_extra("lightning", "tensorboard")
     from artefix.training.engine import is_secondary_process
 
     results = run_pipeline(pipeline, out_dir, overrides, data_root=data_root, resume=resume)

@@ -37,6 +37,9 @@ def tune_command(
     """Search optimiser, learning rate, alpha (and the LC deltas); write the best trial as a config."""
     import logging
 
+    from artefix.cli.train import require_training_extra
+
+    require_training_extra("lightning", "tensorboard", "optuna")
     import lightning  # noqa: F401 (configures its loggers on import; quieten them afterwards)
 
     from artefix.training.config import load_config
