@@ -10,7 +10,7 @@ import os
 import secrets
 import shutil
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -47,6 +47,33 @@ def check_output_path(
     if target.exists() and not overwrite:
         raise OutputError(f"{target}: output exists; pass --overwrite to replace it")
     return target
+
+
+def check_outputs(
+    paths: Sequence[Path],
+    *,
+    overwrite: bool,
+    inputs: Sequence[Path] = (),
+    folder_ok: Callable[[Path], bool] = lambda path: False,
+) -> None:
+    """:func:`check_output_path` for every output of one run, plus: no path twice, no folder holding an input.
+
+    Args:
+        paths: The run's outputs.
+        overwrite: Existing outputs may be replaced.
+        inputs: The run's inputs.
+        folder_ok: Which outputs are folders themselves (a DICOM series), for :func:`check_output_path`.
+
+    Raises:
+        OutputError: With a one-line reason.
+    """
+    for i, path in enumerate(paths):
+        if any(same_path(path, other) for other in paths[:i]):
+            raise OutputError(f"{path}: the same path is used for two outputs")
+        check_output_path(path, overwrite=overwrite, inputs=tuple(inputs), folder_ok=folder_ok(path))
+        for source in inputs:
+            if path.resolve() in Path(source).resolve().parents:
+                raise OutputError(f"{path}: output folder holds the input {source}; choose another output path")
 
 
 def one_line(exc: BaseException) -> str:

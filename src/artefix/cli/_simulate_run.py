@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from artefix.atomic import atomic_file, check_output_path, output_transaction, same_path
+from artefix.atomic import atomic_file, check_outputs, output_transaction
 from artefix.data.io import Volume, write_volume
 from artefix.errors import InputError
 from artefix.simulation import simulate_with_params, validate_image
@@ -53,10 +53,7 @@ def run_simulate(
         raise InputError(f"unsupported output extension for {output.name}; use one of {', '.join(SUPPORTED)}")
     inputs = (volume.source,) if volume.source is not None else ()
     outputs = [path for path in (output, preview, params_out) if path is not None]
-    for i, path in enumerate(outputs):
-        check_output_path(path, overwrite=overwrite, inputs=inputs)
-        if any(same_path(path, other) for other in outputs[:i]):
-            raise InputError(f"{path}: the same path is given for two outputs")
+    check_outputs(outputs, overwrite=overwrite, inputs=inputs)
     slices, slice_axis = _as_slices(validate_image_volume(volume.array), axis)
     options: dict[str, Any] = {}
     if artefact == "subsampling" and severity is not None:

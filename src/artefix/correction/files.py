@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from artefix.atomic import check_output_path, one_line, output_transaction, same_path
+from artefix.atomic import check_outputs, one_line, output_transaction, same_path
 from artefix.correction.record import SNR_SCOPES, CorrectionRecord
 from artefix.correction.volume import correct_volume
 from artefix.data.io import Volume, read_volume, write_volume
@@ -104,15 +104,9 @@ def _check_family(volume: Volume, output: Path, what: str) -> None:
         raise OutputError(f"{output}: PNG holds one 2D slice; the input has shape {volume.array.shape}")
 
 
-def _check_outputs(paths: Sequence[Path], inputs: Sequence[Path], overwrite: bool) -> None:
-    for i, path in enumerate(paths):
-        for other in paths[:i]:
-            if same_path(path, other):
-                raise OutputError(f"{path}: the same path is used for two outputs")
-        check_output_path(path, overwrite=overwrite, inputs=tuple(inputs), folder_ok=not path.suffix)
-        for source in inputs:
-            if path.resolve() in Path(source).resolve().parents:
-                raise OutputError(f"{path}: output folder holds the input {source}; choose another output path")
+def _is_folder(path: Path) -> bool:
+    """Whether an output path names a folder (a DICOM series: no extension)."""
+    return not path.suffix
 
 
 def correct_file(
@@ -178,7 +172,7 @@ def correct_file(
         if report_path.suffix.lower() not in REPORT_SUFFIXES:
             raise OutputError(f"{report_path}: the report must be an .html file")
         early += [report_path, report_path.with_suffix(".json")]
-    _check_outputs(early, [input_path], overwrite)
+    check_outputs(early, overwrite=overwrite, inputs=[input_path], folder_ok=_is_folder)
     if residual_dir is not None:
         if not residual_dir.parent.is_dir():
             raise OutputError(f"{residual_dir}: its parent folder {residual_dir.parent} does not exist")
@@ -207,7 +201,7 @@ def correct_file(
     res_paths = residual_paths(output_path, residual_dir, heads) if residual_dir is not None else {}
     if res_paths:
         if residual_dir is not None and residual_dir.is_dir():
-            _check_outputs(list(res_paths.values()), [input_path], overwrite)
+            check_outputs(list(res_paths.values()), overwrite=overwrite, inputs=[input_path], folder_ok=_is_folder)
         for path in res_paths.values():
             if any(same_path(path, other) for other in early):
                 raise OutputError(f"{path}: a residual volume would overwrite another output")

@@ -29,7 +29,7 @@ from artefix.correction.core import (
 )
 from artefix.correction.record import SNR_SCOPES, CorrectionRecord, SliceSnapshot
 from artefix.data.io import Volume, check_finite
-from artefix.data.slices import default_slice_axis
+from artefix.data.slices import resolve_axis
 from artefix.errors import InputError
 from artefix.models.dual_domain import head_weights
 
@@ -50,15 +50,14 @@ class CorrectionResult:
 
 
 def _slice_axis(volume: Volume, axis: int | None) -> int | None:
-    ndim = volume.array.ndim
-    if ndim == 2:
+    if volume.array.ndim == 2:
         if axis is not None:
             raise InputError(f"--axis {axis} does not apply to a 2D image (it is one slice)")
         return None
-    chosen = axis if axis is not None else default_slice_axis(volume)
-    if isinstance(chosen, bool) or not -ndim <= int(chosen) < ndim:
-        raise InputError(f"slice axis {chosen} is out of range for a volume of shape {volume.array.shape}")
-    return int(chosen) % ndim
+    try:
+        return resolve_axis(volume, axis)
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
 
 
 def _stack_view(array: np.ndarray, axis: int | None) -> np.ndarray:

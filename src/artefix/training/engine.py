@@ -135,12 +135,13 @@ def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def _trainer(factory: Any, **settings: Any) -> Any:
-    """``factory(**settings)`` (Lightning's Trainer), its refusals of the trainer section as one-line errors."""
+def _trainer(**settings: Any) -> Any:
+    """``lightning.Trainer(**settings)``, its refusals of the trainer section as one-line errors."""
+    import lightning as L
     from lightning.fabric.utilities.exceptions import MisconfigurationException
 
     try:
-        return factory(**settings)
+        return L.Trainer(**settings)
     except (MisconfigurationException, ValueError, TypeError, RuntimeError) as exc:
         raise ConfigError(f"trainer: {one_line(exc)}") from None
 
@@ -301,7 +302,6 @@ def fit(
     if bar is not None:
         all_callbacks.append(bar)
     trainer = _trainer(
-        L.Trainer,
         default_root_dir=out_dir,
         max_epochs=t.max_epochs,
         accelerator=t.accelerator,
