@@ -3,7 +3,7 @@
 One slice of a training scan (IXI056) with a 5 % bias field, corrected by the
 default model with and without its physics priors (``artefix.models.priors``), each scored against the
 clean slice with SSIM and VIF as in ``artefix evaluate``. Without the priors the noise head opens and
-changes the slice's contrast; with them it stays shut (estimated SNR above 12 dB) and the bias head
+changes the slice's contrast; with them it stays shut (estimated SNR above the gate's ramp) and the bias head
 applies a smooth field.
 
 Usage: ``python scripts/priors_figure.py [--out docs/figures/priors.png]`` (needs ``../shared/data``).
@@ -50,6 +50,7 @@ def main() -> None:
         without = plain.eval()(u)
     noise = shipped.head_names.index("noise")
     snr = float(estimated_snr_db(u[:, 0])[0])
+    shut = shipped.config.noise_snr[1]
     panels = [
         ("clean slice (reference)", ref, None),
         ("input: 5 % bias field", u[0, 0].numpy(), ref),
@@ -67,7 +68,7 @@ def main() -> None:
         ax.set_title(title, fontsize=9)
         ax.axis("off")
     fig.suptitle(
-        f"IXI056 slice {SLICE} (training split), estimated SNR {snr:.1f} dB: the noise gate is shut above 12 dB",
+        f"IXI056 slice {SLICE} (training split), estimated SNR {snr:.1f} dB: the noise gate is shut above {shut:g} dB",
         fontsize=10,
     )
     fig.tight_layout(rect=(0, 0, 1, 0.93))

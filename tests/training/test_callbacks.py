@@ -35,3 +35,51 @@ def test_hardware_names_the_gpu_of_a_cuda_run(monkeypatch):
     assert info["accelerator"] == "CUDAAccelerator"
     assert info["precision"] == "bf16-mixed"
     assert info["cpu"]
+
+
+def _validated(export, model, epoch: int, value: float) -> None:
+    """One epoch's end of validation with ``val/loss = value``, as Lightning calls the callback."""
+    trainer = SimpleNamespace(
+        sanity_checking=False,
+        callback_metrics={"val/loss": torch.tensor(value)},
+        current_epoch=epoch,
+        is_global_zero=True,
+        loggers=[],
+        accelerator=CUDAAccelerator(),
+        strategy=SimpleNamespace(root_device=torch.device("cpu")),
+        world_size=1,
+        num_nodes=1,
+        precision="32-true",
+        max_epochs=4,
+    )
+    export.on_validation_end(trainer, SimpleNamespace(model=model))
+
+
+def test_model_export_keeps_the_best_or_the_last_epoch(tmp_path):
+    import json
+
+    import pytest
+
+    from artefix.models import build_model
+    from artefix.models.checkpoint import load_model
+    from artefix.training.callbacks import ModelExport, read_run_file
+
+    model = build_model("tiny", seed=0)
+    for keep, kept in (("best", 1), ("last", 2)):
+        out = tmp_path / keep
+        out.mkdir()  # the engine makes the run folder
+        export = ModelExport(out, {"name": keep}, monitor="val/loss", keep=keep)
+        for epoch, value in enumerate((0.5, 0.2, 0.3)):
+            with torch.no_grad():
+                next(model.parameters()).fill_(float(epoch))  # weights that say which epoch they are from
+            _validated(export, model, epoch, value)
+        best, card = load_model(out / "best.safetensors")
+        assert float(next(best.parameters()).flatten()[0]) == float(kept)
+        assert card["best_epoch"] == kept and card["kind"] == "best"
+        run = read_run_file(out)
+        assert run["keep"] == keep and run["best_epoch"] == kept and len(run["history"]) == 3
+        assert json.loads((out / "last.json").read_text())["epochs"] == 3
+        _validated(export, model, 3, float("nan"))  # a non-finite value never replaces the kept weights
+        assert read_run_file(out)["best_epoch"] == kept
+    with pytest.raises(ValueError, match="keep"):
+        ModelExport(tmp_path, {}, keep="first")

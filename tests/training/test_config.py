@@ -363,17 +363,17 @@ def test_detector_learning_rate_scale():
     assert sum(len(g["params"]) for g in groups) == len(list(module.model.parameters()))
 
 
-def _small_batch():
-    """Four 32x32 training slices with added noise: two labelled noise, one clean, one bias."""
+def _small_batch(size: int = 32):
+    """Four ``size`` x ``size`` training slices with added noise: two labelled noise, one clean, one bias."""
     import torch
 
     from artefix.data.dataset import TrainingSample
 
     g = torch.Generator().manual_seed(0)
-    clean = torch.randn(4, 1, 32, 32, generator=g)
+    clean = torch.randn(4, 1, size, size, generator=g)
     return TrainingSample(
         clean=clean,
-        corrupted=clean + 0.3 * torch.randn(4, 1, 32, 32, generator=g),
+        corrupted=clean + 0.3 * torch.randn(4, 1, size, size, generator=g),
         artefact=torch.tensor([3, 3, -1, 0]),
         params=['{"artefact": "noise"}'] * 4,
         index=torch.arange(4),
@@ -450,6 +450,31 @@ def test_fit_gates_trains_the_detector_on_the_residuals_as_shipped():
         load_config(tiny, ["loss.fit_gates=2"])
     with pytest.raises(ConfigError, match="gate_floor"):
         load_config(tiny, ["loss.gate_floor=0"])
+    with pytest.raises(ConfigError, match="gate_criterion"):
+        load_config(tiny, ["loss.gate_criterion=psnr"])
+
+
+def test_fit_gates_on_the_quality_metrics_scores_each_slice_by_ssim_and_vif():
+    import torch
+
+    from artefix.artefacts.base import znorm
+    from artefix.losses import quality_deficit
+    from artefix.training.module import ArtefactCorrectionModule
+
+    tiny = Path(__file__).resolve().parents[2] / "configs" / "tiny.yaml"
+    frozen = "model.freeze=[image_branch, kspace_branch]"
+    config = load_config(tiny, ["model.gates=true", frozen, "loss.fit_gates=true", "loss.gate_criterion=QUALITY"])
+    assert config.loss.gate_criterion == "quality"
+    module = ArtefactCorrectionModule(config)
+    module.train()
+    batch = _small_batch(48)  # VIF's four scales need 41 pixels a side
+    loss, output = module._loss(batch)
+    per_slice = quality_deficit(output, znorm(batch.clean)).clamp(min=0.0)
+    torch.testing.assert_close(loss.total, torch.log(per_slice + config.loss.gate_floor).mean())
+    loss.total.backward()
+    grads = {n: p.grad for n, p in module.model.named_parameters() if p.grad is not None}
+    assert grads and all(n.startswith("detector.") for n in grads)
+    assert any(float(g.abs().sum()) > 0 for g in grads.values())
     with pytest.raises(ConfigError, match="bias_smooth"):
         load_config(tiny, ["model.bias_smooth=2"])
     with pytest.raises(ConfigError, match="noise_snr"):
@@ -459,6 +484,10 @@ def test_fit_gates_trains_the_detector_on_the_residuals_as_shipped():
 def test_choices_are_stored_normalised_and_a_small_matrix_needs_no_vif(tmp_path):
     config = load_config(CONFIGS / "tiny.yaml", ["trainer.monitor=VAL/MSE", "model.preset=TINY", "loss.deltas=MSE"])
     assert (config.trainer.monitor, config.model.preset, config.loss.deltas) == ("val/mse", "tiny", "mse")
+    assert config.trainer.keep == "best"
+    assert load_config(CONFIGS / "tiny.yaml", ["trainer.keep=Last"]).trainer.keep == "last"
+    with pytest.raises(ConfigError, match="trainer.keep"):
+        load_config(CONFIGS / "tiny.yaml", ["trainer.keep=first"])
     with pytest.raises(ConfigError, match="too small for the vif"):
         load_config(CONFIGS / "tiny.yaml", ["data.matrix=[32,32]"])
     small = load_config(CONFIGS / "tiny.yaml", ["data.matrix=[32,32]", "trainer.val_metrics=[mse,ssim]"])

@@ -3,7 +3,8 @@
 After every validation (not the sanity check) the rank-zero process writes
 
 * ``last.safetensors`` + ``last.json``: the current weights and their model card;
-* ``best.safetensors`` + ``best.json``: the weights of the epoch with the lowest validation MSE so far;
+* ``best.safetensors`` + ``best.json``: the weights of the epoch with the lowest monitored value so far
+  (validation MSE by default), or with ``keep="last"`` the current ones;
 * ``run.json``: status (``running``/``finished``/``interrupted``/``failed``), the epoch in progress, the
   completed epochs, the best epoch and the per-epoch validation metrics (``history``).
 
@@ -91,12 +92,17 @@ class ModelExport(L.Callback):
         card: Model-card fields known before training (name, preset, config, data, command, ...);
             ``epochs``, ``best_epoch``, ``wall_time_s``, ``hardware`` and ``val_metrics`` are added.
         monitor: Metric that decides the best weights (lower is better).
+        keep: ``best`` (the epoch with the lowest ``monitor``) or ``last`` (every validated epoch with a
+            finite ``monitor`` value replaces the kept weights: ``trainer.keep``).
     """
 
-    def __init__(self, out_dir: Path, card: dict[str, Any], monitor: str = MONITOR) -> None:
+    def __init__(self, out_dir: Path, card: dict[str, Any], monitor: str = MONITOR, keep: str = "best") -> None:
+        if keep not in ("best", "last"):
+            raise ValueError(f"keep must be 'best' or 'last', got {keep!r}")
         self.out_dir = Path(out_dir)
         self.card = dict(card)
         self.monitor = monitor
+        self.keep = keep
         self.best_score = math.inf
         self.best_epoch: int | None = None
         self.history: list[dict[str, float]] = []
@@ -145,7 +151,7 @@ class ModelExport(L.Callback):
         epoch = trainer.current_epoch
         score = metrics.get(self.monitor, math.nan)
         self.history.append({"epoch": epoch, **metrics})
-        improved = math.isfinite(score) and score < self.best_score
+        improved = math.isfinite(score) and (self.keep == "last" or score < self.best_score)
         if improved:
             self.best_score, self.best_epoch = score, epoch
         if trainer.is_global_zero:
@@ -192,6 +198,7 @@ class ModelExport(L.Callback):
             "best_epoch": self.best_epoch,
             "best_score": self.best_score if math.isfinite(self.best_score) else None,
             "monitor": self.monitor,
+            "keep": self.keep,
             "stopped_early": status == "finished" and len(self.history) < (trainer.max_epochs or 0),
             "wall_time_s": round(self.wall_time(), 3),
             "history": self.history,

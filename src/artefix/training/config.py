@@ -62,6 +62,8 @@ VAL_METRICS: tuple[str, ...] = ("mse", "ssim", "vif")
 SAMPLERS: tuple[str, ...] = ("tpe", "gp", "random")
 PRUNERS: tuple[str, ...] = ("median", "none")
 MONITORS: tuple[str, ...] = ("val/mse", "val/loss")
+GATE_CRITERIA: tuple[str, ...] = ("loss", "quality")
+KEEPS: tuple[str, ...] = ("best", "last")
 PATH_KEYS: tuple[str, ...] = ("data.base", "data.split")
 
 
@@ -225,6 +227,11 @@ class LossSection:
             decide every gate. ``all_heads`` and ``detection`` are not used.
         gate_floor: The floor of the per-slice log-loss with ``fit_gates`` (> 0; in units of the criterion on
             Z-normalised images, where 1e-3 is an error 30 dB below the image's variance).
+        gate_criterion: What ``fit_gates`` scores each slice with: ``loss`` (default), the training criterion
+            ``L`` (LC with ``deltas``); ``quality``, the paper's evaluation metrics,
+            ``(1 - SSIM) + (1 - VIF)`` (:func:`artefix.losses.quality_deficit`, clipped at 0 below the log).
+            A squared-error criterion lets a head blur fine texture or invent smooth shading on a clean
+            slice at almost no cost; VIF counts that as information lost.
     """
 
     deltas: str | dict[str, float] = "mse"
@@ -233,6 +240,7 @@ class LossSection:
     detection: float = 0.0
     fit_gates: bool = False
     gate_floor: float = 1e-3
+    gate_criterion: str = "loss"
 
     def __post_init__(self) -> None:
         from artefix.losses import DELTA_PRESETS, KERNEL_NAMES
@@ -257,6 +265,7 @@ class LossSection:
         object.__setattr__(self, "gate_floor", _float(self.gate_floor, "loss.gate_floor", 0.0))
         if self.gate_floor <= 0:
             raise ValueError(f"loss.gate_floor must be > 0, got {self.gate_floor}")
+        object.__setattr__(self, "gate_criterion", _choice(self.gate_criterion, "loss.gate_criterion", GATE_CRITERIA))
 
     @property
     def delta_values(self) -> dict[str, float]:
@@ -470,6 +479,12 @@ class TrainerSection:
         monitor: What early stopping, the best checkpoint and tuning minimise: ``val/mse`` (default, the
             paper: MSE of the model's output with all residuals added, as at inference) or ``val/loss``
             (the training loss on the validation set, with the residual of the applied artefact only).
+        keep: Which epoch's weights become the run's ``best.safetensors`` (what a pipeline's next stage
+            starts from and what gets shipped): ``best`` (default), the epoch with the lowest ``monitor``;
+            ``last``, the last validated epoch, for a stage whose schedule (e.g. cosine to zero) is meant
+            to run to its end and whose validation value moves by less than its epoch-to-epoch noise.
+            Early stopping still follows ``monitor`` and ``patience``; ``artefix tune`` scores a trial by the
+            ``monitor`` value of the weights it keeps.
         accelerator: ``auto``, ``cpu``, ``gpu``, ``cuda``, ``mps``.
         devices: ``auto``, a device count (``4``) or a list of device indices (``[0, 2]``).
         strategy: ``auto``, ``ddp`` (data-parallel, one process per device), ``ddp_spawn``, ...
@@ -494,6 +509,7 @@ class TrainerSection:
     patience: int = 10
     min_delta: float = 0.0
     monitor: str = "val/mse"
+    keep: str = "best"
     accelerator: str = "auto"
     devices: int | str | tuple[int, ...] = "auto"
     strategy: str = "auto"
@@ -515,6 +531,7 @@ class TrainerSection:
         _int(self.patience, "trainer.patience", 1)
         object.__setattr__(self, "min_delta", _float(self.min_delta, "trainer.min_delta", 0.0))
         object.__setattr__(self, "monitor", _choice(self.monitor, "trainer.monitor", MONITORS))
+        object.__setattr__(self, "keep", _choice(self.keep, "trainer.keep", KEEPS))
         if not isinstance(self.accelerator, str) or not self.accelerator:
             raise ValueError(f"trainer.accelerator must be a name such as auto, cpu or gpu, got {self.accelerator!r}")
         devices = self.devices

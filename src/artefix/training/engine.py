@@ -76,8 +76,9 @@ class FitResult:
         status: ``finished``, ``interrupted``, ``failed`` or ``running``.
         best_path: ``best.safetensors`` (``None`` if no epoch completed).
         last_path: ``last.safetensors`` (``None`` if no epoch completed).
-        best_score: Lowest value of ``trainer.monitor`` (validation MSE by default).
-        best_epoch: Epoch (0-based) of ``best_score``.
+        best_score: ``trainer.monitor`` (validation MSE by default) of the kept weights: its lowest value, or
+            with ``trainer.keep: last`` the last validated epoch's.
+        best_epoch: Epoch (0-based) of the kept weights (``best.safetensors``).
         epochs: Completed epochs.
         stopped_early: Whether early stopping ended the run before ``max_epochs``.
         wall_time_s: Training time over all resumed segments, seconds.
@@ -290,7 +291,7 @@ def fit(
     module = ArtefactCorrectionModule(config)
     t = config.trainer
     command = command or shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]])
-    export = ModelExport(out_dir, _card(config, plan, out_dir, command), monitor=t.monitor)
+    export = ModelExport(out_dir, _card(config, plan, out_dir, command), monitor=t.monitor, keep=t.keep)
     all_callbacks: list[Any] = [
         export,
         EarlyStopping(monitor=t.monitor, patience=t.patience, min_delta=t.min_delta, mode="min"),

@@ -20,7 +20,8 @@ Eq. 6, so only the ``loss.all_heads`` term (and the regulariser) teaches the mod
 
 With ``loss.fit_gates`` (a gate-calibration stage for a trained model with frozen branches) the loss is
 instead the batch mean of ``log(L(v, Znorm(u + sum_i g_i p_i)) + loss.gate_floor)`` with the residuals ``p``
-fixed as shipped and only the detector's scores ``g`` learning.
+fixed as shipped and only the detector's scores ``g`` learning (``L``: the training criterion, or with
+``loss.gate_criterion: quality`` the per-slice ``(1 - SSIM) + (1 - VIF)``).
 
 Sums and counts are reduced over all processes before the means are taken, so the numbers are exact
 under data-parallel training (up to the few slices a distributed sampler repeats to even out ranks).
@@ -37,7 +38,7 @@ import torch
 
 from artefix.artefacts.base import znorm
 from artefix.data.dataset import NO_ARTEFACT, TrainingSample
-from artefix.losses import MultiTaskLoss, MultiTaskLossOutput
+from artefix.losses import MultiTaskLoss, MultiTaskLossOutput, quality_deficit
 from artefix.models import ALL_HEADS, DualDomainModel, apply_residuals, build_model
 from artefix.training.config import TrainConfig
 
@@ -140,8 +141,11 @@ class ArtefactCorrectionModule(L.LightningModule):
         gates = self.model.gate_scores(batch.corrupted)
         output = apply_residuals(batch.corrupted, gates[:, :, None, None] * fixed, None, self.model.head_names)
         reference = znorm(batch.clean)
-        pairs = zip(output, reference, strict=True)
-        per_slice = torch.stack([self.criterion.criterion(o[None], r[None]) for o, r in pairs])
+        if self.config.loss.gate_criterion == "quality":
+            per_slice = quality_deficit(output, reference).clamp(min=0.0)
+        else:
+            pairs = zip(output, reference, strict=True)
+            per_slice = torch.stack([self.criterion.criterion(o[None], r[None]) for o, r in pairs])
         total = torch.log(per_slice + self.config.loss.gate_floor).mean()
         return MultiTaskLossOutput(total, total, total.new_zeros(())), output
 
