@@ -1,4 +1,4 @@
-"""Choose a model's noise-gate ramp (``model.noise_snr``) on training slices by the paper's two metrics.
+r"""Choose a model's noise-gate ramp (``model.noise_snr``) on training slices by the paper's two metrics.
 
 Corrupts slices of a split's *training* scans with every single-artefact experiment at the paper's
 evaluation severities (plus the clean slice), corrects each once with the noise gate off, then scores the

@@ -97,7 +97,8 @@ def _hardware(hardware: dict) -> str:
 def _loss_line(loss: dict) -> str:
     """The training loss of the last stage, e.g. a gate refit (``fit_gates``) or Eq. 6 with its weights."""
     if loss.get("fit_gates"):
-        what = f"`fit_gates`, per-slice log, floor {loss['gate_floor']:g}"
+        criterion = "(1 - SSIM) + (1 - VIF)" if loss.get("gate_criterion") == "quality" else "the training criterion"
+        what = f"`fit_gates` on {criterion}, per-slice log, floor {loss['gate_floor']:g}"
         return f"- loss: detector refit on fixed residuals ({what}), deltas `{loss['deltas']}`"
     return "- loss: deltas `{deltas}`, alpha {alpha}, all_heads {all_heads}".format(**loss)
 
