@@ -496,3 +496,32 @@ def test_noise_gate_is_reported_by_a_model_with_it(tmp_path, monkeypatch, capsys
     assert json.loads(report.with_suffix(".json").read_text())["estimated_snr"]["scope"] == "slice"
     code, _, err = run([*args[:-1], "volume", "--overwrite"], monkeypatch, capsys)
     assert code == 2 and "--snr-scope" in err
+
+
+def test_no_gates_applies_each_correction_in_full_and_says_so(tmp_path, monkeypatch, capsys):
+    import torch
+
+    from artefix.data.samples import load_sample
+    from artefix.models.checkpoint import load_model
+
+    image = load_sample("brain-t2").astype(np.float32)
+    _, report, summary = _correct_two_slices(tmp_path, monkeypatch, capsys, [image, 0.5 * image], gates=True)
+    assert summary["detector_applied"] is True and "not applied (--no-gates)" not in report
+    full, full_report = tmp_path / "full.nii.gz", tmp_path / "full.html"
+    args = [tmp_path / "scan.nii.gz", full, "--model", tmp_path / "tiny.safetensors", "--no-gates"]
+    code, _, err = run([*args, "--report", full_report], monkeypatch, capsys)
+    assert code == 0, err
+    assert "scores shown, not applied (--no-gates)" in full_report.read_text()
+    full_summary = json.loads(full_report.with_suffix(".json").read_text())
+    assert full_summary["detector_applied"] is False
+    scores = [full_summary["artefacts"][h]["detection_per_slice"] for h in ("bias", "noise")]
+    assert scores == [summary["artefacts"][h]["detection_per_slice"] for h in ("bias", "noise")]  # still reported
+    # the output is the input plus every residual in full: the gated run's residuals divided by the scores
+    net, _ = load_model(tmp_path / "tiny.safetensors")
+    x = torch.from_numpy(np.stack([image, 0.5 * image]))
+    u = ((x - x.mean(dim=(1, 2), keepdim=True)) / x.std(dim=(1, 2), keepdim=True, correction=0))[:, None]
+    with torch.no_grad():
+        ungated = net.eval().ungated_residuals(u)
+        dropped = net.drop_gates().residuals(u)
+    torch.testing.assert_close(dropped, ungated)
+    assert not np.allclose(nib.load(full).get_fdata(), nib.load(tmp_path / "out.nii.gz").get_fdata())

@@ -422,3 +422,19 @@ def test_noise_gate_takes_given_snrs_instead_of_the_slices_own():
     assert scores[0, n] == 0 and scores[1, n] == pytest.approx(float(raw_scores[1, n]))
     with pytest.raises(ValueError, match="snr_db must have shape"):
         model.residuals(x, snr_db=torch.tensor([1.0]))
+
+
+def test_drop_gates_applies_every_residual_in_full_and_keeps_the_scores():
+    model = build_model("tiny", seed=2, gates=True, noise_snr=(9.0, 12.0)).eval()
+    x = torch.randn(2, 1, 40, 44, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        gated, scores = model.residuals(x), model.detect(x)
+        full = model.ungated_residuals(x)
+        model.drop_gates()
+        torch.testing.assert_close(model.residuals(x), full)
+        torch.testing.assert_close(model.detect(x), scores)  # still reported
+    assert not torch.allclose(gated, full)
+    plain = build_model("tiny", seed=2).eval()
+    with torch.no_grad():
+        before = plain.residuals(x)
+        torch.testing.assert_close(plain.drop_gates().residuals(x), before)  # no detector: nothing changes

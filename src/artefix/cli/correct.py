@@ -113,6 +113,14 @@ def correct_command(
             "noise is kept). --no-priors runs the heads as trained."
         ),
     ] = True,
+    gates: Annotated[
+        bool,
+        typer.Option(
+            help="Let the model's artefact detector weight each correction by how present it finds the "
+            "artefact (the QC report shows the scores). --no-gates applies each correction in full: for a "
+            "scan you know has an artefact the detector scores low; combine with --only."
+        ),
+    ] = True,
     snr_scope: Annotated[
         SnrScope,
         typer.Option(
@@ -190,6 +198,7 @@ def correct_command(
                 strength=factors,
                 ensemble=ensemble,
                 priors=priors,
+                gates=gates,
                 snr_scope=snr_scope.value,
                 residuals=residuals,
                 report=report,

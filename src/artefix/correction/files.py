@@ -118,6 +118,7 @@ def correct_file(
     strength: Mapping[str, float] | None = None,
     ensemble: int | None = None,
     priors: bool = True,
+    gates: bool = True,
     snr_scope: str = "scan",
     residuals: str | Path | None = None,
     report: str | Path | None = None,
@@ -140,6 +141,9 @@ def correct_file(
             card's (``ModelConfig.ensemble``): 1 is the fastest, 8 the most accurate.
         priors: Keep the model's physics priors (``ModelConfig.bias_smooth``, ``ModelConfig.noise_snr``,
             :mod:`artefix.models.priors`); False runs the heads as trained (e.g. to denoise a clean scan).
+        gates: Let the model's artefact detector weight each residual (``ModelConfig.gates``); False applies
+            each one in full (:meth:`~artefix.models.DualDomainModel.drop_gates`), for a scan known to have
+            an artefact the detector scores low; its scores are still reported.
         snr_scope: ``"scan"``: the noise gate sees the scan's SNR (the median of its slices) on every slice;
             ``"slice"``: each slice's own (:func:`~artefix.correction.volume.correct_volume`).
         residuals: Folder for the residual volumes (created if missing; its parent must exist).
@@ -196,6 +200,8 @@ def correct_file(
             raise InputError(f"--ensemble: {exc}") from None
     if not priors:
         net.drop_priors()
+    if not gates:
+        net.drop_gates()
     timings["load_model"] = time.perf_counter() - t0
     heads = tuple(net.head_names)
     res_paths = residual_paths(output_path, residual_dir, heads) if residual_dir is not None else {}

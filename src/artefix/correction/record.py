@@ -106,6 +106,7 @@ class CorrectionRecord:
     noise_snr: tuple[float, float] | None = None
     snr_scope: str = "slice"
     scan_snr: float | None = None
+    gated: bool = True
 
     def strength_of(self, head: str) -> float:
         """The factor ``head``'s residual was added with: 0 when not applied, else its strength (default 1)."""
@@ -270,6 +271,7 @@ class CorrectionRecord:
             "batch_size": self.batch_size,
             "device": self.device,
             "ensemble": self.ensemble,
+            "detector_applied": None if self.detection is None else self.gated,
             "units": "input intensity units",
             "artefacts": {
                 head: {

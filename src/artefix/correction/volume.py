@@ -306,6 +306,7 @@ def correct_volume(
         noise_snr=noise_snr,
         snr_scope=snr_scope if snr is not None else "slice",
         scan_snr=scan_snr,
+        gated=bool(getattr(model, "gated", True)),
     )
     residuals = {head: volume.with_array(a) for head, a in zip(heads, res_arrays, strict=False)}
     return CorrectionResult(volume.with_array(out_array), residuals, record)

@@ -324,6 +324,7 @@ class DualDomainModel(nn.Module):
         self.image_branch = SRResUNet(1, k, **kwargs) if "image" in c.branches else None
         self.kspace_branch = SRResUNet(2, 2 * k, **kwargs) if "kspace" in c.branches else None
         self.detector = ArtefactDetector(k, negative_slope=c.negative_slope) if c.gates else None
+        self.gated = True  # the detector's scores multiply the residuals; drop_gates() turns it off
         # NHWC weights let oneDNN pick its fast convolutions on CPU (about 1.5x here); numerics are equal.
         self.to(memory_format=torch.channels_last)
         if seed is not None:
@@ -394,6 +395,16 @@ class DualDomainModel(nn.Module):
         Sets :attr:`ModelConfig.bias_smooth` to 0 and :attr:`ModelConfig.noise_snr` to None.
         """
         self.config = self.config.replace(bias_smooth=0.0, noise_snr=None)
+        return self
+
+    def drop_gates(self) -> DualDomainModel:
+        """Apply every residual in full whatever the detector says (in place); returns ``self``.
+
+        For a scan known to have an artefact that the detector scores low. :meth:`detect` still reports
+        the scores; the physics priors (including the noise head's SNR gate) are kept. A no-op for a
+        model without a detector. Not saved with the weights.
+        """
+        self.gated = False
         return self
 
     def residuals(self, x: torch.Tensor, snr_db: torch.Tensor | None = None) -> torch.Tensor:
@@ -478,7 +489,7 @@ class DualDomainModel(nn.Module):
             y = self.kspace_branch(torch.stack([k.real, k.imag], dim=1))
             y = y.reshape(y.shape[0], -1, 2, y.shape[-2], y.shape[-1])
             out = out + ifft2c(torch.complex(y[:, :, 0], y[:, :, 1])).real
-        if gated and self.detector is not None:
+        if gated and self.gated and self.detector is not None:
             out = out * self.detector(xp)[:, :, None, None]
         return self._consistent(out[..., top : top + h, left : left + w], x)
 
