@@ -13,7 +13,6 @@ re-rendered.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -41,12 +40,9 @@ def refresh(name: str, evaluation: Path) -> None:
         raise ValueError(f"{name}: the card has no validation to refresh")
     if f"--out {evaluation.as_posix()}" not in old.get("command", ""):
         raise ValueError(f"{name}: its validation came from another command than one writing {evaluation}")
-    summary = release_model.validation_table(evaluation, name)
+    summary = release_model.validation_summary(evaluation, name, old["command"])
     if not summary["verdicts"]:
         raise ValueError(f"{name}: {evaluation} has no rows for this model")
-    info = json.loads((evaluation / "evaluation.json").read_text())
-    summary["slices_note"] = f"{info['n_slices']} slices of {len(info['files'])} scans, seed {info['seed']}"
-    summary["command"] = old["command"]
     card["validation"] = summary
     save_model(model, path, card=card)
 

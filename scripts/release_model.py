@@ -80,6 +80,15 @@ def validation_table(evaluation: Path, model_method: str) -> dict:
     return {"methods": table, "verdicts": verdicts}
 
 
+def validation_summary(evaluation: Path, model_method: str, command: str) -> dict:
+    """A card's ``validation``: :func:`validation_table` plus the slice count and the evaluate command."""
+    summary = validation_table(evaluation, model_method)
+    info = json.loads((evaluation / "evaluation.json").read_text())
+    summary["slices_note"] = f"{info['n_slices']} slices of {len(info['files'])} scans, seed {info['seed']}"
+    summary["command"] = command
+    return summary
+
+
 def _whole_run(run: Path) -> dict:
     """Epochs and wall time of the whole run (the best weights' card has them as of the best epoch)."""
     last = run / "last.json"
@@ -286,11 +295,7 @@ def main() -> None:
         notes=args.notes,
     )
     if args.evaluation:
-        summary = validation_table(args.evaluation, args.name)
-        info = json.loads((args.evaluation / "evaluation.json").read_text())
-        summary["slices_note"] = f"{info['n_slices']} slices of {len(info['files'])} scans, seed {info['seed']}"
-        summary["command"] = args.evaluation_command
-        card["validation"] = summary
+        card["validation"] = validation_summary(args.evaluation, args.name, args.evaluation_command)
     save_model(model, WEIGHTS / f"{args.name}.safetensors", card=card)
     render_doc()
 

@@ -621,8 +621,10 @@ def quality_deficit(output: torch.Tensor, reference: torch.Tensor) -> torch.Tens
             f"output and reference must both have shape (B, 1, H, W), got {tuple(output.shape)} and "
             f"{tuple(reference.shape)}"
         )
-    if min(output.shape[-2:]) < 41:
-        raise ValueError(f"VIF needs images of at least 41x41, got {tuple(output.shape[-2:])}")
+    from artefix.evaluation.metrics import VIF_MIN_SIZE
+
+    if min(output.shape[-2:]) < VIF_MIN_SIZE:
+        raise ValueError(f"VIF needs images of at least {VIF_MIN_SIZE}x{VIF_MIN_SIZE}, got {tuple(output.shape[-2:])}")
     lo = reference.amin(dim=(1, 2, 3), keepdim=True)
     span = reference.amax(dim=(1, 2, 3), keepdim=True) - lo
     if bool((span <= 0).any()):
