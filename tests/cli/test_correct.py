@@ -505,12 +505,13 @@ def test_no_gates_applies_each_correction_in_full_and_says_so(tmp_path, monkeypa
     from artefix.models.checkpoint import load_model
 
     image = load_sample("brain-t2").astype(np.float32)
-    _, report, summary = _correct_two_slices(tmp_path, monkeypatch, capsys, [image, 0.5 * image], gates=True)
-    assert summary["detector_applied"] is True and "not applied (--no-gates)" not in report
+    stdout, report, summary = _correct_two_slices(tmp_path, monkeypatch, capsys, [image, 0.5 * image], gates=True)
+    assert summary["detector_applied"] is True and "not applied (--no-gates)" not in report + stdout
     full, full_report = tmp_path / "full.nii.gz", tmp_path / "full.html"
     args = [tmp_path / "scan.nii.gz", full, "--model", tmp_path / "tiny.safetensors", "--no-gates"]
-    code, _, err = run([*args, "--report", full_report], monkeypatch, capsys)
+    code, stdout, err = run([*args, "--report", full_report], monkeypatch, capsys)
     assert code == 0, err
+    assert "not applied (--no-gates)" in " ".join(stdout.split())
     assert "scores shown, not applied (--no-gates)" in full_report.read_text()
     full_summary = json.loads(full_report.with_suffix(".json").read_text())
     assert full_summary["detector_applied"] is False
