@@ -233,11 +233,7 @@ def render_report(run: CorrectionRun, before: Volume, after: Volume, summary: di
         ("slice axis", str(record.axis)),
         ("model matrix per slice", " x ".join(map(str, record.work_shape))),
         ("self-ensemble", f"{record.ensemble} dihedral transform(s) averaged per slice"),
-        *(
-            [("artefact detector", "scores shown, not applied (--no-gates): each applied correction in full")]
-            if detected_col and not record.gated
-            else []
-        ),
+        *([("artefact detector", record.gates_sentence())] if record.gates_sentence() else []),
         ("constant slices passed through", ", ".join(map(str, record.constant_slices)) or "none"),
         *([("k-space", record.kspace_sentence())] if record.kspace_sentence() else []),
         *([("noise level", record.snr_sentence())] if record.snr_sentence() else []),

@@ -241,8 +241,8 @@ def _print_summary(run, console) -> None:  # noqa: ANN001 - CorrectionRun, rich 
             ", ".join(map(str, flagged[head])) or "-",
         )
     console.print(table)
-    if record.detection is not None and not record.gated:
-        console.print("detection scores shown, not applied (--no-gates): each applied correction in full")
+    if record.gates_sentence():
+        console.print(record.gates_sentence())
     truncation = record.kspace_sentence()
     if truncation:
         console.print(truncation)

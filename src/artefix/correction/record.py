@@ -231,6 +231,12 @@ class CorrectionRecord:
             "per_slice": [None if not np.isfinite(v) else float(v) for v in self.snr_db],
         }
 
+    def gates_sentence(self) -> str:
+        """One line when the detector's scores were reported but not applied (``--no-gates``), else ""."""
+        if self.detection is None or self.gated:
+            return ""
+        return "detection scores shown, not applied (--no-gates): each applied correction in full"
+
     def snr_sentence(self) -> str:
         """One line on the estimated SNR and what the noise gate did; "" for a model without the gate."""
         summary = self.snr_summary()

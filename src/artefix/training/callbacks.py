@@ -27,6 +27,7 @@ from lightning.pytorch.callbacks import RichProgressBar, TQDMProgressBar
 
 from artefix.atomic import atomic_file
 from artefix.models.checkpoint import save_model
+from artefix.training.config import KEEPS
 
 __all__ = ["RUN_FILE", "ModelExport", "RichBar", "TqdmBar", "read_run_file"]
 
@@ -97,8 +98,8 @@ class ModelExport(L.Callback):
     """
 
     def __init__(self, out_dir: Path, card: dict[str, Any], monitor: str = MONITOR, keep: str = "best") -> None:
-        if keep not in ("best", "last"):
-            raise ValueError(f"keep must be 'best' or 'last', got {keep!r}")
+        if keep not in KEEPS:
+            raise ValueError(f"keep must be one of {', '.join(KEEPS)}, got {keep!r}")
         self.out_dir = Path(out_dir)
         self.card = dict(card)
         self.monitor = monitor
