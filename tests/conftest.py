@@ -1,8 +1,11 @@
-"""Shared fixtures: access to the real MRI in ``../shared/data``."""
+"""Shared fixtures: access to the real MRI in ``../shared/data``; waiting on a running subprocess."""
 
 from __future__ import annotations
 
 import os
+import subprocess
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -19,6 +22,33 @@ def shared_data() -> Path:
     if os.environ.get("ARTEFIX_REQUIRE_SHARED_DATA") == "1":
         pytest.fail(f"{reason} but ARTEFIX_REQUIRE_SHARED_DATA=1")
     pytest.skip(reason)
+
+
+def _wait_for(condition: Callable[[], bool], proc: subprocess.Popen, what: str, timeout: float = 120.0) -> None:
+    """Return once ``condition()`` holds; fail when ``proc`` exits first or after ``timeout`` seconds.
+
+    Between two checks it waits on ``proc`` itself (20 ms at most), so an early exit is seen at once;
+    nothing waits a fixed time.
+    """
+    deadline = time.monotonic() + timeout
+    while not condition():
+        try:
+            proc.wait(timeout=0.02)
+        except subprocess.TimeoutExpired:
+            if time.monotonic() > deadline:
+                pytest.fail(f"still no {what} after {timeout:.0f} s")
+            continue
+        if condition():
+            return
+        stderr = proc.stderr.read() if proc.stderr is not None else ""
+        stderr = stderr.decode(errors="replace") if isinstance(stderr, bytes) else stderr
+        pytest.fail(f"the process exited with {proc.returncode} before {what}:\n{stderr[-3000:]}")
+
+
+@pytest.fixture(scope="session")
+def wait_for() -> Callable[..., None]:
+    """``wait_for(condition, proc, what, timeout=120)``: wait on a condition about a subprocess, with a deadline."""
+    return _wait_for
 
 
 def _mr_slice(

@@ -2,10 +2,29 @@
 
 from __future__ import annotations
 
+import re
+import signal
+import subprocess
+import sys
+
 import pytest
 
 from artefix.atomic import check_output_path, output_transaction
 from artefix.errors import OutputError
+
+# Writes 10 MB of a new file through atomic_file, says so in a flag file, then blocks (stdin never closes).
+KILLED_WRITER = """
+import sys
+from pathlib import Path
+from artefix.atomic import atomic_file
+
+target, flag = Path(sys.argv[1]), Path(sys.argv[2])
+with atomic_file(target) as tmp, open(tmp, "wb") as f:
+    f.write(bytes(range(256)) * 40_000)
+    f.flush()
+    flag.touch()
+    sys.stdin.read()
+"""
 
 
 def test_a_failed_transaction_restores_what_it_replaced_and_removes_what_it_made(tmp_path):
@@ -37,3 +56,29 @@ def test_a_file_output_never_replaces_a_folder(tmp_path):
         check_output_path(tmp_path / "out.json", overwrite=True)
     (tmp_path / "series").mkdir()
     assert check_output_path(tmp_path / "series", overwrite=True, folder_ok=True) == tmp_path / "series"
+
+
+def test_a_write_killed_before_its_rename_leaves_the_previous_file_as_it_was(tmp_path, wait_for):
+    """``kill -9`` mid-write cannot be cleaned up after, yet the target keeps its previous bytes.
+
+    The data goes to a hidden temporary next to the target, renamed over it only once complete; all the killed
+    write leaves is that temporary (the README promises nothing more for ``kill -9``).
+    """
+    folder = tmp_path / "out"
+    folder.mkdir()
+    target, flag = folder / "scan.nii.gz", tmp_path / "half-written"
+    previous = b"the previous volume\n" * 1000
+    target.write_bytes(previous)
+    command = [sys.executable, "-c", KILLED_WRITER, str(target), str(flag)]
+    proc = subprocess.Popen(command, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        wait_for(flag.exists, proc, "10 MB written")
+        proc.send_signal(signal.SIGKILL)
+        assert proc.wait(timeout=60) == -signal.SIGKILL
+    finally:
+        proc.kill()
+        proc.communicate()
+    assert target.read_bytes() == previous
+    others = [p.name for p in folder.iterdir() if p != target]
+    assert len(others) == 1 and re.fullmatch(r"\.scan\.nii\.gz\.[0-9a-f]{12}\.tmp\.nii\.gz", others[0]), others
+    assert (folder / others[0]).stat().st_size == 256 * 40_000

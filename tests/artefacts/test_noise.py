@@ -55,6 +55,7 @@ def _check_snr_and_statistics(image: np.ndarray, snr_db: float, seed: int) -> No
     assert abs(np.corrcoef(re, im)[0, 1]) < 0.02
 
 
+@pytest.mark.shared_data
 @pytest.mark.parametrize("snr_db", SNRS)
 def test_snr_on_real_brain_slice(real_slice: np.ndarray, snr_db: float) -> None:
     assert real_slice.shape == (320, 320) and real_slice.max() > 0

@@ -110,6 +110,7 @@ def test_only_none_returns_the_input(env, nifti, tmp_path, monkeypatch, capsys):
     np.testing.assert_allclose(nib.load(out).get_fdata(), x, atol=1e-4 * np.abs(x).max())
 
 
+@pytest.mark.slow
 def test_strength_gives_a_partial_correction_and_reports_it(env, nifti, tmp_path, monkeypatch, capsys):
     full, half, none = tmp_path / "full.nii", tmp_path / "half.nii", tmp_path / "none.nii"
     report = tmp_path / "qc.html"
@@ -146,6 +147,7 @@ def test_bad_strength_is_a_one_line_error(env, nifti, tmp_path, monkeypatch, cap
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_ensemble_option_overrides_the_model_and_is_recorded(env, nifti, tmp_path, monkeypatch, capsys):
     one, four, report = tmp_path / "one.nii", tmp_path / "four.nii", tmp_path / "qc.html"
     assert run([nifti, one, "--ensemble", "1", "-q"], monkeypatch, capsys)[0] == 0
@@ -336,6 +338,7 @@ def test_failure_while_writing_removes_what_the_run_wrote(env, nifti, tmp_path, 
     assert _files(tmp_path) == before
 
 
+@pytest.mark.slow
 def test_a_failed_overwrite_puts_every_replaced_output_back(env, nifti, tmp_path, monkeypatch, capsys):
     import artefix.report as report_module
 
@@ -370,19 +373,27 @@ def test_devices_other_than_cpu_and_cuda_are_one_line_errors(
     assert code == 2 and message in err and not (tmp_path / "demo").exists()
 
 
-def test_sigterm_unwinds_like_ctrl_c(monkeypatch, capsys):
-    """main() turns SIGTERM into KeyboardInterrupt, so a killed run removes what it wrote."""
+def test_main_routes_sigterm_to_the_unwinding_handler_only_while_a_command_runs(monkeypatch, capsys):
+    """What an interrupted run does is in test_interrupt.py; afterwards the process's own handler is back."""
     import signal
 
     import artefix.cli as cli
+    import artefix.models.registry as registry
 
-    monkeypatch.setattr(signal, "getsignal", lambda signum: signal.SIG_DFL)
-    installed = {}
-    monkeypatch.setattr(signal, "signal", lambda signum, handler: installed.setdefault(signum, handler))
-    run([], monkeypatch, capsys, command="models")
-    assert installed[signal.SIGTERM] is cli._terminate
-    with pytest.raises(KeyboardInterrupt):
-        cli._terminate(signal.SIGTERM, None)
+    during = []
+
+    def list_models(*args, **kwargs):
+        during.append(signal.getsignal(signal.SIGTERM))
+        return []
+
+    monkeypatch.setattr(registry, "list_models", list_models)
+    previous = signal.signal(signal.SIGTERM, signal.SIG_DFL)  # as in a fresh process
+    try:
+        assert run([], monkeypatch, capsys, command="models")[0] == 0
+    finally:
+        after = signal.signal(signal.SIGTERM, previous)
+    assert during == [cli._interrupt]
+    assert after is signal.SIG_DFL
 
 
 def test_snr_line_says_when_the_noise_correction_was_left_out(env, tmp_path, monkeypatch, capsys):
@@ -426,6 +437,7 @@ def test_cuda_unavailable_is_a_one_line_error(env, nifti, tmp_path, monkeypatch,
     assert not (tmp_path / "out.nii.gz").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.shared_data
 def test_real_dicom_512_with_a_320_training_matrix(shared_data, tmp_path, monkeypatch, capsys):
     series = shared_data / "niivue_demo_images" / "VS-SEG-001_t1_mpr_tra_gk_subset"
@@ -455,6 +467,7 @@ def _correct_two_slices(tmp_path, monkeypatch, capsys, slices, **config):
     return stdout, report.read_text(), json.loads(report.with_suffix(".json").read_text())
 
 
+@pytest.mark.slow
 def test_zero_filled_scan_is_reported_by_a_model_with_data_consistency(tmp_path, monkeypatch, capsys):
     from artefix.artefacts.subsampling import centre_crop_kspace_image
     from artefix.data.samples import load_sample
@@ -471,6 +484,7 @@ def test_zero_filled_scan_is_reported_by_a_model_with_data_consistency(tmp_path,
     assert summary["estimated_snr"] is None  # a model without the noise gate
 
 
+@pytest.mark.slow
 def test_noise_gate_is_reported_by_a_model_with_it(tmp_path, monkeypatch, capsys):
     from artefix.data.samples import load_sample
 
@@ -498,6 +512,7 @@ def test_noise_gate_is_reported_by_a_model_with_it(tmp_path, monkeypatch, capsys
     assert code == 2 and "--snr-scope" in err
 
 
+@pytest.mark.slow
 def test_no_gates_applies_each_correction_in_full_and_says_so(tmp_path, monkeypatch, capsys):
     import torch
 

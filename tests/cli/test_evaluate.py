@@ -98,6 +98,7 @@ def _parse_markdown(text: str) -> dict:
     return cells
 
 
+@pytest.mark.slow
 def test_full_run_writes_consistent_outputs(full_run):
     out = full_run
     for name in ("report.md", "summary.json", "summary.csv", "per_slice.json", "residuals.json", "tables.tex"):
@@ -152,6 +153,7 @@ def test_full_run_writes_consistent_outputs(full_run):
         assert "Skipped bm3d, bm3d-paper" in report
 
 
+@pytest.mark.slow
 def test_same_numbers_for_any_jobs_and_method_list(full_run, inputs, tmp_path, monkeypatch, capsys):
     common = [inputs["data"], "--experiments", "noise,multi", "--max-slices", "2", "--models", _models(inputs)]
     common += ["--skip-methods", "bm3d,bm3d-paper", "-q"]
@@ -198,6 +200,7 @@ def test_errors_exit_2_with_one_line(inputs, tmp_path, monkeypatch, capsys, args
     assert not (tmp_path / "o" / "summary.json").exists()
 
 
+@pytest.mark.slow
 def test_refuses_an_earlier_run_and_missing_data(full_run, inputs, tmp_path, monkeypatch, capsys):
     code, _, err = run([inputs["data"], "--out", full_run, "--experiments", "noise"], monkeypatch, capsys)
     assert code == 2 and "--overwrite" in err

@@ -78,6 +78,7 @@ def test_check_prints_the_resolved_config(tmp_path, monkeypatch, capsys, tiny):
     assert doc["trainer"]["max_epochs"] == 3 and doc["data"]["base"] == str(tmp_path)
 
 
+@pytest.mark.slow
 def test_train_then_refuse_overwrite_then_resume(tmp_path, monkeypatch, capsys, tiny):
     out = tmp_path / "run"
     # a single-task denoising model learns fast: validation MSE must fall clearly within three epochs
@@ -104,6 +105,7 @@ def write_pipeline(folder, tiny, **second):
     return path
 
 
+@pytest.mark.slow
 def test_train_runs_a_pipeline_of_stages_in_one_command(tmp_path, monkeypatch, capsys, tiny):
     pipe = write_pipeline(tmp_path, tiny, init="a")
     args = ["train", pipe, "--out", tmp_path / "run", *QUIET, "--set", "trainer.max_epochs=1"]

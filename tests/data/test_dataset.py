@@ -122,28 +122,32 @@ def test_bias_only_dataset_is_a_smooth_multiplicative_change(scans: list[Path]) 
 # --- randomness ----------------------------------------------------------------------------------------
 
 
-def test_validation_corruptions_are_fixed(tmp_path: Path) -> None:
+def test_validation_corruptions_are_fixed_by_the_seed(tmp_path: Path) -> None:
     scans = _scans(tmp_path, n_patients=3)
-    a = ArtefactDataset.from_files(scans[:2], matrix=MATRIX, mode="val")
-    b = ArtefactDataset.from_files(scans[:2], matrix=MATRIX, mode="val")
+    a = ArtefactDataset.from_files(scans[:2], matrix=MATRIX, mode="val", seed=1)
+    b = ArtefactDataset.from_files(scans[:2], matrix=MATRIX, mode="val", seed=1)
     first = _corrupted(a, range(len(a)))
-    assert torch.equal(first, _corrupted(b, range(len(b))))  # another instance
+    assert torch.equal(first, _corrupted(b, range(len(b))))  # the same seed twice: the same validation set
     a.set_epoch(5)
     assert torch.equal(first, _corrupted(a, range(len(a))))  # another epoch
+    # Another seed is another validation set: every slice gets another corruption.
+    other = ArtefactDataset(a.index, mode="val", seed=2)
+    assert all(other.params_for(i) != a.params_for(i) for i in range(len(a)))
+    assert all(not torch.equal(other[i].corrupted, first[i]) for i in range(len(a)))
     # Another set of scans moves the slices to other positions; each slice keeps its corruption.
-    c = ArtefactDataset.from_files([scans[2], scans[1], scans[0]], matrix=MATRIX, mode="val")
+    c = ArtefactDataset.from_files([scans[2], scans[1], scans[0]], matrix=MATRIX, mode="val", seed=1)
     keys = {ref.key: i for i, ref in enumerate(c.index.refs)}
     for i, ref in enumerate(a.index.refs):
         assert c.params_for(keys[ref.key]) == a.params_for(i)
-    # The seed is SHA-256 of the slice name: a constant, not Python's salted hash().
-    assert stable_entropy("patient00/study1_T1W.npy#1") == stable_entropy("patient00/study1_T1W.npy#1")
+    # The generator is seeded by the seed and SHA-256 of the slice name: constants, not Python's salted hash().
     assert stable_entropy("abc") == [0xBF1678BA, 0xEACF018F, 0xDE404141, 0x2322AE5D]  # SHA-256 of "abc"
-    assert a.params_for(0) == sample_training_corruption(
-        np.random.default_rng([0, *stable_entropy(a.index.refs[0].key)]), MATRIX, BRAIN_TRAINING
-    )
+    for ds in (a, other):
+        assert ds.params_for(0) == sample_training_corruption(
+            np.random.default_rng([ds.seed, *stable_entropy(ds.index.refs[0].key)]), MATRIX, BRAIN_TRAINING
+        )
     # Different slices get different corruptions, and the test mode follows the same rule.
     assert len({json.dumps(a.params_for(i).__dict__, sort_keys=True) for i in range(len(a))}) == len(a)
-    test = ArtefactDataset(a.index, mode="test")
+    test = ArtefactDataset(a.index, mode="test", seed=1)
     assert all(test.params_for(i) == a.params_for(i) for i in range(len(a)))
 
 

@@ -265,6 +265,7 @@ def test_evaluate_notes_the_self_ensemble(volume, models):
     assert any("over 2 flips/transposes" in note for note in result.notes)
 
 
+@pytest.mark.slow
 def test_evaluate_bias_subsampling_motion_end_to_end(volume, models):
     calls = []
     result = evaluate(
@@ -317,6 +318,7 @@ def test_evaluate_rejects_bad_arguments(volume, models, tmp_path):
         evaluate([volume], experiments=["noise"], models=[str(clash)])
 
 
+@pytest.mark.shared_data
 def test_evaluate_real_volume_subsampling(shared_data):
     scan = shared_data / "open_ms_data_ljubljana_longitudinal" / "patient04" / "study1_T1W.nii.gz"
     result = evaluate([scan], experiments=["subsampling"], models=[], max_slices=2, matrix=64)

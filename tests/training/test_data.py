@@ -168,6 +168,7 @@ def test_plan_errors_are_input_errors(tmp_path):
         plan_data(DataSection(split=str(tmp_path / "absent.json")))
 
 
+@pytest.mark.shared_data
 def test_brain_config_plan_on_the_shared_data(shared_data):
     config = load_config(CONFIGS / "mt_lc_brain.yaml", data_root=shared_data)
     plan = plan_data(config.data)

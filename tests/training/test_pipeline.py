@@ -90,6 +90,7 @@ def test_stage_configs_chain_the_weights_and_apply_overrides(tmp_path):
     assert c1.trainer.max_epochs == c2.trainer.max_epochs == 2
 
 
+@pytest.mark.slow
 def test_every_stage_trains_from_the_previous_stage(trained):
     pipeline, out, results = trained
     assert [r.status for r in results] == ["finished", "finished"]
@@ -101,6 +102,7 @@ def test_every_stage_trains_from_the_previous_stage(trained):
     assert (out / "second" / "best.safetensors").is_file()
 
 
+@pytest.mark.slow
 def test_a_trained_pipeline_is_kept_unless_resumed(trained):
     pipeline, out, _ = trained
     with pytest.raises(OutputError, match="already holds a training pipeline; pass --resume"):
@@ -111,6 +113,7 @@ def test_a_trained_pipeline_is_kept_unless_resumed(trained):
     assert {p: p.stat().st_mtime_ns for p in out.rglob("best.safetensors")} == before  # nothing retrained
 
 
+@pytest.mark.slow
 def test_resume_refuses_a_stage_trained_from_weights_that_changed_since(trained, tmp_path):
     pipeline, out, _ = trained
     copy = tmp_path / "run"
@@ -120,6 +123,7 @@ def test_resume_refuses_a_stage_trained_from_weights_that_changed_since(trained,
         run_pipeline(pipeline, copy, QUIET, resume=True)
 
 
+@pytest.mark.slow
 def test_resume_refuses_a_stage_whose_config_changed(trained):
     pipeline, out, _ = trained
     with pytest.raises(ConfigError, match="cannot resume .*first.*loss.alpha"):

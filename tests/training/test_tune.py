@@ -106,6 +106,7 @@ def test_storage_urls(tmp_path):
         make_storage("nosuchdb://host/x")
 
 
+@pytest.mark.slow
 def test_two_workers_share_one_sqlite_study_and_it_resumes(tmp_path):
     out = tmp_path / "tune"
     out.mkdir()
