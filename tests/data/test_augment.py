@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from artefix.data.augment import Augmentation, ScaleCrop
+from artefix.data.augment import Augmentation, BackgroundMask, ScaleCrop
 from artefix.data.dataset import ArtefactDataset
 from artefix.data.slices import SliceIndex
 
@@ -126,3 +126,50 @@ def test_scale_crop_centre_pads_small_slices_and_is_deterministic():
 def test_scale_crop_bad_options(kwargs):
     with pytest.raises(ValueError):
         ScaleCrop(**kwargs)
+
+
+def _head(size=64):
+    """A bright disc (the head) with inner structure on a faint noisy background, non-negative."""
+    yy, xx = np.mgrid[:size, :size]
+    disc = ((yy - size / 2) ** 2 + (xx - size / 2) ** 2 < (0.35 * size) ** 2) * (2 + np.cos(xx / 3))
+    return (disc + 0.02 * np.random.default_rng(0).random((size, size))).astype(np.float32)
+
+
+def test_background_mask_probability_zero_never_masks_and_one_always_masks_the_head():
+    image = _head()
+    assert all(BackgroundMask(0.0).draw(image, np.random.default_rng(s)) == (None, None) for s in range(10))
+    whens = set()
+    for seed in range(20):
+        when, mask = BackgroundMask(1.0).draw(image, np.random.default_rng(seed))
+        whens.add(when)
+        assert mask.shape == image.shape and mask.dtype == bool
+        assert mask[32, 32] and not mask[0, 0]  # the head's centre is kept, the corner is background
+    assert whens == {"before", "after"}
+
+
+@pytest.mark.parametrize("kwargs", [{"probability": 1.5}, {"probability": -0.1}, {"max_erosion": 0.5}])
+def test_background_mask_bad_options(kwargs):
+    with pytest.raises(ValueError):
+        BackgroundMask(**kwargs)
+
+
+def test_masked_training_items_have_a_zero_background_in_the_target(tmp_path):
+    """Masked before corruption: k-space noise reaches the background; after: both images are zero there."""
+    path = tmp_path / "head.npy"
+    np.save(path, _head(48)[None])
+    index = SliceIndex([path], matrix=(48, 48), normalise="percentile")
+    plain = ArtefactDataset(index, artefacts=("noise",), seed=0)
+    masked = ArtefactDataset(index, artefacts=("noise",), seed=0, background=BackgroundMask(1.0))
+    seen = set()
+    for epoch in range(12):
+        plain.set_epoch(epoch), masked.set_epoch(epoch)
+        a, b = plain[0], masked[0]
+        assert a.params == b.params  # the corruption is drawn from its own stream, unchanged by the mask
+        clean, corrupted = b.clean[0].numpy(), b.corrupted[0].numpy()
+        corner = np.s_[:4, :4]
+        assert np.ptp(clean[corner]) == 0  # the target's background is one constant (zero before Z-norm)
+        if np.ptp(corrupted[corner]) == 0:
+            seen.add("after")
+        else:
+            seen.add("before")  # the noise was added to the masked image, so its background is noisy
+    assert seen == {"before", "after"}

@@ -248,6 +248,8 @@ def test_clean_inputs_select_no_head_and_model_init_starts_from_weights(tmp_path
         ("data.fit=stretch", "data.fit must be one of"),
         ("data.clean_fraction=1.0", "clean_fraction"),
         ("data.severity_fraction=2", "severity_fraction"),
+        ("data.background=1.5", "data.background must lie in"),
+        ("data.background=yes", "data.background must be a finite number"),
         ("data.level_ranges={noise: [10, -10]}", "data.level_ranges: .*low <= high"),
         ("data.level_ranges={motio: [0.1, 0.2]}", "data.level_ranges: unknown artefact"),
         ("data.level_ranges=[1, 2]", "data.level_ranges must map"),

@@ -53,7 +53,7 @@ from artefix.artefacts.sampler import (
     head_of,
     sample_training_corruption,
 )
-from artefix.data.augment import Augmentation, ScaleCrop
+from artefix.data.augment import Augmentation, BackgroundMask, ScaleCrop
 from artefix.data.slices import SliceIndex
 from artefix.data.splits import Split
 
@@ -138,6 +138,7 @@ class ArtefactDataset(Dataset[TrainingSample]):
         severity_fraction: float = 0.0,
         level_ranges: Mapping[str, Sequence[float]] | None = None,
         crop: ScaleCrop | None = None,
+        background: BackgroundMask | None = None,
     ) -> None:
         """Wrap a :class:`SliceIndex`; see :meth:`from_files` and :meth:`from_split` to build one.
 
@@ -161,6 +162,8 @@ class ArtefactDataset(Dataset[TrainingSample]):
             crop: Required for (and only for) a ``fit="native"`` index: cuts each native slice to
                 ``crop.matrix`` (must equal the index's matrix); random zoom and window in ``"train"``
                 mode (augmentation stream), centre window at native pixels otherwise.
+            background: Random zeroing of the background before or after the corruption, in ``"train"``
+                mode only (augmentation stream; nothing is drawn when None).
 
         Raises:
             ValueError: On an unknown mode, artefact name or output, bad weights, or a Z-normalised index.
@@ -206,6 +209,7 @@ class ArtefactDataset(Dataset[TrainingSample]):
         self.severity_fraction = float(severity_fraction)
         self.level_ranges = ranges
         self.crop = crop
+        self.background = background
         self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
 
     @classmethod
@@ -321,6 +325,11 @@ class ArtefactDataset(Dataset[TrainingSample]):
             clean = self.crop(clean, aug_rng) if aug_rng is not None else self.crop.centre(clean)
         if self.augment is not None and aug_rng is not None:
             clean = self.augment(clean, aug_rng)
+        when, mask = (None, None)
+        if self.background is not None and aug_rng is not None:
+            when, mask = self.background.draw(clean, aug_rng)
+        if when == "before":
+            clean = clean * mask
         if params is None:
             corrupted = to_output(clean, self.output)
             label, record = NO_ARTEFACT, {"artefact": "none"}
@@ -328,6 +337,8 @@ class ArtefactDataset(Dataset[TrainingSample]):
             corrupted = to_output(apply_params(clean, params), self.output)
             label, record = head_of(params).index, params_to_dict(params)
         clean = to_output(clean, self.output)
+        if when == "after":
+            corrupted, clean = corrupted * mask, clean * mask
         return TrainingSample(
             corrupted=torch.from_numpy(np.asarray(znorm(corrupted), dtype=np.float32))[None],
             clean=torch.from_numpy(np.asarray(znorm(clean), dtype=np.float32))[None],

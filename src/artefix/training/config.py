@@ -357,6 +357,9 @@ class DataSection:
         augment: Random flips, quarter turns and gamma of the training slices before corruption
             (:class:`artefix.data.augment.Augmentation`), for generalisation to other scanners and
             contrasts; validation is never augmented.
+        background: Probability that a training slice's background is zeroed (skull-stripped, masked or
+            defaced scans), half of the time before the corruption and half after it
+            (:class:`artefix.data.augment.BackgroundMask`); validation is never masked (0: off).
         fit: How slices reach ``matrix``: ``pad`` (the paper: zero-pad to a square field of view, then
             Fourier-resize the whole slice) or ``native`` (resolution augmentation: every training slice is
             Fourier-resized by a random factor between "whole slice fits" and 1, then cropped to
@@ -392,6 +395,7 @@ class DataSection:
     axis: int | None = None
     seed: int | None = None
     augment: bool = False
+    background: float = 0.0
     fit: str = "pad"
     clean_fraction: float = 0.0
     severity_fraction: float = 0.0
@@ -442,6 +446,7 @@ class DataSection:
         if not 0.0 <= _float(self.clean_fraction, "data.clean_fraction", 0.0, 1.0) < 1.0:
             raise ValueError(f"data.clean_fraction must be in [0, 1), got {self.clean_fraction!r}")
         object.__setattr__(self, "clean_fraction", float(self.clean_fraction))
+        object.__setattr__(self, "background", _float(self.background, "data.background", 0.0, 1.0))
         object.__setattr__(
             self, "severity_fraction", _float(self.severity_fraction, "data.severity_fraction", 0.0, 1.0)
         )

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from artefix.data.augment import Augmentation, ScaleCrop
+from artefix.data.augment import Augmentation, BackgroundMask, ScaleCrop
 from artefix.data.dataset import ArtefactDataset, GroupedShuffleSampler, TrainingSample, stable_entropy
 from artefix.data.io import Volume, check_finite, read_volume
 from artefix.data.samples import load_sample
@@ -289,7 +289,10 @@ class ArtefactDataModule(L.LightningDataModule):
             if len(index) == 0:
                 raise InputError(f"the {name} scans hold no slice with enough foreground: {list(index.files)}")
         augment = Augmentation() if d.augment else None
-        self.train_set = RepeatedDataset(train_index, d.repeats, self.seed, mode="train", augment=augment, **options)
+        background = BackgroundMask(d.background) if d.background > 0 else None
+        self.train_set = RepeatedDataset(
+            train_index, d.repeats, self.seed, mode="train", augment=augment, background=background, **options
+        )
         self.val_set = RepeatedDataset(val_index, d.val_repeats, self.seed, mode="val", **options)
         log.info("training on %d items, validating on %d", len(self.train_set), len(self.val_set))
 
