@@ -3,13 +3,38 @@
 A scan reconstructed from a truncated k-space (the paper's super-resolution masks, a scanner's zero-filled
 interpolation, partial Fourier) has k-space lines that hold (almost) nothing beyond an edge on one or more
 sides. The subsampling head should only fill in those lines: changing the measured ones cannot make the
-image truer to the object. :func:`measured_window` finds the edges from the input alone (a step of at
-least ``min_step`` decades in the mean power of the k-space lines, with nothing but low-power lines
-beyond it) and :func:`project_unmeasured` removes the part of a residual that falls inside the window,
-the data-consistency step of unrolled reconstruction networks (e.g. fastMRI's VarNet) applied to one head.
+image truer to the object. :func:`measured_window` finds the edges from the input alone and
+:func:`project_unmeasured` removes the part of a residual that falls inside the window, the data-consistency
+step of unrolled reconstruction networks (e.g. fastMRI's VarNet) applied to one head.
 
-Scans without such a step (fully sampled, randomly undersampled, k-space filtered) get an all-true window
-edge to edge, so the projection leaves the residual unchanged where no truncation is found.
+The edge rule works on ``p``, the log10 of the mean k-space power of each row (or column) of lines. A
+magnitude image of a truncated k-space is not exactly zero beyond the edge: taking the magnitude spreads
+power there (most where the image crosses zero, e.g. the ringing in a skull-stripped background), a tail
+that starts about a decade below the edge lines, falls off over two or three lines to a floor 1.5 to 3
+decades down and stays smooth. A natural spectrum instead falls off gradually and ever more slowly away from
+the centre. A side is cut at candidate edge ``t`` (first measured line, at least ``max(5, N // 32)`` lines
+cut and at least ``max(7, N // 16)`` kept between ``t`` and the centre) when all of
+
+1. *contrast*: the mean of lines ``t .. t+2`` (the edge level) stands at least ``min_step`` decades above the
+   mean of lines ``t-5 .. t-3`` (lines ``t-1`` and ``t-2`` are left out: the spread tail is steepest there);
+2. *kink*: that step exceeds the rise of the profile over the same distance just inside (lines ``t+4 .. t+6``
+   against the edge level) by at least :data:`MIN_KINK` decades: natural spectra rise faster towards the
+   centre, so a step no larger than the rise inside is the spectrum's own slope (the centre peak of small
+   images);
+3. *floor*: every line beyond ``t-3`` lies at least :data:`FLOOR` of the step below the edge level: nothing
+   was measured out there (the comb of a random or equispaced line mask has measured lines beyond its
+   centre band);
+4. *smooth*: the mean absolute second difference of ``p`` (the line-to-line roughness) is at most
+   :data:`SMOOTH_BEYOND` of the step over the lines beyond ``t-3`` and at most :data:`SMOOTH_INSIDE` of it
+   over lines ``t+1 .. t+6``: a truncation leaves smooth profiles on both sides, a line mask a comb.
+
+Of the candidates that pass, the one with the largest step between the adjacent blocks of lines ``t-3 .. t-1``
+and ``t .. t+2`` is the edge: it is the first measured line or, where the tail is steep, the line before it
+(a window one line too wide only keeps the head from filling that line). Every threshold was set on the real scans of
+``../shared/data`` (tests/models/test_consistency.py): untruncated slices of every scan never pass, their
+centred truncations at R = 2, 3, 4 (magnitude, float32) are found to within two lines. Scans without such an
+edge (fully sampled, k-space filtered, randomly or equispaced undersampled) get an all-true window edge to
+edge, so the projection leaves the residual unchanged where no truncation is found.
 """
 
 from __future__ import annotations
@@ -19,11 +44,29 @@ import torch.nn.functional as F
 
 from artefix.fft import fft2c, ifft2c
 
-MIN_STEP = 1.0
+MIN_STEP = 0.8
 """Default least contrast (decades of mean line power) between the measured edge lines and the lines beyond."""
 
+MIN_KINK = 0.55
+"""Least excess (decades) of the step at the edge over the profile's rise just inside it."""
+
+FLOOR = 0.6
+"""Every line beyond the edge lies at least this fraction of the step below the edge level."""
+
+SMOOTH_BEYOND = 0.15
+"""Largest mean absolute second difference of the line powers beyond the edge, as a fraction of the step."""
+
+SMOOTH_INSIDE = 0.2
+"""Largest mean absolute second difference of the line powers just inside the edge, as a fraction of the step."""
+
 EDGE_LINES = 3
-"""Measured lines averaged at a candidate edge."""
+"""Lines averaged for the edge level, the level beyond and the level further inside."""
+
+_GAP = 2
+"""Lines next to a candidate edge left out of the level beyond (the steepest part of the magnitude's tail)."""
+
+_INSIDE = 6
+"""Lines inside the edge whose roughness is checked (and the offset of the block further inside, less 2)."""
 
 
 def _line_power(image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -34,43 +77,66 @@ def _line_power(image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.log10(power.mean(dim=-1) + eps), torch.log10(power.mean(dim=-2) + eps)
 
 
-def _low_edge(profile: torch.Tensor, centre: int, min_step: float, min_cut: int) -> torch.Tensor:
-    """First measured index from the low side per row of ``profile`` ``(B, N)`` (0 where no step is found).
+def _masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of ``values`` ``(B, N)`` over each row of ``mask`` ``(T, N)``: ``(B, T)`` (0 for an empty row)."""
+    weights = mask.to(values.dtype)
+    return (values @ weights.T) / weights.sum(dim=-1).clamp(min=1.0)
 
-    Candidate edge ``t`` (``min_cut <= t <= centre - max(EDGE_LINES, N // 16)``: at least an eighth of the
-    lines stay measured, and the lines averaged stay clear of the steep rise at the k-space centre at
-    index ``centre``): the step is the mean of the ``EDGE_LINES`` lines after ``t`` minus the largest
-    value of the lines before ``t - 1``; the largest step wins when it reaches ``min_step``. Lines ``t - 1``
-    and ``t`` are left out of both: the magnitude image blurs the edge of its k-space by a line.
+
+def _low_edge(profile: torch.Tensor, centre: int, min_step: float) -> torch.Tensor:
+    """First measured index from the low side per row of ``profile`` ``(B, N)`` (0 where no edge is found).
+
+    ``profile`` is the log10 line power with the k-space centre at index ``centre``; candidate edges ``t`` run
+    from ``max(5, N // 32)`` to ``centre - max(7, N // 16)``. The rule (contrast, kink, floor, smooth) is the
+    module docstring's.
     """
     b, n = profile.shape
-    stop = centre - max(EDGE_LINES, n // 16) + 1
+    min_cut = max(EDGE_LINES + _GAP, n // 32)
+    stop = centre - max(_INSIDE + 1, n // 16) + 1
     if stop <= min_cut:
         return torch.zeros(b, dtype=torch.long, device=profile.device)
-    # Written with a masked max and an average pool rather than cummax/unfold, which ONNX export lacks.
+    # Masked means and a masked max over a (candidates, lines) grid rather than cummax/cumsum/unfold: the
+    # ONNX export has them all, and the grid is small (N / 2 x N).
     index = torch.arange(n, device=profile.device)
     t = torch.arange(min_cut, stop, device=profile.device)
-    before = index[None, :] < t[:, None] - 1  # (T, N): the lines beyond candidate edge t, less one
-    outside_max = torch.where(before[None], profile[:, None, :], profile.new_tensor(-torch.inf)).amax(dim=-1)
-    windows = F.avg_pool1d(profile[:, None], EDGE_LINES, stride=1)[:, 0]  # [:, j] = mean of lines j..j+2
-    step = windows[:, t + 1] - outside_max
-    best, where = step.max(dim=-1)
-    return torch.where(best >= min_step, t[where], torch.zeros_like(where))
+    pooled = F.avg_pool1d(profile[:, None], EDGE_LINES, stride=1)[:, 0]  # [:, j] = mean of lines j .. j+2
+    level = pooled[:, t]  # (B, T): the measured edge lines t .. t+2
+    step = level - pooled[:, t - _GAP - EDGE_LINES]  # against lines t-5 .. t-3
+    rise = pooled[:, t + _INSIDE - _GAP] - level  # lines t+4 .. t+6 against the edge level
+    kink = step - rise.clamp(min=0.0)
+    beyond = index[None, :] <= t[:, None] - _GAP - 1  # (T, N): lines 0 .. t-3
+    highest = torch.where(beyond[None], profile[:, None, :], profile.new_tensor(-torch.inf)).amax(dim=-1)
+    curvature = F.pad((profile[:, 1:-1] - 0.5 * (profile[:, :-2] + profile[:, 2:])).abs(), (1, 1))  # 0 at the ends
+    rough_beyond = _masked_mean(curvature, beyond & (index[None, :] >= 1) & (index[None, :] < t[:, None] - _GAP - 1))
+    inside = (index[None, :] > t[:, None]) & (index[None, :] <= t[:, None] + _INSIDE)
+    rough_inside = _masked_mean(curvature, inside)
+    ok = (
+        (step >= min_step)
+        & (kink >= MIN_KINK)
+        & (level - highest >= FLOOR * step)
+        & (rough_beyond <= SMOOTH_BEYOND * step)
+        & (rough_inside <= SMOOTH_INSIDE * step)
+    )
+    sharp = level - pooled[:, t - EDGE_LINES]  # lines t .. t+2 against the adjacent t-3 .. t-1: peaks at the edge
+    best, where = torch.where(ok, sharp, profile.new_tensor(-torch.inf)).max(dim=-1)
+    return torch.where(torch.isfinite(best), t[where], torch.zeros_like(where))
 
 
 def measured_window(image: torch.Tensor, *, min_step: float = MIN_STEP) -> torch.Tensor:
     """Mask of the k-space samples an image was measured with: ``(B, H, W)`` bool for ``(B, H, W)`` input.
 
-    Each of the four sides of the centred k-space is cut where the line power steps up by ``min_step``
-    decades or more over every line beyond (at least ``max(3, N // 32)`` lines are cut); a side with no such
-    step keeps all lines.
+    Each of the four sides of the centred k-space (DC at ``(H // 2, W // 2)``) is cut at the edge the module
+    docstring's rule finds (at least ``max(5, N // 32)`` lines cut, at least ``max(7, N // 16)`` kept on
+    each side of the centre); a side with no such edge keeps all lines. Works for any ``H, W``, odd or even
+    (too small a side, below about 24 lines, is never cut).
 
     Args:
-        image: Real or complex images ``(B, H, W)`` (the model's Z-normalised input).
-        min_step: Least step in decades (1.0: ten times more power in the measured edge lines).
+        image: Real or complex images ``(B, H, W)`` (the model's Z-normalised input; any scale).
+        min_step: Least contrast in decades between the measured edge lines and the lines beyond (0.8: six
+            times more power in the measured edge lines).
 
     Returns:
-        Boolean mask, True where k-space was measured (the rectangle between the edges).
+        Boolean mask ``(B, H, W)``, True where k-space was measured (the rectangle between the edges).
     """
     if image.ndim != 3:
         raise ValueError(f"expected images of shape (B, H, W), got {tuple(image.shape)}")
@@ -78,9 +144,8 @@ def measured_window(image: torch.Tensor, *, min_step: float = MIN_STEP) -> torch
     masks = []
     for profile in (rows, cols):
         n = profile.shape[-1]
-        min_cut = max(3, n // 32)
-        low = _low_edge(profile, n // 2, min_step, min_cut)  # fft2c puts the centre at index n // 2
-        high = n - _low_edge(profile.flip(-1), n - 1 - n // 2, min_step, min_cut)
+        low = _low_edge(profile, n // 2, min_step)  # fft2c puts the centre at index n // 2
+        high = n - _low_edge(profile.flip(-1), n - 1 - n // 2, min_step)
         index = torch.arange(n, device=image.device)
         masks.append((index >= low[:, None]) & (index < high[:, None]))
     return masks[0][:, :, None] & masks[1][:, None, :]
