@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +63,7 @@ class DemoRow:
     ssim_corrected: float
     vif_corrupted: float
     vif_corrected: float
+    note: str = ""
 
 
 @dataclass
@@ -87,6 +88,49 @@ class DemoResult:
     model: str
     seconds: float
     images: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+
+
+VISIBLE_GAIN = 0.005
+"""SSIM or VIF gain over the corrupted slice below which a case counts as "barely changed"."""
+
+OPEN_GATE = 0.5
+"""Detector score below which the demo says a head's correction was held back."""
+
+
+def case_note(record: Any, index: int, case: DemoCase, row: DemoRow) -> str:
+    """Why case ``index`` was, or was not, corrected: one line from the correction's QC record.
+
+    For each artefact of the case, the head's gate (the detector's score, with the noise head's SNR gate)
+    and, where a gate held the correction back, the reason and the option that applies it anyway.
+
+    Args:
+        record: The :class:`artefix.correction.record.CorrectionRecord` of the demo's stack.
+        index: The case's slice in that stack.
+        case: The case.
+        row: Its scores.
+    """
+    parts = []
+    for artefact in dict.fromkeys(case.artefacts):
+        if artefact not in record.heads:
+            parts.append(f"{artefact}: the model has no {artefact} head")
+            continue
+        k = record.heads.index(artefact)
+        if record.detection is None or not np.isfinite(record.detection[index, k]):
+            continue
+        score = float(record.detection[index, k])
+        if score >= OPEN_GATE:
+            parts.append(f"{artefact} found ({score:.2f})")
+            continue
+        why = f"{artefact} held back (gate {score:.2f}"
+        gate_snr = record.gate_snr_db()
+        snr = None if gate_snr is None else float(gate_snr[index])
+        if artefact == "noise" and record.noise_snr is not None and snr is not None and snr > record.noise_snr[0]:
+            why += f"; SNR {snr:.1f} dB, the gate fades out from {record.noise_snr[0]:g} to {record.noise_snr[1]:g} dB"
+        parts.append(why + "; 'artefix correct --no-gates' applies it in full)")
+    gain = max(row.ssim_corrected - row.ssim_corrupted, row.vif_corrected - row.vif_corrupted)
+    if gain < VISIBLE_GAIN:
+        parts.append(f"barely changed (SSIM/VIF gain < {VISIBLE_GAIN})")
+    return "; ".join(parts)
 
 
 def corrupt_cases(clean: np.ndarray, seed: int = 0, cases: tuple[DemoCase, ...] = DEMO_CASES) -> np.ndarray:
@@ -247,6 +291,8 @@ def run_demo(
         )
         for i, name in enumerate(names)
     ]
+    cases = enumerate(zip(DEMO_CASES, rows, strict=True))
+    rows = [replace(row, note=case_note(record, i, case, row)) for i, (case, row) in cases]
     out = Path(out_dir).expanduser()
     created = not out.exists()
     out.mkdir(exist_ok=True)

@@ -99,3 +99,51 @@ def test_each_demo_case_gates_its_noise_correction_on_its_own_snr(
     result = run_demo(tmp_path / "demo", seed=1)
     noise = [c.name for c in DEMO_CASES].index("noise")
     assert np.abs(result.images["residuals"][noise, model.head_names.index("noise")]).max() > 0
+
+
+def _record(detection, snr_db=None, noise_snr=None, heads=("bias", "subsampling", "motion", "noise")):
+    from artefix.correction.record import CorrectionRecord
+
+    n = len(detection)
+    return CorrectionRecord(
+        heads=heads,
+        applied=heads,
+        axis=0,
+        shape=(n, 8, 8),
+        work_shape=(8, 8),
+        mean_abs_residual=np.zeros((n, len(heads))),
+        slice_mean=np.zeros(n),
+        slice_std=np.ones(n),
+        constant_slices=(),
+        detection=np.asarray(detection, dtype=float),
+        snr_db=None if snr_db is None else np.asarray(snr_db, dtype=float),
+        noise_snr=noise_snr,
+    )
+
+
+def test_case_notes_say_which_gate_held_a_correction_back_and_why():
+    from artefix.demo import DemoCase, DemoRow, case_note
+
+    motion, noise = DemoCase("motion", ("motion",), (0.125,)), DemoCase("noise", ("noise",), (0.0,))
+    flat = DemoRow("x", 0.7, 0.701, 0.3, 0.3)
+    better = DemoRow("x", 0.7, 0.8, 0.3, 0.35)
+    record = _record([[0.0, 0.0, 0.03, 0.0], [0.0, 0.0, 0.9, 0.2]], snr_db=[30.0, 16.0], noise_snr=(14.0, 18.0))
+    held = case_note(record, 0, motion, flat)
+    assert "motion held back (gate 0.03" in held and "--no-gates" in held and "barely changed" in held
+    assert case_note(record, 1, motion, better) == "motion found (0.90)"
+    noisy = case_note(record, 1, noise, flat)
+    assert "noise held back (gate 0.20; SNR 16.0 dB, the gate fades out from 14 to 18 dB" in noisy
+    assert "SNR" not in case_note(_record([[0.0, 0.0, 0.0, 0.1]]), 0, noise, flat)  # no SNR gate: none named
+    single = _record([[0.9]], heads=("bias",))
+    assert case_note(single, 0, motion, better) == "motion: the model has no motion head"
+
+
+def test_demo_says_for_every_case_what_happened_to_each_artefact(small_sample, tmp_path):
+    weights = tmp_path / "gated.safetensors"
+    save_model(build_model("tiny", seed=2, gates=True), weights, card={"description": "tiny, gated"})
+    result = run_demo(tmp_path / "demo", model=str(weights))
+    for case, row in zip(DEMO_CASES, result.rows, strict=True):
+        for artefact in case.artefacts:
+            assert f"{artefact} found" in row.note or f"{artefact} held back" in row.note, row.note
+    saved = json.loads(result.metrics.read_text())
+    assert [m["note"] for m in saved["metrics"]] == [row.note for row in result.rows]

@@ -31,8 +31,8 @@ def demo_command(
 
     result = run_demo(out, model=model, sample=sample, seed=seed, device=device, overwrite=overwrite)
     table = Table(title=f"artefix demo on sample '{sample}' with model {result.model} (vs the clean slice)")
-    for column in ("artefact", "SSIM corrupted", "SSIM corrected", "VIF corrupted", "VIF corrected"):
-        table.add_column(column, justify="left" if column == "artefact" else "right")
+    for column in ("artefact", "SSIM corrupted", "SSIM corrected", "VIF corrupted", "VIF corrected", "what happened"):
+        table.add_column(column, justify="left" if column in ("artefact", "what happened") else "right")
     for row in result.rows:
         table.add_row(
             row.case,
@@ -40,6 +40,7 @@ def demo_command(
             f"{row.ssim_corrected:.3f}",
             f"{row.vif_corrupted:.3f}",
             f"{row.vif_corrected:.3f}",
+            row.note,
         )
     console = Console()
     console.print(table)
