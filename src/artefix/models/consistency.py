@@ -21,9 +21,9 @@ cut and at least ``max(7, N // 16)`` kept between ``t`` and the centre) when all
    against the edge level) by at least :data:`MIN_KINK` decades: natural spectra rise faster towards the
    centre, so a step no larger than the rise inside is the spectrum's own slope (the centre peak of small
    images);
-3. *floor*: every line beyond ``t-3`` lies at least :data:`FLOOR` of the step below the edge level: nothing
-   was measured out there (the comb of a random or equispaced line mask has measured lines beyond its
-   centre band);
+3. *floor*: every line beyond ``t-3`` lies at least :data:`FLOOR` of the step (or :data:`FLOOR_CAP` decades)
+   below the edge level: nothing was measured out there (the comb of a random or equispaced line mask has
+   measured lines beyond its centre band);
 4. *smooth*: the mean absolute second difference of ``p`` (the line-to-line roughness) is at most
    :data:`SMOOTH_BEYOND` of the step over the lines beyond ``t-3`` and at most :data:`SMOOTH_INSIDE` of it
    over lines ``t+1 .. t+6``: a truncation leaves smooth profiles on both sides, a line mask a comb.
@@ -52,6 +52,9 @@ MIN_KINK = 0.55
 
 FLOOR = 0.6
 """Every line beyond the edge lies at least this fraction of the step below the edge level."""
+
+FLOOR_CAP = 2.0
+"""...or at least this many decades below it (a truncation to a round-off floor steps by 5 to 10 decades)."""
 
 SMOOTH_BEYOND = 0.15
 """Largest mean absolute second difference of the line powers beyond the edge, as a fraction of the step."""
@@ -113,7 +116,7 @@ def _low_edge(profile: torch.Tensor, centre: int, min_step: float) -> torch.Tens
     ok = (
         (step >= min_step)
         & (kink >= MIN_KINK)
-        & (level - highest >= FLOOR * step)
+        & (level - highest >= (FLOOR * step).clamp(max=FLOOR_CAP))
         & (rough_beyond <= SMOOTH_BEYOND * step)
         & (rough_inside <= SMOOTH_INSIDE * step)
     )
