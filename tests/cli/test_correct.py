@@ -211,6 +211,40 @@ def test_dicom_series_becomes_a_new_derived_series(env, tmp_path, monkeypatch, c
     assert read_volume(res / "bias").array.shape == v_in.array.shape
 
 
+def test_a_built_in_sample_is_an_input_as_for_simulate(env, tmp_path, monkeypatch, capsys):
+    from artefix.data.samples import load_sample
+
+    out = tmp_path / "t1.npy"
+    code, stdout, err = run(["sample:brain-t1", out, "--only", "none"], monkeypatch, capsys)
+    assert code == 0, err
+    assert "sample:brain-t1 -> t1.npy" in " ".join(stdout.split())
+    x = load_sample("brain-t1")
+    np.testing.assert_allclose(np.load(out), x, atol=1e-4 * np.abs(x).max())
+    for args, message in (
+        (["sample:knee", tmp_path / "k.npy"], "unknown sample 'knee'"),
+        (["sample:brain-t1", tmp_path / "k.npy", "--key", "a"], "--key does not apply to a built-in sample"),
+        (["sample:brain-t1", tmp_path / "dicom_out"], "needs a DICOM input"),
+    ):
+        code, _, err = run(args, monkeypatch, capsys)
+        assert code == 2 and err.startswith("error: ") and message in err and err.count("\n") == 1, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t1.npy"]
+
+
+def test_a_folder_of_two_series_names_the_key_option(env, tmp_path, monkeypatch, capsys, mr_slice):
+    src = tmp_path / "mixed"
+    _write_dicom_series(mr_slice, src, n=2)
+    _write_dicom_series(mr_slice, tmp_path / "other", n=2)
+    for k, path in enumerate(sorted((tmp_path / "other").glob("*.dcm"))):
+        path.rename(src / f"other{k}.dcm")
+    code, _, err = run([src, tmp_path / "out"], monkeypatch, capsys)
+    assert code == 2 and err.count("\n") == 1 and "holds 2 series; choose one with --key UID" in err, err
+    assert "key=" not in err
+    uid = str(pydicom.dcmread(src / "other0.dcm").SeriesInstanceUID)
+    code, _, err = run([src, tmp_path / "out", "--key", uid, "-q"], monkeypatch, capsys)
+    assert code == 0, err
+    assert len(list((tmp_path / "out").glob("*.dcm"))) == 2
+
+
 def test_overwrite(env, nifti, tmp_path, monkeypatch, capsys):
     out = tmp_path / "out.nii.gz"
     out.write_bytes(b"old")
@@ -251,6 +285,8 @@ ERROR_CASES = {
     "NaN voxels": (_nan, "out.npy", [], "NaN"),
     "constant volume": (_constant, "out.npy", [], "constant"),
     "unknown --only": (lambda d: _npy(d, "a.npy", _phantom()), "out.npy", ["--only", "blur"], "blur"),
+    "empty --only": (lambda d: _npy(d, "a.npy", _phantom()), "out.npy", ["--only", ""], "--only: no artefact"),
+    "--only of commas": (lambda d: _npy(d, "a.npy", _phantom()), "out.npy", ["--only", " , "], "--only: no artefact"),
     "DICOM output for npy input": (lambda d: _npy(d, "a.npy", _phantom()), "dicom_out", [], "DICOM"),
     "bad extension": (lambda d: _npy(d, "a.npy", _phantom()), "out.tiff", [], "unsupported"),
     "report not html": (lambda d: _npy(d, "a.npy", _phantom()), "out.npy", ["--report", "r.txt"], "html"),

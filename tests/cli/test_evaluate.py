@@ -208,6 +208,20 @@ def test_refuses_an_earlier_run_and_missing_data(full_run, inputs, tmp_path, mon
     assert code == 2 and "no such file or folder" in err
 
 
+def test_refuses_a_folder_of_other_files_before_any_work(inputs, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "summary.csv").write_text("my own table\n")
+    code, _, err = run([inputs["data"], "--out", out, "--experiments", "noise"], monkeypatch, capsys)
+    assert code == 2 and err.startswith("error: ") and err.count("\n") == 1
+    assert "holds files but no earlier evaluation (summary.csv)" in err and "--overwrite" in err
+    assert sorted(p.name for p in out.iterdir()) == ["summary.csv"]
+    assert (out / "summary.csv").read_text() == "my own table\n"
+    (tmp_path / "afile").write_text("x")
+    code, _, err = run([inputs["data"], "--out", tmp_path / "afile"], monkeypatch, capsys)
+    assert code == 2 and "exists and is not a folder" in err
+
+
 def test_help_does_not_import_torch():
     code = "import sys; import artefix.cli; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -1,5 +1,7 @@
+import logging
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -85,9 +87,21 @@ def test_train_then_refuse_overwrite_then_resume(tmp_path, monkeypatch, capsys, 
     args = ["train", tiny, "--out", out, *QUIET, "--set", "trainer.max_epochs=3"]
     args += ["--set", "model.heads=[noise]", "--set", "data.artefacts=[noise]"]
     args += ["--set", "optimizer.log10_lr=-2", "--set", "loss.alpha=0.01"]
-    code, stdout, err = run(args, monkeypatch, capsys)
+    import lightning  # noqa: F401 (its handlers write to the stderr of import time: point them at the captured one)
+
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
+        for handler in logging.getLogger(name).handlers:
+            monkeypatch.setattr(handler, "stream", sys.stderr)
+    with warnings.catch_warnings(record=True) as caught:  # what a terminal would show on stderr
+        warnings.simplefilter("always")
+        code, stdout, err = run(args, monkeypatch, capsys)
     assert code == 0, err
     assert "finished: 3 epochs" in stdout and str(out / "best.safetensors") in stdout
+    # neither Lightning's advertisements nor the LeafSpec deprecation it triggers (recent torch) reach the user
+    shown = [str(w.message) for w in caught]
+    assert "Tip:" not in stdout + err and "litlogger" not in stdout + err, err
+    assert not [m for m in shown if "LeafSpec" in m], shown
+    assert "GPU available" in err  # Lightning's other info lines are kept
     result = FitResult.read(out)
     mses = [h["val/mse"] for h in result.history]
     assert mses[-1] < 0.8 * mses[0], mses

@@ -1,8 +1,9 @@
-"""The ``artefix`` command line.
+"""The ``artefix`` command line (also ``python -m artefix``).
 
 Each subcommand lives in its own module and imports heavy libraries (torch, nibabel) inside the
 command function, so ``artefix --help`` is instant. User errors (:class:`artefix.errors.ArtefixError`)
-become a one-line message on stderr and exit code 2, never a traceback.
+and usage errors (an unknown option, a bad value) become a one-line ``error: ...`` on stderr and exit
+code 2, never a traceback.
 """
 
 from __future__ import annotations
@@ -10,7 +11,8 @@ from __future__ import annotations
 import signal
 import sys
 import threading
-from typing import NoReturn
+from types import ModuleType
+from typing import Annotated, NoReturn
 
 import typer
 
@@ -19,6 +21,7 @@ from artefix.cli import demo as _demo
 from artefix.cli import evaluate as _evaluate
 from artefix.cli import model_info as _model_info
 from artefix.cli import models as _models
+from artefix.cli import qc as _qc
 from artefix.cli import simulate as _simulate
 from artefix.cli import train as _train
 from artefix.cli import tune as _tune
@@ -34,6 +37,7 @@ app = typer.Typer(
 app.command("simulate")(_simulate.simulate_command)
 app.command("model-info")(_model_info.model_info_command)
 app.command("correct")(_correct.correct_command)
+app.command("qc")(_qc.qc_command)
 app.command("models")(_models.models_command)
 app.command("demo")(_demo.demo_command)
 app.command("train")(_train.train_command)
@@ -41,8 +45,31 @@ app.command("tune")(_tune.tune_command)
 app.command("evaluate")(_evaluate.evaluate_command)
 
 
+def package_version() -> str:
+    """The installed artefix version (package metadata; ``artefix.__version__`` when not installed)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("artefix")
+    except PackageNotFoundError:
+        from artefix import __version__
+
+        return __version__
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"artefix {package_version()}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _root() -> None:
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit."),
+    ] = False,
+) -> None:
     """Multi-task MRI artefact simulation and correction."""
 
 
@@ -86,20 +113,48 @@ def _exit_interrupted(signum: int) -> NoReturn:
     sys.exit(128 + signum)
 
 
+def _click_exceptions() -> ModuleType:
+    """Click's exception classes as typer raises them (newer typer vendors click as ``typer._click``)."""
+    return sys.modules[typer.BadParameter.__module__]
+
+
+def _exit_usage_error(exc: Exception) -> NoReturn:
+    """Report a usage error (unknown option, bad value, missing argument) as ``error: ...`` on one line."""
+    errors = _click_exceptions()
+    no_args = getattr(errors, "NoArgsIsHelpError", None)
+    code = int(getattr(exc, "exit_code", 2))
+    if no_args is not None and isinstance(exc, no_args):  # plain ``artefix``: the help (rich has printed it)
+        if exc.format_message():
+            exc.show()
+        sys.exit(code)
+    message = " ".join(exc.format_message().split()).rstrip(".")
+    ctx = getattr(exc, "ctx", None)
+    hint = f"; try '{ctx.command_path} --help'" if isinstance(exc, errors.UsageError) and ctx is not None else ""
+    typer.echo(f"error: {message}{hint}", err=True)
+    sys.exit(code)
+
+
 def main() -> None:
     """Entry point of the ``artefix`` script.
 
-    Usage errors (unknown option, bad value type) are reported by typer with exit code 2; artefix's own
-    errors (unreadable input, unsafe output, bad values found later) become ``error: ...`` on one line,
-    also with exit code 2. SIGINT and SIGTERM unwind as ``KeyboardInterrupt``, so a killed run cleans up;
-    it then prints ``interrupted (SIGINT)`` or ``interrupted (SIGTERM)`` and exits with 130 or 143.
+    Usage errors (unknown option, bad value type) and artefix's own errors (unreadable input, unsafe
+    output, bad values found later) become ``error: ...`` on one line, with exit code 2. SIGINT and
+    SIGTERM unwind as ``KeyboardInterrupt``, so a killed run cleans up; it then prints
+    ``interrupted (SIGINT)`` or ``interrupted (SIGTERM)`` and exits with 130 or 143.
     """
     from artefix.errors import ArtefixError
 
     _Interruption.signum = None
     replaced = _install_interrupt_handlers()
+    usage_error = _click_exceptions().ClickException
     try:
-        app()
+        code = app(standalone_mode=False)  # the code of a ``typer.Exit`` (``--help``, ``--version``: 0)
+        sys.exit(code if isinstance(code, int) else 0)
+    except usage_error as exc:
+        _exit_usage_error(exc)
+    except typer.Abort:  # end of input at a prompt
+        typer.echo("error: aborted", err=True)
+        sys.exit(1)
     except ArtefixError as exc:
         typer.echo(f"error: {exc}", err=True)
         sys.exit(2)

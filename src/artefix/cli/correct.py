@@ -21,14 +21,17 @@ class SnrScope(str, Enum):
 
 
 def parse_only(text: str | None) -> list[str] | None:
-    """Parse ``--only``: comma-separated head names; ``""`` or ``none`` selects no head; None all heads.
+    """Parse ``--only``: comma-separated head names; ``none`` selects no head; None all heads.
 
     Raises:
-        InputError: For an unknown or repeated head name.
+        InputError: For an empty value (``--only ""``, most likely an unset shell variable), an unknown or
+            repeated head name.
     """
     if text is None:
         return None
     names = [t.strip().lower() for t in text.split(",") if t.strip()]
+    if not names:
+        raise InputError(f"--only: no artefact given in {text!r}; choose from {', '.join(HEADS)}, or 'none'")
     if names == ["none"]:
         return []
     unknown = [n for n in names if n not in HEADS]
@@ -70,15 +73,14 @@ def parse_strength(text: str | None) -> dict[str, float] | None:
 
 
 def correct_command(
-    input: Annotated[
-        str,
-        typer.Argument(help="Scan to correct: NIfTI, DICOM series folder, fastMRI .h5, .npy/.npz or PNG."),
-    ],
-    output: Annotated[
-        str,
+    paths: Annotated[
+        list[str],
         typer.Argument(
-            help="Corrected scan, same family: .nii/.nii.gz (input's affine and header kept), a folder (new "
-            "DICOM series), .npy, .npz, .h5 or .png."
+            metavar="PATHS",
+            help="INPUT OUTPUT for one scan: INPUT (NIfTI, DICOM series folder, fastMRI .h5, .npy/.npz or PNG, "
+            "or sample:NAME, a built-in sample slice) and OUTPUT, the corrected scan in the same family: "
+            ".nii/.nii.gz (input's affine and header kept), a folder (new DICOM series), .npy, .npz, .h5 or .png. "
+            "INPUT... --out-dir DIR for many scans: files, folders, DICOM trees, BIDS datasets.",
         ),
     ],
     model: Annotated[
@@ -157,11 +159,39 @@ def correct_command(
     ] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace existing outputs.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary table.")] = False,
+    out_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--out-dir",
+            help="Correct every scan of the INPUTs into this folder, mirroring their tree (a BIDS dataset gives a "
+            "BIDS-derivatives dataset); a rerun skips the scans already corrected.",
+        ),
+    ] = None,
+    jobs: Annotated[
+        int, typer.Option("--jobs", "-j", min=1, help="With --out-dir: worker processes (scans corrected at once).")
+    ] = 1,
+    scheduler: Annotated[
+        str | None,
+        typer.Option(
+            help="With --out-dir: Dask scheduler address (tcp://HOST:8786) to correct the scans on its workers "
+            "(pip install 'artefix\\[dask]'; the workers need artefix and the same paths)."
+        ),
+    ] = None,
+    only_flagged: Annotated[
+        Path | None,
+        typer.Option(help="With --out-dir: correct only the scans this qc.csv of 'artefix qc' flagged."),
+    ] = None,
+    derivatives: Annotated[
+        bool, typer.Option(help="With --out-dir: also correct the BIDS datasets in derivatives/.")
+    ] = False,
 ) -> None:
     """Correct bias field, subsampling, motion and noise artefacts slice by slice.
 
     Each slice is z-normalised, corrected by the model and mapped back to its own mean and standard deviation,
     so the output is in the input's units; nothing is written unless the whole volume was corrected.
+
+    With --out-dir DIR it corrects every scan of the INPUTs into DIR, mirroring their tree, each output with a
+    JSON sidecar; a rerun corrects only what is missing, a scan that fails does not stop the others (exit 1).
     """
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -172,6 +202,40 @@ def correct_command(
 
     heads = parse_only(only)
     factors = parse_strength(strength)
+    if out_dir is not None:  # many scans (artefix.cli.correct_bulk)
+        from artefix.cli.correct_bulk import bulk_correct
+
+        for name, value in (("--report", report), ("--residuals", residuals), ("--key", key)):
+            if value is not None:
+                raise InputError(f"{name} applies to one scan (INPUT OUTPUT), not to --out-dir")
+        bulk_correct(
+            paths,
+            out_dir,
+            model=model,
+            only=heads,
+            strength=factors,
+            ensemble=ensemble,
+            priors=priors,
+            gates=gates,
+            snr_scope=snr_scope.value,
+            axis=axis,
+            batch_size=batch_size,
+            device=device,
+            overwrite=overwrite,
+            jobs=jobs,
+            scheduler=scheduler,
+            only_flagged=only_flagged,
+            derivatives=derivatives,
+            quiet=quiet,
+        )
+        return
+    bulk_only = (("--jobs", jobs != 1), ("--scheduler", scheduler), ("--only-flagged", only_flagged))
+    for name, given in (*bulk_only, ("--derivatives", derivatives)):
+        if given:
+            raise InputError(f"{name} needs --out-dir DIR (many scans)")
+    if len(paths) != 2:
+        raise InputError(f"give INPUT and OUTPUT (got {len(paths)} paths), or INPUT... --out-dir DIR for many scans")
+    input, output = paths
     err_console = Console(stderr=True)
     progress = Progress(
         TextColumn("correcting"),

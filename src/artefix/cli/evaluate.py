@@ -70,7 +70,12 @@ def evaluate_command(
             help="Self-ensemble of every model: 1, 2, 4 or 8 flips/transposes averaged (default: each model's)."
         ),
     ] = None,
-    overwrite: Annotated[bool, typer.Option(help="Replace an earlier evaluation in the output folder.")] = False,
+    overwrite: Annotated[
+        bool,
+        typer.Option(
+            help="Write into an output folder that holds an earlier evaluation or other files, replacing them."
+        ),
+    ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary.")] = False,
 ) -> None:
     """Evaluate artefact corrections with the paper's protocol and write the tables.
@@ -84,7 +89,7 @@ def evaluate_command(
     from artefix.errors import ArtefixError
     from artefix.evaluation.baselines import BASELINES
     from artefix.evaluation.experiments import evaluate
-    from artefix.evaluation.report import write_outputs
+    from artefix.evaluation.report import check_output_folder, write_outputs
 
     exps = split_list(experiments, "--experiments") or []
     model_names = split_list(models, "--models")
@@ -95,8 +100,7 @@ def evaluate_command(
         if unknown:
             raise InputError(f"{option}: unknown method(s) {', '.join(unknown)}; choose from {', '.join(BASELINES)}")
     baselines = [b for b in (BASELINES if chosen is None else chosen) if b not in skipped]
-    if (out / "summary.json").exists() and not overwrite:
-        raise InputError(f"{out}: holds an earlier evaluation; pass --overwrite to replace it")
+    check_output_folder(out, overwrite=overwrite)  # before the work, not after it
 
     err_console = Console(stderr=True)
     progress = Progress(

@@ -8,10 +8,6 @@ from typing import Annotated
 
 import typer
 
-from artefix.errors import InputError
-
-SAMPLE_PREFIX = "sample:"
-
 
 class ArtefactChoice(str, Enum):
     """Artefacts selectable on the command line."""
@@ -37,21 +33,6 @@ class OutputChoice(str, Enum):
 
     magnitude = "magnitude"
     real = "real"
-
-
-def _read_input(text: str):  # noqa: ANN202 - returns artefix.data.io.Volume, imported lazily
-    import numpy as np
-
-    from artefix.data.io import Volume, read_volume
-    from artefix.data.samples import load_sample
-
-    if text.startswith(SAMPLE_PREFIX):
-        try:
-            array = load_sample(text[len(SAMPLE_PREFIX) :])
-        except ValueError as exc:
-            raise InputError(str(exc)) from None
-        return Volume(array=array, affine=np.eye(4), spacing=(1.0, 1.0), format="npy", source=None)
-    return read_volume(Path(text))
 
 
 def simulate_command(
@@ -86,9 +67,10 @@ def simulate_command(
 ) -> None:
     """Simulate an MRI artefact on a slice or, slice by slice, on a volume."""
     from artefix.cli._simulate_run import run_simulate
+    from artefix.data.io import read_input
 
     run_simulate(
-        volume=_read_input(input),
+        volume=read_input(input),
         output=output,
         artefact=artefact.value,
         severity=severity,

@@ -28,7 +28,7 @@ from typing import Any
 from artefix.atomic import check_outputs, one_line, output_transaction, same_path
 from artefix.correction.record import SNR_SCOPES, CorrectionRecord
 from artefix.correction.volume import correct_volume
-from artefix.data.io import Volume, read_volume, write_volume
+from artefix.data.io import Volume, is_sample, read_input, write_volume
 from artefix.errors import InputError, OutputError
 
 _FILE_SUFFIXES = (".nii.gz", ".nii", ".npy", ".npz", ".h5", ".hdf5", ".png")
@@ -132,7 +132,8 @@ def correct_file(
     """Correct a scan file and write the corrected scan (plus residuals, report and JSON summary).
 
     Args:
-        input: NIfTI, DICOM series folder (or file), fastMRI ``.h5``, ``.npy``/``.npz`` or PNG.
+        input: NIfTI, DICOM series folder (or file), fastMRI ``.h5``, ``.npy``/``.npz`` or PNG, or
+            ``sample:NAME``, a built-in sample slice (:func:`artefix.data.io.read_input`).
         output: Output path, see the module docstring for families.
         model: Shipped model name or ``.safetensors`` path (default :data:`DEFAULT_MODEL`).
         only: Heads to apply (None: all of the model's heads).
@@ -168,7 +169,8 @@ def correct_file(
     input_path, output_path = Path(input).expanduser(), Path(os.fspath(output)).expanduser()
     report_path = Path(report).expanduser() if report is not None else None
     residual_dir = Path(residuals).expanduser() if residuals is not None else None
-    if not input_path.exists():
+    inputs = [] if is_sample(input_path) else [input_path]
+    if inputs and not input_path.exists():
         raise InputError(f"{input_path}: no such file or folder")
     output_suffix(output_path)
     early = [output_path]
@@ -176,7 +178,7 @@ def correct_file(
         if report_path.suffix.lower() not in REPORT_SUFFIXES:
             raise OutputError(f"{report_path}: the report must be an .html file")
         early += [report_path, report_path.with_suffix(".json")]
-    check_outputs(early, overwrite=overwrite, inputs=[input_path], folder_ok=_is_folder)
+    check_outputs(early, overwrite=overwrite, inputs=inputs, folder_ok=_is_folder)
     if residual_dir is not None:
         if not residual_dir.parent.is_dir():
             raise OutputError(f"{residual_dir}: its parent folder {residual_dir.parent} does not exist")
@@ -187,7 +189,7 @@ def correct_file(
         raise InputError(f"--snr-scope must be one of {', '.join(SNR_SCOPES)}, got {snr_scope!r}")
 
     t0 = time.perf_counter()
-    volume = read_volume(input_path, key=key)
+    volume = read_input(input_path, key=key)
     timings = {"read": time.perf_counter() - t0}
     _check_family(volume, output_path, "OUTPUT")
 
@@ -207,7 +209,7 @@ def correct_file(
     res_paths = residual_paths(output_path, residual_dir, heads) if residual_dir is not None else {}
     if res_paths:
         if residual_dir is not None and residual_dir.is_dir():
-            check_outputs(list(res_paths.values()), overwrite=overwrite, inputs=[input_path], folder_ok=_is_folder)
+            check_outputs(list(res_paths.values()), overwrite=overwrite, inputs=inputs, folder_ok=_is_folder)
         for path in res_paths.values():
             if any(same_path(path, other) for other in early):
                 raise OutputError(f"{path}: a residual volume would overwrite another output")

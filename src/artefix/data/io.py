@@ -36,6 +36,8 @@ from artefix.atomic import atomic_file, atomic_folder, same_path
 from artefix.errors import InputError, OutputError
 
 FORMATS = ("nifti", "dicom", "fastmri-h5", "npy", "npz", "png")
+SAMPLE_PREFIX = "sample:"
+"""An INPUT of the form ``sample:NAME`` names a built-in sample slice (:func:`read_input`)."""
 
 SUPPORTED_INPUTS: Mapping[str, str] = MappingProxyType(
     {
@@ -159,7 +161,7 @@ def read_volume(path: str | Path, *, key: str | None = None) -> Volume:
         raise InputError(f"{path}: no such file or folder")
     fmt = _input_format(path)
     if key is not None and fmt in ("nifti", "npy", "png"):
-        raise InputError(f"{path}: key={key!r} only applies to npz, fastMRI .h5 and DICOM folders")
+        raise InputError(f"{path}: --key {key!r} only applies to npz, fastMRI .h5 and DICOM folders")
     if fmt == "nifti":
         from artefix.data.io_nifti import read_nifti
 
@@ -181,6 +183,39 @@ def read_volume(path: str | Path, *, key: str | None = None) -> Volume:
 
         volume = read_numpy(path, fmt, key)
     return check_finite(volume)
+
+
+def is_sample(source: str | os.PathLike[str]) -> bool:
+    """Whether an input names a built-in sample slice (``sample:NAME``) rather than a file."""
+    return os.fspath(source).startswith(SAMPLE_PREFIX)
+
+
+def read_input(source: str | os.PathLike[str], *, key: str | None = None) -> Volume:
+    """Read a command's INPUT: a scan file or folder (:func:`read_volume`) or a built-in sample slice.
+
+    Args:
+        source: A path, or ``sample:NAME`` with NAME one of :data:`artefix.data.samples.SAMPLE_NAMES`
+            (an ``npy``-family 2D volume with an identity affine and no source file).
+        key: As for :func:`read_volume`; an error with a sample.
+
+    Returns:
+        The :class:`Volume`.
+
+    Raises:
+        InputError: An unknown sample, ``key`` with a sample, or any error of :func:`read_volume`.
+    """
+    text = os.fspath(source)
+    if not is_sample(text):
+        return read_volume(text, key=key)
+    from artefix.data.samples import load_sample
+
+    if key is not None:
+        raise InputError(f"{text}: --key does not apply to a built-in sample")
+    try:
+        array = load_sample(text[len(SAMPLE_PREFIX) :])
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+    return Volume(array=array, affine=np.eye(4), spacing=(1.0, 1.0), format="npy", source=None)
 
 
 def check_finite(volume: Volume) -> Volume:

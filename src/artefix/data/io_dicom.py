@@ -158,7 +158,9 @@ def _choose_series(path: Path, headers: list[tuple[Path, Any]], key: str | None)
         if len(series) == 1:
             return next(iter(series.values()))
         listing = "; ".join(_describe(uid, group) for uid, group in series.items())
-        raise InputError(f"{path}: holds {len(series)} series; choose one with key=: {listing}")
+        raise InputError(
+            f"{path}: holds {len(series)} series; choose one with --key UID (or --key SERIES-NUMBER): {listing}"
+        )
     if key in series:
         return series[key]
     matches = [g for g in series.values() if str(g[0][1].get("SeriesNumber", "")) == key]

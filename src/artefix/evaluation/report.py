@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from artefix.atomic import atomic_file
+from artefix.atomic import atomic_file, one_line
 from artefix.errors import OutputError
 from artefix.evaluation.experiments import SCENARIOS, EvaluationResult, Example
 
@@ -43,6 +43,7 @@ __all__ = [
     "markdown_report",
     "severity_label",
     "summary_csv",
+    "check_output_folder",
     "write_outputs",
 ]
 
@@ -359,25 +360,57 @@ def _write_text(path: Path, text: str) -> Path:
     return path
 
 
+def check_output_folder(out: Path, *, overwrite: bool = False) -> None:
+    """Refuse an output folder that an evaluation must not write into (checked before any work).
+
+    An earlier evaluation is a folder holding ``summary.json``; a folder holding other files (e.g. a
+    ``summary.csv`` of the user's own) is no earlier evaluation, and writing into it could replace them.
+
+    Args:
+        out: Output folder (need not exist).
+        overwrite: Write into a folder that holds an earlier evaluation or other files.
+
+    Raises:
+        OutputError: ``out`` is a file or cannot be listed, or, without ``overwrite``, holds an earlier
+            evaluation or other files.
+    """
+    out = Path(out).expanduser()
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"{out}: exists and is not a folder")
+    if overwrite or not out.is_dir():
+        return
+    if (out / "summary.json").exists():
+        raise OutputError(f"{out}: holds an earlier evaluation; pass --overwrite to replace it")
+    try:
+        names = sorted(p.name for p in out.iterdir())
+    except OSError as exc:
+        raise OutputError(f"{out}: cannot list the output folder ({one_line(exc)})") from exc
+    if names:
+        shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+        raise OutputError(
+            f"{out}: holds files but no earlier evaluation ({shown}); choose another folder or pass --overwrite "
+            "to write into it"
+        )
+
+
 def write_outputs(result: EvaluationResult, out: Path, *, overwrite: bool = False) -> list[Path]:
     """Write every output file of an evaluation into the folder ``out`` (created if needed).
 
     Args:
         result: The evaluation.
         out: Output folder.
-        overwrite: Replace the outputs of an earlier run in ``out``.
+        overwrite: Write into a folder that holds an earlier evaluation or other files, replacing those
+            with an output's name (:func:`check_output_folder`).
 
     Returns:
         The written paths.
 
     Raises:
-        OutputError: ``out`` is a file, or holds an earlier ``summary.json`` and ``overwrite`` is False.
+        OutputError: ``out`` is a file, or holds an earlier evaluation or other files and ``overwrite``
+            is False.
     """
     out = Path(out).expanduser()
-    if out.exists() and not out.is_dir():
-        raise OutputError(f"{out}: exists and is not a folder")
-    if (out / "summary.json").exists() and not overwrite:
-        raise OutputError(f"{out}: holds an earlier evaluation; pass --overwrite to replace it")
+    check_output_folder(out, overwrite=overwrite)
     try:
         (out / "figures").mkdir(parents=True, exist_ok=True)
     except OSError as exc:

@@ -33,7 +33,8 @@ import os
 import shlex
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -136,13 +137,51 @@ def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+_LIGHTNING_TIP = "💡 Tip:"
+"""How Lightning's advertisements start (``💡 Tip: ... try installing litlogger / litmodels``)."""
+
+_LIGHTNING_INFO_LOGGERS = ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero")
+"""The loggers of Lightning's ``rank_zero_info``, through which the tips are logged."""
+
+
+class _DropLightningTips(logging.Filter):
+    """Drop Lightning's advertising tips from its info log; every other message passes."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(_LIGHTNING_TIP)
+
+
+@contextmanager
+def _quiet_lightning() -> Iterator[None]:
+    """Leave out, while a Trainer is built and fitted, what is noise to an ``artefix train``/``tune`` user.
+
+    That is Lightning's advertising tips (info log lines) and the ``FutureWarning`` that recent torch
+    raises when Lightning builds a ``LeafSpec`` (Lightning's code, nothing a user can act on). Both are
+    matched narrowly; every other log line and warning is kept.
+    """
+    tips = _DropLightningTips()
+    loggers = [logging.getLogger(name) for name in _LIGHTNING_INFO_LOGGERS]
+    for logger in loggers:
+        logger.addFilter(tips)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings(
+                "ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated", category=FutureWarning
+            )
+            yield
+    finally:
+        for logger in loggers:
+            logger.removeFilter(tips)
+
+
 def _trainer(**settings: Any) -> Any:
     """``lightning.Trainer(**settings)``, its refusals of the trainer section as one-line errors."""
     import lightning as L
     from lightning.fabric.utilities.exceptions import MisconfigurationException
 
     try:
-        return L.Trainer(**settings)
+        with _quiet_lightning():
+            return L.Trainer(**settings)
     except (MisconfigurationException, ValueError, TypeError, RuntimeError) as exc:
         raise ConfigError(f"trainer: {one_line(exc)}") from None
 
@@ -334,7 +373,7 @@ def fit(
         save_config(saved_config, out_dir / CONFIG_FILE, header=f"resolved configuration of the run in {out_dir}")
         if write_split and plan.split is not None:
             plan.split.save(out_dir / SPLIT_FILE)
-    with warnings.catch_warnings():
+    with _quiet_lightning(), warnings.catch_warnings():
         # The run folder holds config.yaml, logs and weights next to last.ckpt on purpose.
         warnings.filterwarnings("ignore", message=r".*Checkpoint directory .* exists and is not empty")
         trainer.fit(module, datamodule=datamodule, ckpt_path=checkpoint if resume else None, weights_only=False)

@@ -1,0 +1,95 @@
+"""Which model a many-scan run uses, as a small picklable value that each worker process loads once.
+
+``artefix qc`` and bulk ``artefix correct`` run scans in worker processes (or Dask workers): the model is not
+sent to them; each loads it from a :class:`ModelSpec` on first use and keeps it for the next scans
+(:func:`loaded_model`). Loading follows :func:`artefix.correction.files.correct_file` exactly (checksum
+verified, then the self-ensemble, priors and gates options).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+_CACHE: dict[tuple[Any, ...], tuple[torch.nn.Module, dict[str, Any]]] = {}
+_LOCK = threading.Lock()
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A model and its inference options.
+
+    Attributes:
+        model: Shipped model name or ``.safetensors`` path (None: :data:`artefix.models.registry.DEFAULT_MODEL`).
+        device: ``cpu`` or ``cuda`` (``cuda:1``, ...).
+        ensemble: Self-ensemble size (1, 2, 4 or 8) instead of the card's, or None.
+        priors: Keep the model's physics priors.
+        gates: Let the detector weight each residual (False: each in full; its scores are still computed).
+    """
+
+    model: str | None = None
+    device: str = "cpu"
+    ensemble: int | None = None
+    priors: bool = True
+    gates: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly fields."""
+        return asdict(self)
+
+    def load(self) -> tuple[torch.nn.Module, dict[str, Any]]:
+        """Load the model (a fresh copy) with its card, on :attr:`device`, in eval mode.
+
+        Raises:
+            InputError: Not installed / not found, checksum mismatch, bad device or ensemble size.
+        """
+        from artefix.errors import InputError
+        from artefix.models.registry import DEFAULT_MODEL, check_device, load_named_model
+
+        net, card = load_named_model(
+            self.model if self.model is not None else DEFAULT_MODEL, device=check_device(self.device)
+        )
+        if self.ensemble is not None:
+            try:
+                net.set_ensemble(self.ensemble)
+            except ValueError as exc:
+                raise InputError(f"--ensemble: {exc}") from None
+        if not self.priors:
+            net.drop_priors()
+        if not self.gates:
+            net.drop_gates()
+        return net.eval(), card
+
+    def _key(self) -> tuple[Any, ...]:
+        from artefix.models.registry import DEFAULT_MODEL, resolve_model
+
+        path = resolve_model(self.model if self.model is not None else DEFAULT_MODEL)
+        try:
+            stamp = os.stat(path).st_mtime_ns
+        except OSError:
+            stamp = None
+        return (str(Path(path).resolve()), stamp, self.device, self.ensemble, self.priors, self.gates)
+
+
+def loaded_model(spec: ModelSpec) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """``spec.load()``, once per process: later calls with an equal spec (and unchanged weights file) reuse it.
+
+    Only the latest model is kept, so a process holds at most one.
+    """
+    key = spec._key()
+    with _LOCK:
+        if key not in _CACHE:
+            _CACHE.clear()
+            _CACHE[key] = spec.load()
+        return _CACHE[key]
+
+
+def clear_model_cache() -> None:
+    """Forget the model :func:`loaded_model` holds in this process."""
+    with _LOCK:
+        _CACHE.clear()
