@@ -10,19 +10,24 @@ gate refit's criterion (``loss.gate_criterion: quality``). The ramp of the shipp
         --split configs/release/brain_split.json --slices 72 --ramps 9-12,9-11,9-10.5,9-10
 
 It prints one line per ramp, best criterion last column; a tie goes to the widest ramp (more denoising of
-noisy scans for the same score).
+noisy scans for the same score). ``--masked`` adds each slice with its background zeroed *before* the
+corruption (the head mask of :class:`artefix.data.augment.BackgroundMask`, seeded per slice), as a
+skull-stripped or masked scan that then gets the artefacts: noise then fills the zero background.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from artefix.evaluation.experiments import corruption_rng, load_slices, make_case, severities_of
+from artefix.data.augment import BackgroundMask
+from artefix.data.dataset import stable_entropy
+from artefix.evaluation.experiments import EvalSlice, corruption_rng, load_slices, make_case, severities_of
 from artefix.evaluation.metrics import compute_metrics, znorm
 from artefix.models.checkpoint import load_model
 from artefix.models.priors import estimated_snr_db, snr_gate
@@ -35,6 +40,15 @@ def _ramps(text: str) -> list[tuple[float, float]]:
     return [(float(lo), float(hi)) for lo, hi in (item.split("-") for item in text.split(","))]
 
 
+def _masked(s: EvalSlice) -> EvalSlice:
+    """``s`` with its background zeroed (a head mask drawn with a seed of its own), under a key of its own."""
+    rng = np.random.default_rng([7, *stable_entropy(f"{s.key}#{s.index}")])
+    mask = None
+    while mask is None:
+        _, mask = BackgroundMask(1.0).draw(np.asarray(s.image, np.float32), rng)
+    return dataclasses.replace(s, key=f"{s.key}#masked", image=np.asarray(s.image, np.float32) * mask)
+
+
 def main() -> None:
     """Parse the arguments, print one line per ramp."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -42,11 +56,14 @@ def main() -> None:
     parser.add_argument("--split", type=Path, required=True, help="split file; its 'train' scans are used")
     parser.add_argument("--slices", type=int, default=72, help="slices to score (centres of equal bins)")
     parser.add_argument("--ramps", default="9-12,9-11,9-10", help="candidate LO-HI ramps in dB")
+    parser.add_argument("--masked", action="store_true", help="also each slice masked before the corruption")
     args = parser.parse_args()
     torch.set_num_threads(2)
     split = json.loads(args.split.read_text())
     files = [Path(split["root"]) / f for scans in split["train"].values() for f in scans]
     slices, _, _ = load_slices(files, max_slices=args.slices, tune_slices=0)
+    if args.masked:
+        slices = slices + [_masked(s) for s in slices]
     model, _ = load_model(args.weights)
     model.config = model.config.replace(noise_snr=None)
     model.eval()

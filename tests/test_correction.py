@@ -67,7 +67,6 @@ def test_no_head_selected_is_identity_in_input_units(tiny):
     assert res.volume.array.dtype == np.float32 and res.volume.array.shape == vol.array.shape
 
 
-@pytest.mark.slow
 def test_selection_differs_exactly_by_excluded_residuals(tiny):
     vol = _volume(seed=1)
     full = correct_volume(vol, tiny, keep_residuals=True, batch_size=4)
@@ -301,7 +300,6 @@ def test_slice_moments_constant_detection():
     assert std[1] == pytest.approx(np.arange(9.0).std())
 
 
-@pytest.mark.slow
 def test_detection_scores_are_recorded_for_a_gated_model_only(tiny):
     from artefix.correction.core import qc_batch
 
@@ -322,7 +320,6 @@ def test_detection_scores_are_recorded_for_a_gated_model_only(tiny):
     assert len(info["detection_per_slice"]) == 7
 
 
-@pytest.mark.slow
 def test_kspace_truncation_is_recorded_for_a_model_with_data_consistency(tiny):
     from artefix.artefacts.subsampling import centre_crop_kspace_image
     from artefix.data.samples import load_sample
@@ -344,7 +341,6 @@ def test_kspace_truncation_is_recorded_for_a_model_with_data_consistency(tiny):
     assert "2 of 4 slices" in record.kspace_sentence() and "50%" in record.kspace_sentence()
 
 
-@pytest.mark.slow
 def test_estimated_snr_is_recorded_for_a_model_with_the_noise_gate(tiny):
     from artefix.data.samples import load_sample
     from artefix.models.priors import estimated_snr_db
@@ -354,14 +350,14 @@ def test_estimated_snr_is_recorded_for_a_model_with_the_noise_gate(tiny):
     volume = Volume(np.stack([image, noisy, np.full_like(image, 2.0)], axis=-1))
     assert correct_volume(volume, tiny).record.snr_db is None  # no gate, no estimate, no sentence
     assert correct_volume(volume, tiny).record.snr_sentence() == ""
-    model = build_model("tiny", seed=3, noise_snr=(20.0, 24.0)).eval()
+    model = build_model("tiny", seed=3, noise_snr=(9.0, 12.0)).eval()
     record = correct_volume(volume, model, batch_size=2, snr_scope="slice").record
     u = torch.from_numpy(np.stack([image, noisy]))
     u = (u - u.mean(dim=(1, 2), keepdim=True)) / u.std(dim=(1, 2), keepdim=True, correction=0)
     np.testing.assert_allclose(record.snr_db[:2], estimated_snr_db(u).numpy(), atol=1e-3)
-    assert record.snr_db[0] >= 24.0 > 20.0 >= record.snr_db[1] and np.isnan(record.snr_db[2])
+    assert record.snr_db[0] >= 12.0 > 9.0 >= record.snr_db[1] and np.isnan(record.snr_db[2])
     summary = record.to_dict()["estimated_snr"]
-    assert summary["noise_gate_db"] == [20.0, 24.0] and summary["noise_off_slices"] == [0]
+    assert summary["noise_gate_db"] == [9.0, 12.0] and summary["noise_off_slices"] == [0]
     assert summary["per_slice"][2] is None
     assert "off in 1 of 3 slices" in record.snr_sentence() and summary["scope"] == "slice"
 
@@ -375,9 +371,8 @@ def _clean_and_noisy_volume(n_clean: int, n_noisy: int) -> Volume:
     return Volume(np.stack([image] * n_clean + noisy, axis=-1))
 
 
-@pytest.mark.slow
 def test_scan_snr_scope_gates_every_slice_of_a_scan_alike():
-    model = build_model("tiny", seed=3, noise_snr=(20.0, 24.0)).eval()
+    model = build_model("tiny", seed=3, noise_snr=(9.0, 12.0)).eval()
     n = HEADS.index("noise")
     # two clean slices and a noisy one: the scan is clean, so no slice loses its own noise...
     volume = _clean_and_noisy_volume(2, 1)

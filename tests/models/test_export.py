@@ -90,7 +90,7 @@ def test_exports_keep_the_self_ensemble(tmp_path):
 @pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:DeprecationWarning")
 def test_exports_keep_the_physics_priors(tmp_path):
     """A model shipped with model.bias_smooth and model.noise_snr exports with both."""
-    model = build_model("tiny", seed=0, gates=True, bias_smooth=0.1, noise_snr=(20.0, 24.0))
+    model = build_model("tiny", seed=0, gates=True, bias_smooth=0.1, noise_snr=(9.0, 12.0))
     yy, xx = torch.meshgrid(torch.linspace(-1, 1, 40), torch.linspace(-1, 1, 36), indexing="ij")
     clean = ((yy / 0.8) ** 2 + (xx / 0.7) ** 2 < 1).float()
     x = znorm(torch.stack([clean, clean + 0.4 * torch.randn((40, 36), generator=torch.Generator().manual_seed(1))]))

@@ -436,8 +436,8 @@ class DualDomainModel(nn.Module):
         if self.training or self.config.noise_snr is None or "noise" not in self.head_names:
             return None
         lo, hi = self.config.noise_snr
-        if snr_db is None and min(x.shape[-2:]) < 3:
-            return None  # an image under 3 pixels wide has no 3x3 window to estimate its noise from: no gate
+        if snr_db is None and min(x.shape[-2:]) < 2:
+            return None  # a one-pixel-wide image has no 2x2 block to estimate its noise from: no gate
         if snr_db is None:
             snr_db = estimated_snr_db(x[:, 0])
         elif snr_db.shape != (x.shape[0],):
