@@ -278,7 +278,7 @@ def render_dashboard(
     header = (
         '<tr><th data-key="path" data-type="text">path</th>'
         + "".join(f'<th data-key="{h}" data-type="num">{h}</th>' for h in HEADS)
-        + '<th data-key="snr_db" data-type="num" title="estimated foreground SNR, dB">SNR dB</th>'
+        + '<th data-key="snr_db" data-type="num" title="estimated SNR (paper definition), dB">SNR dB</th>'
         + '<th data-key="acceleration" data-type="num" title="1 / sqrt(fraction of k-space rows x columns '
         'measured)">accel.</th>'
         + '<th data-key="flags" data-type="text">flags</th><th>worst slices</th>'
@@ -297,7 +297,7 @@ def render_dashboard(
 <p class="meta">{facts}</p>
 <p class="meta">Scores in [0, 1] (higher = more of that artefact's correction would be applied by
 <code>artefix correct</code>): the {SCAN_PERCENTILE:g}th percentile over the slices holding anatomy; a scan is
-flagged when a score reaches its threshold (dashed line). SNR: estimated foreground SNR in dB. accel.: k-space
+flagged when a score reaches its threshold (dashed line). SNR: the noise gate's SNR in dB. accel.: k-space
 acceleration measured (1: fully sampled). Thumbnails: the worst slices, worst first.</p>
 <div class="hists">{"".join(hists)}</div>
 <div class="controls">

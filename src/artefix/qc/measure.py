@@ -10,9 +10,10 @@ model's working size. Per slice:
   (``ModelConfig.noise_snr``) the noise score includes it, computed on the scan's SNR as ``artefix correct``
   does by default (``snr_scope="scan"``). Higher = more of that correction applied; a model without a detector
   gives no scores (NaN).
-* **estimated SNR** in dB (:func:`artefix.models.priors.estimated_snr_db`): a *foreground* SNR, the mean of the
-  foreground windows over the noise standard deviation, ``20 log10(S / N)``, not the paper's k-space SNR (the
-  paper's 5 / 0 / -5 dB noise reads about 18 / 14 / 11 dB here; clinical scans 21-39 dB).
+* **estimated SNR** in dB (:func:`artefix.models.priors.estimated_snr_db`): the paper's definition,
+  ``20 log10(S / N)`` with ``S`` the mean k-space magnitude, estimated from the image (what the noise gate
+  reads; it depends on the background: a zeroed background reads very high, see
+  :func:`artefix.models.priors.foreground_snr_db` for a background-independent estimate).
 * **measured k-space** fractions of the rows and columns (:func:`artefix.models.consistency.measured_window`,
   the window of the subsampling head's data-consistency step, computed here for any model): 1 for a fully
   sampled slice, ``1 / R`` for a centred-window acceleration ``R`` (zero-filled interpolation, truncation).
@@ -101,7 +102,7 @@ class ScanQC:
         shape: Shape of the volume.
         work_shape: In-plane size ``(H, W)`` at which the model saw the slices.
         detection: ``(N, K)`` scores in ``[0, 1]``, NaN for constant slices; None for a model without a detector.
-        snr_db: ``(N,)`` estimated foreground SNR in dB, NaN for constant slices.
+        snr_db: ``(N,)`` estimated SNR in dB (the noise gate's), NaN for constant slices.
         kspace: ``(N, 2)`` fractions of the k-space rows and columns measured, NaN for constant slices.
         constant: ``(N,)`` True for constant slices (never seen by the model).
         foreground: ``(N,)`` True for slices that hold anatomy (:class:`~artefix.data.slices.ForegroundFilter`).

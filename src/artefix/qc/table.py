@@ -5,7 +5,7 @@
 * ``path``: the scan's path as given (the input as typed, joined with the path below it);
 * ``bias``, ``subsampling``, ``motion``, ``noise``: scan-level artefact scores in ``[0, 1]``, higher = more
   likely present (:mod:`artefix.qc.measure`: the 90th percentile of the counted slices' detector scores);
-* ``snr_db``: estimated foreground SNR in dB; ``kspace_rows``, ``kspace_cols``: measured fractions of k-space;
+* ``snr_db``: the noise gate's estimated SNR in dB; ``kspace_rows``, ``kspace_cols``: measured fractions of k-space;
   ``acceleration``: ``1 / sqrt(rows * cols)``;
 * ``bias_flag`` ... ``noise_flag``: score at least its threshold; ``flagged``: any of them; ``flags``: the
   flagged artefacts, ``;``-separated;
