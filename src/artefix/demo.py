@@ -110,6 +110,7 @@ def case_note(record: Any, index: int, case: DemoCase, row: DemoRow) -> str:
         row: Its scores.
     """
     parts = []
+    held = False
     for artefact in dict.fromkeys(case.artefacts):
         if artefact not in record.heads:
             parts.append(f"{artefact}: the model has no {artefact} head")
@@ -126,7 +127,10 @@ def case_note(record: Any, index: int, case: DemoCase, row: DemoRow) -> str:
         snr = None if gate_snr is None else float(gate_snr[index])
         if artefact == "noise" and record.noise_snr is not None and snr is not None and snr > record.noise_snr[0]:
             why += f"; SNR {snr:.1f} dB, the gate fades out from {record.noise_snr[0]:g} to {record.noise_snr[1]:g} dB"
-        parts.append(why + "; 'artefix correct --no-gates' applies it in full)")
+        parts.append(why + ")")
+        held = True
+    if held:
+        parts.append("'artefix correct --no-gates' applies what the gates held back")
     gain = max(row.ssim_corrected - row.ssim_corrupted, row.vif_corrected - row.vif_corrupted)
     if gain < VISIBLE_GAIN:
         parts.append(f"barely changed (SSIM/VIF gain < {VISIBLE_GAIN})")
