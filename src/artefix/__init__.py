@@ -8,6 +8,7 @@ Heavy submodules (torch) load lazily, so ``import artefix`` and ``artefix --help
     >>> import artefix
     >>> image = artefix.load_sample()                            # doctest: +SKIP
     >>> noisy = artefix.simulate(image, "noise", severity=0, seed=1)  # doctest: +SKIP
+    >>> corrected = artefix.correct(noisy).image                 # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ _LAZY = {
     "simulate": ("artefix.simulation", "simulate"),
     "load_sample": ("artefix.data.samples", "load_sample"),
     "Artefact": ("artefix.artefacts.base", "Artefact"),
+    "correct": ("artefix.api", "correct"),
+    "load_model": ("artefix.api", "load_model"),
 }
 
 __all__ = ["__version__", *_LAZY]
@@ -31,3 +34,7 @@ def __getattr__(name: str) -> Any:
         module, attr = _LAZY[name]
         return getattr(import_module(module), attr)
     raise AttributeError(f"module 'artefix' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

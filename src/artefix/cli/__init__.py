@@ -19,6 +19,7 @@ import typer
 from artefix.cli import correct as _correct
 from artefix.cli import demo as _demo
 from artefix.cli import evaluate as _evaluate
+from artefix.cli import export as _export
 from artefix.cli import model_info as _model_info
 from artefix.cli import models as _models
 from artefix.cli import qc as _qc
@@ -43,6 +44,7 @@ app.command("demo")(_demo.demo_command)
 app.command("train")(_train.train_command)
 app.command("tune")(_tune.tune_command)
 app.command("evaluate")(_evaluate.evaluate_command)
+app.command("export")(_export.export_command)
 
 
 def package_version() -> str:
