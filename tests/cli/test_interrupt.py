@@ -27,12 +27,17 @@ pytestmark = pytest.mark.slow
 # the temporary, fully written but not renamed, until a signal unwinds the run.
 HANGING_CLI = """
 import os
+import signal
 import sys
 import threading
 
 import numpy
 
 from artefix.cli import main
+
+# A non-interactive shell starts background jobs with SIGINT ignored and children inherit it (a CI runner may
+# run the suite so): give this run the disposition Python gives an interactive one, where Ctrl-C arrives.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 hang_on = sys.argv.pop(1)
 real_save = numpy.save
