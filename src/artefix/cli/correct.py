@@ -194,9 +194,9 @@ def correct_command(
     JSON sidecar; a rerun corrects only what is missing, a scan that fails does not stop the others (exit 1).
     """
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from artefix.atomic import one_line
+    from artefix.cli.progress import progress_bar
     from artefix.correction import correct_file
     from artefix.errors import ArtefixError
 
@@ -236,17 +236,7 @@ def correct_command(
     if len(paths) != 2:
         raise InputError(f"give INPUT and OUTPUT (got {len(paths)} paths), or INPUT... --out-dir DIR for many scans")
     input, output = paths
-    err_console = Console(stderr=True)
-    progress = Progress(
-        TextColumn("correcting"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("slices"),
-        TimeRemainingColumn(),
-        console=err_console,
-        transient=True,
-        disable=quiet or not err_console.is_terminal,
-    )
+    progress, err_console = progress_bar("correcting", "slices", quiet)
     with progress:
         task = progress.add_task("correct", total=None)
 

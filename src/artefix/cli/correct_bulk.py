@@ -38,8 +38,8 @@ def bulk_correct(
         typer.Exit: With code 1 when any scan failed.
     """
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+    from artefix.cli.progress import progress_bar
     from artefix.correction.bulk import CorrectionOptions, run_bulk
     from artefix.correction.spec import ModelSpec
     from artefix.qc.discover import discover
@@ -51,17 +51,7 @@ def bulk_correct(
     refs = discover(inputs, derivatives=derivatives)
     if not refs:
         raise InputError(f"no scans found in {', '.join(inputs)}")
-    err_console = Console(stderr=True)
-    progress = Progress(
-        TextColumn("correcting"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("scans"),
-        TimeRemainingColumn(),
-        console=err_console,
-        transient=True,
-        disable=quiet or not err_console.is_terminal,
-    )
+    progress, err_console = progress_bar("correcting", "scans", quiet)
     with progress:
         task = progress.add_task("correct", total=None)
         run = run_bulk(

@@ -83,9 +83,9 @@ def evaluate_command(
     Slices are corrupted at the paper's severities, corrected by classical methods and models, and scored.
     """
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from artefix.atomic import one_line
+    from artefix.cli.progress import progress_bar
     from artefix.errors import ArtefixError
     from artefix.evaluation.baselines import BASELINES
     from artefix.evaluation.experiments import evaluate
@@ -102,17 +102,7 @@ def evaluate_command(
     baselines = [b for b in (BASELINES if chosen is None else chosen) if b not in skipped]
     check_output_folder(out, overwrite=overwrite)  # before the work, not after it
 
-    err_console = Console(stderr=True)
-    progress = Progress(
-        TextColumn("evaluating"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("method runs"),
-        TimeRemainingColumn(),
-        console=err_console,
-        transient=True,
-        disable=quiet or not err_console.is_terminal,
-    )
+    progress, err_console = progress_bar("evaluating", "method runs", quiet)
     with progress:
         task = progress.add_task("evaluate", total=None)
 

@@ -104,8 +104,8 @@ def qc_command(
     that cannot be read is a row with an error; the exit code is then 1 (2 for bad arguments).
     """
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+    from artefix.cli.progress import progress_bar
     from artefix.correction.spec import ModelSpec
     from artefix.qc.discover import discover
     from artefix.qc.measure import resolve_thresholds
@@ -118,17 +118,7 @@ def qc_command(
     refs = discover(inputs, derivatives=derivatives)
     if not refs:
         raise InputError(f"no scans found in {', '.join(inputs)}")
-    err_console = Console(stderr=True)
-    progress = Progress(
-        TextColumn("checking"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("scans"),
-        TimeRemainingColumn(),
-        console=err_console,
-        transient=True,
-        disable=quiet or not err_console.is_terminal,
-    )
+    progress, err_console = progress_bar("checking", "scans", quiet)
     with progress:
         task = progress.add_task("qc", total=len(refs))
         run = run_qc(
