@@ -13,6 +13,13 @@ from artefix.errors import InputError
 HEADS = ("bias", "subsampling", "motion", "noise")
 
 
+class Runtime(str, Enum):
+    """``--runtime``: what runs the model (``artefix.correction.files.RUNTIMES``)."""
+
+    torch = "torch"
+    onnx = "onnx"
+
+
 class SnrScope(str, Enum):
     """``--snr-scope``: the SNR the noise gate sees (``artefix.correction.record.SNR_SCOPES``)."""
 
@@ -154,6 +161,13 @@ def correct_command(
         ),
     ] = None,
     device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
+    runtime: Annotated[
+        Runtime,
+        typer.Option(
+            help="What runs the model: 'torch', or 'onnx' (ONNX Runtime, the model exported once per slice "
+            "size; pip install 'artefix\\[export]'). One scan (INPUT OUTPUT) only."
+        ),
+    ] = Runtime.torch,
     key: Annotated[
         str | None, typer.Option(help="Array/series to read: npz key, .h5 dataset or DICOM SeriesInstanceUID.")
     ] = None,
@@ -205,6 +219,8 @@ def correct_command(
     if out_dir is not None:  # many scans (artefix.cli.correct_bulk)
         from artefix.cli.correct_bulk import bulk_correct
 
+        if runtime is not Runtime.torch:
+            raise InputError("--runtime onnx applies to one scan (INPUT OUTPUT), not to --out-dir")
         for name, value in (("--report", report), ("--residuals", residuals), ("--key", key)):
             if value is not None:
                 raise InputError(f"{name} applies to one scan (INPUT OUTPUT), not to --out-dir")
@@ -262,6 +278,7 @@ def correct_command(
                 overwrite=overwrite,
                 key=key,
                 progress=update,
+                runtime=runtime.value,
             )
         except ArtefixError:
             raise

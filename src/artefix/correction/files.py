@@ -33,6 +33,8 @@ from artefix.errors import InputError, OutputError
 
 _FILE_SUFFIXES = (".nii.gz", ".nii", ".npy", ".npz", ".h5", ".hdf5", ".png")
 REPORT_SUFFIXES = (".html", ".htm")
+RUNTIMES = ("torch", "onnx")
+"""``runtime`` of :func:`correct_file` (``artefix correct --runtime``): what runs the model."""
 
 
 @dataclass
@@ -128,6 +130,7 @@ def correct_file(
     overwrite: bool = False,
     key: str | None = None,
     progress: Callable[[int, int], None] | None = None,
+    runtime: str = "torch",
 ) -> CorrectionRun:
     """Correct a scan file and write the corrected scan (plus residuals, report and JSON summary).
 
@@ -155,6 +158,9 @@ def correct_file(
         overwrite: Replace existing outputs.
         key: Which array/series to read from a multi-array input (npz key, h5 dataset, SeriesInstanceUID).
         progress: ``progress(done, total)`` callback, in slices.
+        runtime: ``"torch"`` (default) or ``"onnx"``: the model's correction runs in ONNX Runtime
+            (:class:`artefix.models.onnx_runtime.OnnxModel`, exported once per slice size; needs
+            ``pip install 'artefix[export]'``).
 
     Returns:
         The :class:`CorrectionRun`.
@@ -187,6 +193,12 @@ def correct_file(
     dev = check_device(device)
     if snr_scope not in SNR_SCOPES:
         raise InputError(f"--snr-scope must be one of {', '.join(SNR_SCOPES)}, got {snr_scope!r}")
+    if runtime not in RUNTIMES:
+        raise InputError(f"--runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
+    if runtime == "onnx":
+        from artefix.models.onnx_runtime import check_onnx_runtime
+
+        check_onnx_runtime()
 
     t0 = time.perf_counter()
     volume = read_input(input_path, key=key)
@@ -204,6 +216,10 @@ def correct_file(
         net.drop_priors()
     if not gates:
         net.drop_gates()
+    if runtime == "onnx":
+        from artefix.models.onnx_runtime import OnnxModel
+
+        net = OnnxModel(net)
     timings["load_model"] = time.perf_counter() - t0
     heads = tuple(net.head_names)
     res_paths = residual_paths(output_path, residual_dir, heads) if residual_dir is not None else {}
