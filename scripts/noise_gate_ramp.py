@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +26,7 @@ import torch
 
 from artefix.data.augment import BackgroundMask
 from artefix.data.dataset import stable_entropy
+from artefix.data.splits import Split
 from artefix.evaluation.experiments import EvalSlice, corruption_rng, load_slices, make_case, severities_of
 from artefix.evaluation.metrics import compute_metrics, znorm
 from artefix.models.checkpoint import load_model
@@ -59,8 +59,7 @@ def main() -> None:
     parser.add_argument("--masked", action="store_true", help="also each slice masked before the corruption")
     args = parser.parse_args()
     torch.set_num_threads(2)
-    split = json.loads(args.split.read_text())
-    files = [Path(split["root"]) / f for scans in split["train"].values() for f in scans]
+    files = Split.load(args.split).files("train")
     slices, _, _ = load_slices(files, max_slices=args.slices, tune_slices=0)
     if args.masked:
         slices = slices + [_masked(s) for s in slices]

@@ -231,6 +231,35 @@ def test_split_save_load_round_trip_is_readable_json(tmp_path: Path) -> None:
     assert all(str(f).startswith("/elsewhere/patient") for f in moved)
 
 
+def test_a_relative_root_is_taken_from_the_split_files_folder(tmp_path: Path) -> None:
+    files = _tree(tmp_path / "data", 4)
+    split = make_split(files, seed=1, root=tmp_path / "data")
+    doc = split.to_dict() | {"root": "../../data"}
+    path = tmp_path / "configs" / "release" / "split.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps(doc))
+    loaded = Split.load(path)
+    assert loaded.root == (tmp_path / "data").as_posix()
+    assert loaded.files("train") == split.files("train") and all(f.is_file() or f.is_dir() for f in loaded.train)
+
+
+def test_shipped_split_files_hold_no_absolute_path() -> None:
+    configs = Path(__file__).resolve().parents[2] / "configs"
+    shipped = sorted(configs.rglob("*split*.json"))
+    assert len(shipped) >= 3
+    for path in shipped:
+        doc = json.loads(path.read_text())
+        entries = [doc["root"], *(f for name in ("train", "val", "test") for fs in doc[name].values() for f in fs)]
+        assert not any(Path(e).is_absolute() for e in entries), path
+
+
+@pytest.mark.shared_data
+def test_the_shipped_brain_split_finds_its_scans(shared_data: Path) -> None:
+    split = Split.load(Path(__file__).resolve().parents[2] / "configs" / "release" / "brain_split.json")
+    assert Path(split.root) == shared_data.resolve()
+    assert all(f.exists() for f in split.train + split.val + split.test)
+
+
 def test_split_load_errors(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="cannot read"):
         Split.load(tmp_path / "missing.json")

@@ -258,7 +258,9 @@ class Split:
             to ``root`` when a root is set.
         fractions: Requested fractions ``(train, val, test)``.
         seed: Seed of the patient shuffle.
-        root: Folder the file paths are relative to (``None``: the paths are as given).
+        root: Folder the file paths are relative to (``None``: the paths are as given). In a split file it
+            may itself be relative, to the file's folder (as the shipped splits keep it, so that no machine's
+            absolute path is stored); :meth:`load` resolves it.
         rule: How patient IDs were derived (for the reader of the file).
     """
 
@@ -358,11 +360,14 @@ class Split:
         if not isinstance(doc, dict) or doc.get("format") != SPLIT_FORMAT:
             raise InputError(f"{path}: not an artefix split file (expected format {SPLIT_FORMAT!r})")
         fractions = doc.get("fractions", {})
+        root = doc.get("root")
+        if root is not None and not Path(root).is_absolute():
+            root = Path(os.path.normpath(path.absolute().parent / root)).as_posix()
         return cls(
             sets={name: {p: tuple(fs) for p, fs in doc.get(name, {}).items()} for name in SET_NAMES},
             fractions=tuple(float(fractions.get(n, 0.0)) for n in SET_NAMES),  # type: ignore[arg-type]
             seed=int(doc.get("seed", 0)),
-            root=doc.get("root"),
+            root=root,
             rule=str(doc.get("patient_rule", "")),
         )
 
