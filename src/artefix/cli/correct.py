@@ -214,8 +214,19 @@ def correct_command(
     from artefix.correction import correct_file
     from artefix.errors import ArtefixError
 
-    heads = parse_only(only)
-    factors = parse_strength(strength)
+    settings = {  # what one scan and many scans are corrected with alike
+        "model": model,
+        "only": parse_only(only),
+        "strength": parse_strength(strength),
+        "ensemble": ensemble,
+        "priors": priors,
+        "gates": gates,
+        "snr_scope": snr_scope.value,
+        "axis": axis,
+        "batch_size": batch_size,
+        "device": device,
+        "overwrite": overwrite,
+    }
     if out_dir is not None:  # many scans (artefix.cli.correct_bulk)
         from artefix.cli.correct_bulk import bulk_correct
 
@@ -227,17 +238,7 @@ def correct_command(
         bulk_correct(
             paths,
             out_dir,
-            model=model,
-            only=heads,
-            strength=factors,
-            ensemble=ensemble,
-            priors=priors,
-            gates=gates,
-            snr_scope=snr_scope.value,
-            axis=axis,
-            batch_size=batch_size,
-            device=device,
-            overwrite=overwrite,
+            **settings,
             jobs=jobs,
             scheduler=scheduler,
             only_flagged=only_flagged,
@@ -263,19 +264,9 @@ def correct_command(
             run = correct_file(
                 input,
                 output,
-                model=model,
-                only=heads,
-                strength=factors,
-                ensemble=ensemble,
-                priors=priors,
-                gates=gates,
-                snr_scope=snr_scope.value,
+                **settings,
                 residuals=residuals,
                 report=report,
-                axis=axis,
-                batch_size=batch_size,
-                device=device,
-                overwrite=overwrite,
                 key=key,
                 progress=update,
                 runtime=runtime.value,
