@@ -122,6 +122,9 @@ def case_note(record: Any, index: int, case: DemoCase, row: DemoRow) -> str:
         if score >= OPEN_GATE:
             parts.append(f"{artefact} found ({score:.2f})")
             continue
+        if artefact == "subsampling" and score == 0.0 and _untruncated(record, index):
+            parts.append("subsampling not applied: no truncated k-space found (the head fills in missing k-space)")
+            continue
         why = f"{artefact} held back (gate {score:.2f}"
         gate_snr = record.gate_snr_db()
         snr = None if gate_snr is None else float(gate_snr[index])
@@ -135,6 +138,11 @@ def case_note(record: Any, index: int, case: DemoCase, row: DemoRow) -> str:
     if gain < VISIBLE_GAIN:
         parts.append(f"barely changed (SSIM/VIF gain < {VISIBLE_GAIN})")
     return "; ".join(parts)
+
+
+def _untruncated(record: Any, index: int) -> bool:
+    """Whether the data-consistency step looked at slice ``index`` and found its k-space complete."""
+    return record.kspace_window is not None and index not in record.truncated_slices()
 
 
 def corrupt_cases(clean: np.ndarray, seed: int = 0, cases: tuple[DemoCase, ...] = DEMO_CASES) -> np.ndarray:

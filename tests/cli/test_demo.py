@@ -138,6 +138,21 @@ def test_case_notes_say_which_gate_held_a_correction_back_and_why():
     assert case_note(single, 0, motion, better) == "motion: the model has no motion head"
 
 
+def test_case_notes_say_when_no_truncated_kspace_was_found():
+    from dataclasses import replace
+
+    from artefix.demo import DemoCase, DemoRow, case_note
+
+    sub = DemoCase("subsampling", ("subsampling",), (2.0,))
+    flat = DemoRow("x", 0.9, 0.9, 0.5, 0.5)
+    window = np.array([[1.0, 1.0], [0.5, 1.0]])  # slice 1 truncated to half of its rows
+    record = replace(_record([[0.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]]), kspace_window=window)
+    assert case_note(record, 0, sub, flat).startswith("subsampling not applied: no truncated k-space found")
+    assert "--no-gates" not in case_note(record, 0, sub, flat)
+    assert "subsampling held back (gate 0.00)" in case_note(record, 1, sub, flat)
+    assert "held back" in case_note(replace(record, kspace_window=None), 0, sub, flat)  # nobody looked
+
+
 def test_demo_says_for_every_case_what_happened_to_each_artefact(small_sample, tmp_path):
     weights = tmp_path / "gated.safetensors"
     save_model(build_model("tiny", seed=2, gates=True), weights, card={"description": "tiny, gated"})

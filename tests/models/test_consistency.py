@@ -249,3 +249,36 @@ def test_consistency_is_saved_with_the_model(tmp_path):
     assert loaded.config.consistency
     with pytest.raises(ValueError, match="consistency must be true or false"):
         build_model("tiny", consistency="yes")
+
+
+def test_truncation_gate_drops_the_subsampling_residual_only_where_nothing_is_truncated():
+    """With ``truncation_gate`` the subsampling head acts on truncated slices alone; other heads never change."""
+    plain = build_model("tiny", seed=1, gates=True, consistency=True).eval()
+    gated = build_model("tiny", seed=1, gates=True, consistency=True, truncation_gate=True).eval()
+    gated.load_state_dict(plain.state_dict())
+    sub = plain.head_names.index("subsampling")
+    others = [i for i in range(len(plain.head_names)) if i != sub]
+    clean = load_sample("brain-t1")
+    x = _as_stack(np.stack([clean, _truncated(clean, 3.0)]))[:, None]
+    with torch.no_grad():
+        p, q = plain.residuals(x), gated.residuals(x)
+        scores_p, scores_q = plain.detect(x), gated.detect(x)
+    assert measured_window(x[:1, 0]).all() and not measured_window(x[1:, 0]).all()
+    assert float(p[0, sub].abs().max()) > 0 and torch.equal(q[0, sub], torch.zeros_like(q[0, sub]))
+    assert float(scores_p[0, sub]) > 0 and float(scores_q[0, sub]) == 0.0
+    assert torch.equal(p[1], q[1]) and torch.equal(scores_p[1], scores_q[1])
+    assert torch.equal(p[:, others], q[:, others])
+    gated.train()
+    with torch.no_grad():
+        assert torch.equal(gated.residuals(x), plain.train().residuals(x))  # eval mode only
+
+
+def test_truncation_gate_needs_consistency_and_is_saved(tmp_path):
+    from artefix.models.checkpoint import load_model, save_model
+
+    with pytest.raises(ValueError, match="truncation_gate needs consistency"):
+        build_model("tiny", truncation_gate=True)
+    with pytest.raises(ValueError, match="truncation_gate must be true or false"):
+        build_model("tiny", consistency=True, truncation_gate=1)
+    save_model(build_model("tiny", seed=1, consistency=True, truncation_gate=True), tmp_path / "m.safetensors")
+    assert load_model(tmp_path / "m.safetensors")[0].config.truncation_gate

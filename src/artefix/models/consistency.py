@@ -168,6 +168,11 @@ def mirrored(mask: torch.Tensor) -> torch.Tensor:
     return torch.roll(mask.flip((-2, -1)), shifts=(1 - h % 2, 1 - w % 2), dims=(-2, -1))
 
 
+def truncated(measured: torch.Tensor) -> torch.Tensor:
+    """``(B,)`` booleans: which windows of :func:`measured_window` ``(B, H, W)`` leave some k-space out."""
+    return ~measured.flatten(1).all(dim=1)
+
+
 def project_unmeasured(residual: torch.Tensor, measured: torch.Tensor) -> torch.Tensor:
     """The part of real residuals ``(B, H, W)`` that lies outside the ``measured`` k-space ``(B, H, W)``.
 
@@ -178,5 +183,5 @@ def project_unmeasured(residual: torch.Tensor, measured: torch.Tensor) -> torch.
     keep = ~(measured | mirrored(measured))
     k = fft2c(residual.float().to(torch.complex64))
     projected = ifft2c(k * keep).real.to(residual.dtype)
-    untouched = measured.all(dim=-1, keepdim=True).all(dim=-2, keepdim=True)  # nothing truncated
+    untouched = ~truncated(measured)[:, None, None]
     return torch.where(untouched, residual, projected)

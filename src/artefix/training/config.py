@@ -145,6 +145,8 @@ class ModelSection:
             (:mod:`artefix.models.detector`; not in the paper).
         consistency: k-space data consistency of the subsampling head (:mod:`artefix.models.consistency`;
             not in the paper): its residual may only change the k-space lines a truncated input lacks.
+        truncation_gate: With ``consistency``: the subsampling residual is dropped on slices whose k-space
+            is not found truncated (:attr:`artefix.models.ModelConfig.truncation_gate`, eval mode only).
         freeze: Parts of the model kept as they are (no gradient, batch-norm statistics fixed):
             ``image_branch``, ``kspace_branch``, ``detector``. With both branches frozen only the detector
             learns, e.g. to recalibrate its gates for a trained model at a fraction of a full step's cost.
@@ -160,6 +162,7 @@ class ModelSection:
     init: str | None = None
     gates: bool = False
     consistency: bool = False
+    truncation_gate: bool = False
     freeze: tuple[str, ...] = ()
     bias_smooth: float = 0.0
     noise_snr: tuple[float, float] | None = None
@@ -174,9 +177,11 @@ class ModelSection:
             _int(self.seed, "model.seed", 0)
         if self.init is not None and (not isinstance(self.init, str) or not self.init):
             raise ValueError(f"model.init must be a weights path, a shipped model name or null, got {self.init!r}")
-        for name in ("gates", "consistency"):
+        for name in ("gates", "consistency", "truncation_gate"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"model.{name} must be true or false, got {getattr(self, name)!r}")
+        if self.truncation_gate and not self.consistency:
+            raise ValueError("model.truncation_gate needs model.consistency")
         object.__setattr__(self, "freeze", _names(self.freeze, "model.freeze", FREEZABLE, empty=True))
         if "detector" in self.freeze and not self.gates:
             raise ValueError("model.freeze names the detector but model.gates is false (there is none)")

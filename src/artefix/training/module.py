@@ -71,6 +71,7 @@ class ArtefactCorrectionModule(L.LightningModule):
             heads=config.model.head_names,
             gates=config.model.gates,
             consistency=config.model.consistency,
+            truncation_gate=config.model.truncation_gate,
             bias_smooth=config.model.bias_smooth,
             noise_snr=config.model.noise_snr,
         )

@@ -1,0 +1,29 @@
+import pytest
+import torch
+
+from artefix.models import build_model
+from artefix.models.checkpoint import load_model, read_card, save_model
+
+
+def test_set_inference_changes_the_setting_and_keeps_every_tensor(script, tmp_path):
+    tool = script("set_inference")
+    weights = tmp_path / "m.safetensors"
+    save_model(build_model("tiny", seed=2, gates=True, consistency=True), weights, {"name": "m", "notes": "trained"})
+    before, _ = load_model(weights)
+    card = tool.set_inference(weights, {"truncation_gate": True, "ensemble": 2}, "why")
+    after, _ = load_model(weights)  # verifies the new checksum
+    assert after.config == before.config.replace(truncation_gate=True, ensemble=2)
+    old, new = before.state_dict(), after.state_dict()
+    assert old.keys() == new.keys() and all(torch.equal(old[k], new[k]) for k in old)
+    assert card["config"]["truncation_gate"] is True and card["name"] == "m"
+    assert card["notes"].startswith("trained\n") and "truncation_gate: False -> True" in card["notes"]
+    assert card["notes"].endswith(": why") and read_card(weights) == card
+
+
+def test_only_inference_fields_and_json_values_are_accepted(script):
+    tool = script("set_inference")
+    assert tool.parse_setting("noise_snr=[9, 11]") == ("noise_snr", [9, 11])
+    with pytest.raises(SystemExit, match="NAME one of"):
+        tool.parse_setting("base_width=16")
+    with pytest.raises(SystemExit, match="must be JSON"):
+        tool.parse_setting("truncation_gate=yes")
