@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from artefix.artefacts.base import znorm
+from artefix.artefacts.base import HEADS, znorm
 from artefix.atomic import atomic_file, check_output_path
 from artefix.errors import OutputError
 
@@ -44,7 +44,7 @@ DEMO_CASES: tuple[DemoCase, ...] = (
     DemoCase("subsampling", ("subsampling",), (3.0,)),
     DemoCase("motion", ("motion",), (0.125,)),
     DemoCase("noise", ("noise",), (0.0,)),
-    DemoCase("all four", ("bias", "subsampling", "motion", "noise"), (0.05, 2.0, 0.25, 5.0)),
+    DemoCase("all four", HEADS, (0.05, 2.0, 0.25, 5.0)),
 )
 """Bias: largest field deviation 0.1; subsampling: R = 3 (centred); motion: 12.5 % uncorrupted k-space
 centre; noise: SNR 0 dB; all four: the mildest paper levels (0.05, R = 2, 25 %, 5 dB)."""

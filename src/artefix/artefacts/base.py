@@ -15,28 +15,17 @@ Every artefact module follows one shape (TorchIO's ``get_params``/``apply`` spli
 from __future__ import annotations
 
 import dataclasses
-from enum import Enum
+import hashlib
 from typing import Any, Literal
 
 import numpy as np
 import torch
 
+from artefix.artefacts.names import HEADS as HEADS  # re-exported: the vocabulary of every simulator
+from artefix.artefacts.names import Artefact as Artefact
+
 Output = Literal["magnitude", "real", "complex"]
 RngLike = int | np.random.Generator | None
-
-
-class Artefact(str, Enum):
-    """The four artefacts of the paper, in the fixed order of the model's residual heads."""
-
-    BIAS = "bias"
-    SUBSAMPLING = "subsampling"
-    MOTION = "motion"
-    NOISE = "noise"
-
-    @property
-    def index(self) -> int:
-        """Position of this artefact's residual head (0..3)."""
-        return list(Artefact).index(self)
 
 
 def as_rng(rng: RngLike) -> np.random.Generator:
@@ -44,6 +33,16 @@ def as_rng(rng: RngLike) -> np.random.Generator:
     if isinstance(rng, np.random.Generator):
         return rng
     return np.random.default_rng(rng)
+
+
+def stable_entropy(text: str, words: int = 4) -> list[int]:
+    """``words`` 32-bit integers from the SHA-256 of ``text``: the same on every machine and run.
+
+    Seeds a generator by a name (``np.random.default_rng([seed, *stable_entropy(key)])``) where Python's
+    ``hash`` would differ from process to process.
+    """
+    digest = hashlib.sha256(text.encode("utf-8")).digest()
+    return [int.from_bytes(digest[4 * k : 4 * k + 4], "little") for k in range(words)]
 
 
 def draw_seed(rng: np.random.Generator) -> int:

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from artefix.artefacts import bias_field, motion, noise, periodic_motion, subsampling
-from artefix.artefacts.base import Artefact, Output, to_output
+from artefix.artefacts.base import HEADS, Artefact, Output, to_output
 
 
 @dataclass(frozen=True)
@@ -115,7 +115,7 @@ REGISTRY: dict[str, ArtefactSpec] = {
 ARTEFACT_NAMES: tuple[str, ...] = tuple(REGISTRY)
 
 #: The paper's brain training distribution: one of the four artefacts, uniformly.
-BRAIN_TRAINING: tuple[str, ...] = ("bias", "subsampling", "motion", "noise")
+BRAIN_TRAINING: tuple[str, ...] = HEADS
 #: The pelvic training distribution adds periodic (breathing) motion. Drawn uniformly (the dataset's default
 #: ``weights=None``), both kinds of motion feed the motion head, so it gets 2/5 of the slices rather than the
 #: paper's 1/4 ("only one of the augmented artefacts" of four types); the shipped pelvic model was trained so.

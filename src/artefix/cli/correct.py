@@ -8,9 +8,8 @@ from typing import Annotated
 
 import typer
 
+from artefix.artefacts.names import HEADS
 from artefix.errors import InputError
-
-HEADS = ("bias", "subsampling", "motion", "noise")
 
 
 class Runtime(str, Enum):

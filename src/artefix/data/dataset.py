@@ -33,7 +33,6 @@ Example:
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -43,7 +42,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from artefix.artefacts.base import params_to_dict, to_output, znorm
+from artefix.artefacts.base import params_to_dict, stable_entropy, to_output, znorm
 from artefix.artefacts.sampler import (
     BRAIN_TRAINING,
     PELVIS_TRAINING,
@@ -97,12 +96,6 @@ class TrainingSample(NamedTuple):
     artefact: torch.Tensor
     params: str
     index: int
-
-
-def stable_entropy(text: str, words: int = 4) -> list[int]:
-    """``words`` 32-bit integers from the SHA-256 of ``text``: the same on every machine and run."""
-    digest = hashlib.sha256(text.encode("utf-8")).digest()
-    return [int.from_bytes(digest[4 * k : 4 * k + 4], "little") for k in range(words)]
 
 
 class ArtefactDataset(Dataset[TrainingSample]):

@@ -44,7 +44,6 @@ numbers never depend on ``jobs``.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import time
@@ -57,7 +56,7 @@ from typing import Any
 
 import numpy as np
 
-from artefix.artefacts.base import to_output, znorm
+from artefix.artefacts.base import HEADS, stable_entropy, to_output, znorm
 from artefix.errors import InputError
 from artefix.evaluation.methods import Case, MethodSpec, ModelPool, ModelSpec, apply_method
 
@@ -82,7 +81,7 @@ __all__ = [
     "summarise_rows",
 ]
 
-SINGLE_EXPERIMENTS: tuple[str, ...] = ("bias", "subsampling", "motion", "noise")
+SINGLE_EXPERIMENTS: tuple[str, ...] = HEADS
 """The single-artefact experiments (paper Tables 3-6)."""
 
 SCENARIOS: MappingProxyType[str, tuple[tuple[str, float], ...]] = MappingProxyType(
@@ -371,8 +370,7 @@ def corruption_rng(
         A fresh ``numpy.random.Generator``.
     """
     text = json.dumps([int(seed), stream, experiment, severity, key, int(index)])
-    digest = hashlib.sha256(text.encode("utf-8")).digest()
-    return np.random.default_rng([int.from_bytes(digest[4 * k : 4 * k + 4], "little") for k in range(8)])
+    return np.random.default_rng(stable_entropy(text, 8))
 
 
 def make_case(clean: np.ndarray, experiment: str, severity: float | None, rng: np.random.Generator) -> Case:

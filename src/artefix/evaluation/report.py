@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from artefix.artefacts.names import HEADS
 from artefix.atomic import atomic_file, one_line
 from artefix.errors import OutputError
 from artefix.evaluation.experiments import SCENARIOS, EvaluationResult, Example
@@ -72,7 +73,6 @@ METRIC_TITLES: dict[str, str] = {
 """Table titles of the metrics."""
 
 _DECIMALS = {"ssim": 3, "ssim-fg": 3, "vif": 3, "vif-paper": 3, "mse": 4, "psnr": 2}
-_HEADS = ("bias", "subsampling", "motion", "noise")
 
 
 def format_number(value: float | None, metric: str) -> str:
@@ -201,11 +201,11 @@ def _residual_lines(result: EvaluationResult) -> list[str]:
         "Mean over slices of the mean |residual| of each head (z-normalised units): which artefacts a model "
         "'sees'. The paper reports these for the multi-task models in the two scenarios.",
         "",
-        "| experiment | severity | model | " + " | ".join(_HEADS) + " |",
-        "|---|---|---|" + "---:|" * len(_HEADS),
+        "| experiment | severity | model | " + " | ".join(HEADS) + " |",
+        "|---|---|---|" + "---:|" * len(HEADS),
     ]
     for r in result.residuals:
-        vals = [f"{r['mean_abs'][h]:.4f}" if h in r["mean_abs"] else "" for h in _HEADS]
+        vals = [f"{r['mean_abs'][h]:.4f}" if h in r["mean_abs"] else "" for h in HEADS]
         lines.append(
             f"| {r['experiment']} | {severity_label(r['experiment'], r['severity'])} | {r['model']} | "
             + " | ".join(vals)

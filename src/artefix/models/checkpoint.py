@@ -29,9 +29,9 @@ from artefix.atomic import atomic_file, one_line
 from artefix.errors import InputError
 from artefix.models.dual_domain import DualDomainModel, ModelConfig
 from artefix.models.presets import count_parameters
+from artefix.models.registry import WEIGHTS_SUFFIX
 
 FORMAT_VERSION = "1"
-WEIGHTS_SUFFIX = ".safetensors"
 
 
 def sha256_of(path: Path, chunk: int = 1 << 20) -> str:

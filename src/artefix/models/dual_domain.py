@@ -32,14 +32,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from artefix.artefacts.base import Artefact, znorm
+from artefix.artefacts.base import HEADS, Artefact, znorm
 from artefix.fft import fft2c, ifft2c
 from artefix.models.consistency import measured_window, project_unmeasured, truncated
 from artefix.models.detector import ArtefactDetector
 from artefix.models.priors import estimated_snr_db, smooth_bias_residual, snr_gate
 from artefix.models.unet import SRResUNet
 
-ALL_HEADS: tuple[str, ...] = tuple(a.value for a in Artefact)
+ALL_HEADS: tuple[str, ...] = HEADS
 BRANCHES: tuple[str, ...] = ("image", "kspace")
 PAD_MODES: tuple[str, ...] = ("constant", "reflect", "replicate")
 ENSEMBLES: tuple[int, ...] = (1, 2, 4, 8)

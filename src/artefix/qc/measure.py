@@ -44,15 +44,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from artefix.artefacts.names import HEADS
 from artefix.correction.core import model_input, qc_batch, scan_snr_db, slice_moments, working_shape
 from artefix.correction.record import SNR_SCOPES
 from artefix.correction.volume import _head_names, _model_device, _slice_axis, _stack_view, auto_batch_size
 from artefix.data.io import Volume, check_finite
 from artefix.data.slices import ForegroundFilter
 from artefix.errors import InputError
-
-HEADS: tuple[str, ...] = ("bias", "subsampling", "motion", "noise")
-"""The four artefacts, in the column order of ``qc.csv``."""
 
 SCAN_PERCENTILE = 90.0
 """Percentile of the counted slices' scores that is the scan's score."""

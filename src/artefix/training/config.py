@@ -36,6 +36,7 @@ from typing import Any, ClassVar
 
 import yaml
 
+from artefix.artefacts.names import HEADS
 from artefix.atomic import atomic_file, one_line
 from artefix.errors import ArtefixError
 
@@ -388,7 +389,7 @@ class DataSection:
     train_samples: tuple[str, ...] = ("brain-t1", "brain-flair", "pelvis-t2")
     val_samples: tuple[str, ...] = ("brain-t2",)
     matrix: tuple[int, int] = (320, 320)
-    artefacts: tuple[str, ...] = ("bias", "subsampling", "motion", "noise")
+    artefacts: tuple[str, ...] = HEADS
     weights: tuple[float, ...] | None = None
     output: str = "magnitude"
     batch_size: int = 8
