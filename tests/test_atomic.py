@@ -82,3 +82,42 @@ def test_a_write_killed_before_its_rename_leaves_the_previous_file_as_it_was(tmp
     others = [p.name for p in folder.iterdir() if p != target]
     assert len(others) == 1 and re.fullmatch(r"\.scan\.nii\.gz\.[0-9a-f]{12}\.tmp\.nii\.gz", others[0]), others
     assert (folder / others[0]).stat().st_size == 256 * 40_000
+
+
+def test_atomic_folder_replaces_an_existing_folder_whole_and_leaves_nothing_beside_it(tmp_path):
+    from artefix.atomic import atomic_folder
+
+    target = tmp_path / "series"
+    target.mkdir()
+    (target / "old.dcm").write_text("old")
+    with atomic_folder(target) as tmp:
+        assert tmp.parent == tmp_path and tmp != target
+        (tmp / "new.dcm").write_text("new")
+        assert (target / "old.dcm").read_text() == "old"  # untouched until the new folder is complete
+    assert sorted(p.name for p in target.iterdir()) == ["new.dcm"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["series"]
+
+
+def test_a_failed_atomic_folder_keeps_the_previous_folder(tmp_path, monkeypatch):
+    import os
+
+    from artefix.atomic import atomic_folder
+
+    target = tmp_path / "series"
+    target.mkdir()
+    (target / "old.dcm").write_text("old")
+    with pytest.raises(RuntimeError), atomic_folder(target) as tmp:
+        (tmp / "new.dcm").write_text("half")
+        raise RuntimeError("interrupted")
+    real_replace = os.replace
+
+    def refuse_the_new_folder(src, dst):
+        if str(src).endswith(".tmp"):
+            raise OSError("disk full")
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", refuse_the_new_folder)
+    with pytest.raises(OutputError, match="write failed"), atomic_folder(target) as tmp:
+        (tmp / "new.dcm").write_text("new")
+    assert sorted(p.name for p in target.iterdir()) == ["old.dcm"] and (target / "old.dcm").read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["series"]
