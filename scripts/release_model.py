@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 
 from artefix.models.checkpoint import load_model, save_model
@@ -40,6 +41,8 @@ LICENCES = {
     "prostatex_tcia_via_picai_prep": "CC BY 3.0; TCIA PROSTATEx (Litjens et al. 2017)",
 }
 METRICS = ("ssim", "vif", "mse")
+PATHS_NOTE = "relative to the repository root (the data under ../shared/data)"
+"""What a card's ``paths`` field says of every file path in it (:func:`portable`)."""
 # One line per shipped model, shown by `artefix models` and docs/models.md (``--description`` overrides).
 DESCRIPTIONS = {
     "mt-lc-brain": "Default: all four artefacts, convolutional loss (LC), detector-gated heads; brain T1/T2/FLAIR",
@@ -50,6 +53,25 @@ DESCRIPTIONS = {
     "noise-brain": "Noise only (single-task comparison model); brain",
     "mt-lc-pelvis": "All four artefacts with breathing motion, LC loss; pelvic T2 (3 patients: a demonstration)",
 }
+
+
+def portable(value: object, root: Path = ROOT) -> object:
+    """``value`` (a card's JSON) with every absolute path under ``root``'s parent made relative to ``root``.
+
+    A shipped card must not hold the paths of the machine that built it: the training card records them
+    resolved (``/home/me/artefix/configs/...``, ``/data/shared/...``); the shipped one says
+    ``configs/release/brain_split.json`` and ``../shared/data/...``, relative to the repository root, as the
+    docs' commands do. Other strings are kept as they are.
+    """
+    if isinstance(value, dict):
+        return {k: portable(v, root) for k, v in value.items()}
+    if isinstance(value, list):
+        return [portable(v, root) for v in value]
+    if isinstance(value, str) and value.startswith("/"):
+        path = Path(value)
+        if path.is_relative_to(root.parent):
+            return Path(os.path.relpath(path, root)).as_posix()
+    return value
 
 
 def validation_table(evaluation: Path, model_method: str) -> dict:
@@ -296,7 +318,8 @@ def main() -> None:
     )
     if args.evaluation:
         card["validation"] = validation_summary(args.evaluation, args.name, args.evaluation_command)
-    save_model(model, WEIGHTS / f"{args.name}.safetensors", card=card)
+    card["paths"] = PATHS_NOTE
+    save_model(model, WEIGHTS / f"{args.name}.safetensors", card=portable(card))
     render_doc()
 
 

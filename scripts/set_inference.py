@@ -20,11 +20,24 @@ import datetime
 import importlib.util
 import json
 from pathlib import Path
+from types import ModuleType
 
 from artefix.models.checkpoint import load_model, read_card, save_model
 from artefix.models.dual_domain import INFERENCE_FIELDS
 
 WEIGHTS = Path(__file__).resolve().parents[1] / "src" / "artefix" / "weights"
+
+
+def _sibling(name: str) -> ModuleType:
+    """The release script ``scripts/NAME.py`` as a module (the scripts folder is not a package)."""
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name(f"{name}.py"))
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+release_model = _sibling("release_model")
 DERIVED = ("config", "parameters", "heads", "weights", "sha256")
 """Card fields that :func:`artefix.models.checkpoint.save_model` writes itself."""
 
@@ -51,7 +64,7 @@ def set_inference(weights: Path, changes: dict[str, object], note: str) -> dict[
         day = datetime.date.today().isoformat()
         changed = ", ".join(f"{k}: {getattr(old, k)!r} -> {getattr(model.config, k)!r}" for k in changes)
         card["notes"] = f"{notes}\n{day}, inference settings changed ({changed}): {note}".strip()
-    save_model(model, weights, card)
+    save_model(model, weights, release_model.portable(card))
     return read_card(weights) or {}
 
 
@@ -66,10 +79,6 @@ def main() -> None:
     if not weights.is_file():
         raise SystemExit(f"error: no shipped model {args.name!r} ({weights})")
     card = set_inference(weights, dict(parse_setting(s) for s in args.settings), args.note)
-    spec = importlib.util.spec_from_file_location("release_model", Path(__file__).with_name("release_model.py"))
-    assert spec is not None and spec.loader is not None
-    release_model = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(release_model)
     release_model.render_doc()
     print(json.dumps(card["config"]))
 

@@ -101,3 +101,24 @@ def test_the_default_model_runs_with_the_inference_settings_its_card_declares():
     assert model.config.to_dict() == declared
     assert (declared["consistency"], declared["ensemble"], declared["bias_smooth"]) == (True, 1, 0.1)
     assert tuple(declared["noise_snr"]) == (9.0, 11.0) and declared["gates"] is True
+
+
+def _strings(value):
+    if isinstance(value, dict):
+        for v in value.values():
+            yield from _strings(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _strings(v)
+    elif isinstance(value, str):
+        yield value
+
+
+@pytest.mark.parametrize("card_path", CARDS, ids=lambda p: p.name)
+def test_cards_hold_no_path_of_the_machine_that_built_them(card_path):
+    """Every file path in a card is relative (to the repository root, as its ``paths`` field says)."""
+    card = json.loads(card_path.read_text())
+    absolute = [word for text in _strings(card) for word in text.split() if word.startswith("/") and len(word) > 1]
+    assert not absolute, absolute[:3]
+    assert card["paths"].startswith("relative to the repository root")
+    assert card["split_file"] is None or not card["split_file"].startswith(("/", "~"))

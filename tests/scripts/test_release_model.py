@@ -121,3 +121,20 @@ def test_refresh_validation_replaces_only_the_tables(script, tmp_path, monkeypat
     assert "mt-brain" in (tmp_path / "models.md").read_text()
     with pytest.raises(ValueError, match="another command"):
         module.refresh("mt-brain", tmp_path / "eval" / "elsewhere")
+
+
+def test_portable_makes_the_paths_of_this_machine_relative_to_the_repository(script, tmp_path):
+    module = script("release_model")
+    root = tmp_path / "work" / "artefix"
+    card = {
+        "split_file": str(root / "configs" / "release" / "brain_split.json"),
+        "data": {"roots": [str(tmp_path / "work" / "shared" / "data" / "ixi")], "n": 3},
+        "notes": "kept /as it is",
+        "elsewhere": "/usr/lib/x",
+    }
+    assert module.portable(card, root) == {
+        "split_file": "configs/release/brain_split.json",
+        "data": {"roots": ["../shared/data/ixi"], "n": 3},
+        "notes": "kept /as it is",
+        "elsewhere": "/usr/lib/x",
+    }
