@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -62,6 +63,55 @@ def _slice_axis(volume: Volume, axis: int | None) -> int | None:
 
 def _stack_view(array: np.ndarray, axis: int | None) -> np.ndarray:
     return array[None] if axis is None else np.moveaxis(array, axis, 0)
+
+
+class SliceStack(NamedTuple):
+    """A volume as the model sees it: a stack of slices and the matrix it works at.
+
+    Attributes:
+        axis: The slice axis of the volume (None for a 2D image).
+        slices: ``(N, H, W)`` view of the volume's array (no copy).
+        mean: ``(N,)`` mean of each slice.
+        std: ``(N,)`` standard deviation of each slice.
+        constant: ``(N,)`` True for constant slices (left as they are).
+        work: ``(h, w)`` matrix the model runs at (:func:`~artefix.correction.core.working_shape`).
+    """
+
+    axis: int | None
+    slices: np.ndarray
+    mean: np.ndarray
+    std: np.ndarray
+    constant: np.ndarray
+    work: tuple[int, int]
+
+
+def slice_stack(volume: Volume, axis: int | None, matrix: int | None, *, min_side: int, purpose: str) -> SliceStack:
+    """Slice ``volume`` along ``axis`` (default: the header's) for a model trained at ``matrix``.
+
+    The one slicing path of ``artefix correct`` and ``artefix qc``.
+
+    Args:
+        volume: A finite 2D or 3D volume.
+        axis: Slice axis, or None for the header's acquisition axis.
+        matrix: The model card's training matrix, or None.
+        min_side: Smallest in-plane size accepted.
+        purpose: What the caller does ("correct", "check"), for the all-constant error.
+
+    Raises:
+        InputError: A bad axis, slices smaller than ``min_side``, every slice constant.
+    """
+    slice_axis = _slice_axis(volume, axis)
+    src = _stack_view(volume.array, slice_axis)
+    n, h, w = src.shape
+    if h < min_side or w < min_side:
+        raise InputError(f"slices must be at least {min_side}x{min_side}, got {h}x{w} (axis {slice_axis})")
+    mean, std, constant = slice_moments(src)
+    if constant.all():
+        name = volume.source if volume.source is not None else "input"
+        raise InputError(f"{name}: every slice is constant; there is nothing to {purpose}")
+    spacing = volume.spacing if len(volume.spacing) == volume.array.ndim else (1.0,) * volume.array.ndim
+    in_plane = [s for i, s in enumerate(spacing) if i != (slice_axis if slice_axis is not None else -1)]
+    return SliceStack(slice_axis, src, mean, std, constant, working_shape((h, w), in_plane[-2:], matrix))
 
 
 def _head_names(model: torch.nn.Module) -> tuple[str, ...]:
@@ -210,18 +260,8 @@ def correct_volume(
     weights = weights * _strength_weights(strength, heads, weights)
     applied = tuple(h for h, m in zip(heads, weights.tolist(), strict=True) if m)
     factors = {h: float(m) for h, m in zip(heads, weights.tolist(), strict=True) if m and m != 1.0}
-    slice_axis = _slice_axis(volume, axis)
-    src = _stack_view(volume.array, slice_axis)
-    n, h, w = src.shape
-    if h < 2 or w < 2:
-        raise InputError(f"slices must be at least 2x2, got {h}x{w} (axis {slice_axis})")
-    mean, std, constant = slice_moments(src)
-    if constant.all():
-        name = volume.source if volume.source is not None else "input"
-        raise InputError(f"{name}: every slice is constant; there is nothing to correct")
-    spacing = volume.spacing if len(volume.spacing) == volume.array.ndim else (1.0,) * volume.array.ndim
-    in_plane = [s for i, s in enumerate(spacing) if i != (slice_axis if slice_axis is not None else -1)]
-    work = working_shape((h, w), in_plane[-2:], matrix)
+    slice_axis, src, mean, std, constant, work = slice_stack(volume, axis, matrix, min_side=2, purpose="correct")
+    n = src.shape[0]
 
     out_array = np.array(volume.array, dtype=np.float32, copy=True)
     out = _stack_view(out_array, slice_axis)

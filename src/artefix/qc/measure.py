@@ -45,9 +45,9 @@ import numpy as np
 import torch
 
 from artefix.artefacts.names import HEADS
-from artefix.correction.core import model_input, qc_batch, scan_snr_db, slice_moments, working_shape
+from artefix.correction.core import model_input, qc_batch, scan_snr_db
 from artefix.correction.record import SNR_SCOPES
-from artefix.correction.volume import _head_names, _model_device, _slice_axis, _stack_view, auto_batch_size
+from artefix.correction.volume import _head_names, _model_device, _stack_view, auto_batch_size, slice_stack
 from artefix.data.io import Volume, check_finite
 from artefix.data.slices import ForegroundFilter
 from artefix.errors import InputError
@@ -222,18 +222,8 @@ def measure_volume(
     if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
         raise ValueError(f"batch_size must be a positive integer or None, got {batch_size!r}")
     check_finite(volume)
-    slice_axis = _slice_axis(volume, axis)
-    src = _stack_view(volume.array, slice_axis)
-    n, h, w = src.shape
-    if h < 3 or w < 3:
-        raise InputError(f"slices must be at least 3x3, got {h}x{w} (axis {slice_axis})")
-    mean, std, constant = slice_moments(src)
-    if constant.all():
-        name = volume.source if volume.source is not None else "input"
-        raise InputError(f"{name}: every slice is constant; there is nothing to check")
-    spacing = volume.spacing if len(volume.spacing) == volume.array.ndim else (1.0,) * volume.array.ndim
-    in_plane = [s for i, s in enumerate(spacing) if i != (slice_axis if slice_axis is not None else -1)]
-    work = working_shape((h, w), in_plane[-2:], matrix)
+    slice_axis, src, mean, std, constant, work = slice_stack(volume, axis, matrix, min_side=3, purpose="check")
+    n = src.shape[0]
     heads = _head_names(model)
     model.eval()
     device = _model_device(model)
