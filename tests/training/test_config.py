@@ -504,3 +504,34 @@ def test_data_root_takes_the_roots_of_a_config_without_a_base(tmp_path):
     config = load_config(config_file, data_root="/data/mri")
     assert config.data.base == "/data/mri" and config.data.roots == ("open_ms", "ixi")
     assert load_config(config_file).data.roots == (str(tmp_path / "open_ms"), str(tmp_path / "ixi"))
+
+
+def test_quiet_heads_penalises_the_ungated_residuals_of_absent_artefacts_only():
+    from pathlib import Path
+
+    import torch
+
+    from artefix.data.dataset import NO_ARTEFACT, TrainingSample
+    from artefix.training.config import load_config
+    from artefix.training.module import ArtefactCorrectionModule
+
+    tiny = Path(__file__).resolve().parents[2] / "configs" / "tiny.yaml"
+    torch.manual_seed(0)
+    clean = torch.randn(2, 1, 16, 16)
+    labels = torch.tensor([0, NO_ARTEFACT])  # slice 0 has a bias field, slice 1 none
+    batch = TrainingSample(clean, clean.clone(), labels, ("{}", "{}"), torch.tensor([0, 1]))
+    base = ArtefactCorrectionModule(load_config(tiny, ["model.gates=true"])).train()
+    quiet = ArtefactCorrectionModule(load_config(tiny, ["model.gates=true", "loss.quiet_heads=2.0"])).train()
+    quiet.model.load_state_dict(base.model.state_dict())
+    with torch.no_grad():
+        loss0, out0 = base._loss(batch)
+        loss1, out1 = quiet._loss(batch)
+        ungated = base.model.ungated_residuals(clean)
+    torch.testing.assert_close(out1, out0)  # the same output: only the loss changes
+    absent = torch.ones(2, 4, 1, 1)
+    absent[0, 0] = 0.0  # the bias head of the slice with a bias field is not penalised
+    torch.testing.assert_close(loss1.total - loss0.total, 2.0 * (absent * ungated.square()).mean())
+    assert loss1.total > loss0.total
+    quiet.model.load_state_dict(base.model.state_dict())  # the same batch-norm statistics
+    with torch.no_grad():
+        assert quiet.eval()._loss(batch)[0].total == base.eval()._loss(batch)[0].total  # training only

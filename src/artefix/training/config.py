@@ -221,6 +221,12 @@ class LossSection:
             the applied artefact, one-hot over the heads (all zero for a clean slice): the training data
             know which artefact each slice has, so the detector learns it directly instead of only through
             the reconstruction. 0 (default) leaves the detector to the reconstruction loss alone.
+        quiet_heads: Weight of a penalty (not in the paper) on the *ungated* residual of every head whose
+            artefact a slice does not have (all heads on a clean slice): the mean square of ``p_i`` before the
+            detector's gate. With ``model.gates`` the reconstruction terms see only the gated residuals, so a
+            head may add texture wherever its gate is shut, and a gate cannot open on an unfamiliar scan
+            without that texture coming along; this term teaches each head to leave images without its
+            artefact alone by itself. 0 (default) leaves it out.
         fit_gates: A gate-calibration stage (not in the paper) for a trained model whose branches are
             frozen (``model.freeze``): the loss is ``L(v, u + sum_i g_i p_i)`` with the heads' residuals
             ``p`` fixed as the model applies them at inference (data consistency and physics priors
@@ -244,6 +250,7 @@ class LossSection:
     alpha: float = 0.0
     all_heads: float = 0.0
     detection: float = 0.0
+    quiet_heads: float = 0.0
     fit_gates: bool = False
     gate_floor: float = 1e-3
     gate_criterion: str = "loss"
@@ -266,6 +273,7 @@ class LossSection:
         object.__setattr__(self, "alpha", _float(self.alpha, "loss.alpha", 0.0))
         object.__setattr__(self, "all_heads", _float(self.all_heads, "loss.all_heads", 0.0))
         object.__setattr__(self, "detection", _float(self.detection, "loss.detection", 0.0))
+        object.__setattr__(self, "quiet_heads", _float(self.quiet_heads, "loss.quiet_heads", 0.0))
         if not isinstance(self.fit_gates, bool):
             raise ValueError(f"loss.fit_gates must be true or false, got {self.fit_gates!r}")
         object.__setattr__(self, "gate_floor", _float(self.gate_floor, "loss.gate_floor", 0.0))

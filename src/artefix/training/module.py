@@ -39,7 +39,7 @@ import torch
 from artefix.artefacts.base import znorm
 from artefix.data.dataset import NO_ARTEFACT, TrainingSample
 from artefix.losses import MultiTaskLoss, MultiTaskLossOutput, quality_deficit
-from artefix.models import ALL_HEADS, DualDomainModel, apply_residuals, build_model
+from artefix.models import ALL_HEADS, DualDomainModel, ModelOutput, apply_residuals, build_model
 from artefix.training.config import TrainConfig
 
 __all__ = ["ArtefactCorrectionModule"]
@@ -153,9 +153,20 @@ class ArtefactCorrectionModule(L.LightningModule):
     def _loss(self, batch: TrainingSample) -> tuple[Any, torch.Tensor]:
         if self.config.loss.fit_gates:
             return self._gate_fit_loss(batch)
-        out = self.model(batch.corrupted)
         index = self._applied_heads(batch.artefact) if len(self.model.head_names) > 1 else None
+        quiet = self.config.loss.quiet_heads if self.training and self.model.detector is not None else 0.0
+        quiet = quiet if index is not None else 0.0
+        if quiet > 0:
+            ungated = self.model.ungated_residuals(batch.corrupted)
+            gated = self.model.gate_scores(batch.corrupted)[:, :, None, None] * ungated
+            out = ModelOutput(apply_residuals(batch.corrupted, gated, None, self.model.head_names), gated)
+        else:
+            out = self.model(batch.corrupted)
         loss = self.criterion(batch.clean, batch.corrupted, out.residuals, index)
+        if quiet > 0:
+            absent = (~index).to(ungated.dtype)[:, :, None, None]
+            penalty = quiet * (absent * ungated.square()).mean()
+            loss = loss._replace(total=loss.total + penalty, regulariser=loss.regulariser + penalty)
         weight = self.config.loss.all_heads
         if weight > 0 and index is not None:
             every = torch.ones_like(out.residuals[:, :, 0, 0])
