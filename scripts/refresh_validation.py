@@ -19,10 +19,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import release_model  # noqa: E402
 
-from artefix.models.checkpoint import load_model, save_model  # noqa: E402
-
-DERIVED = ("config", "parameters", "heads", "weights", "sha256")
-"""Card fields that :func:`artefix.models.checkpoint.save_model` writes itself."""
+from artefix.models.checkpoint import DERIVED_CARD_FIELDS, load_model, save_model  # noqa: E402
 
 
 def refresh(name: str, evaluation: Path) -> None:
@@ -34,7 +31,7 @@ def refresh(name: str, evaluation: Path) -> None:
     """
     path = release_model.WEIGHTS / f"{name}.safetensors"
     model, card = load_model(path)
-    card = {k: v for k, v in card.items() if k not in DERIVED}
+    card = {k: v for k, v in card.items() if k not in DERIVED_CARD_FIELDS}
     old = card.get("validation")
     if not old:
         raise ValueError(f"{name}: the card has no validation to refresh")

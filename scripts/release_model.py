@@ -25,7 +25,7 @@ import json
 import os
 from pathlib import Path
 
-from artefix.models.checkpoint import load_model, save_model
+from artefix.models.checkpoint import DERIVED_CARD_FIELDS, load_model, save_model
 from artefix.models.dual_domain import DualDomainModel
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -284,7 +284,7 @@ def main() -> None:
         said = ", ".join(f"model.{k} {_said(v)}" for k, v in changes.items())
         card["release_changes"] = f"{said} at release (inference only; weights as trained)"
     card.update(_whole_run(args.run))
-    for key in ("config", "parameters", "heads", "weights", "sha256"):
+    for key in DERIVED_CARD_FIELDS:
         card.pop(key, None)
     commands = []
     card.pop("starts_from", None)

@@ -22,7 +22,7 @@ import json
 from pathlib import Path
 from types import ModuleType
 
-from artefix.models.checkpoint import load_model, read_card, save_model
+from artefix.models.checkpoint import DERIVED_CARD_FIELDS, load_model, read_card, save_model
 from artefix.models.dual_domain import INFERENCE_FIELDS
 
 WEIGHTS = Path(__file__).resolve().parents[1] / "src" / "artefix" / "weights"
@@ -38,8 +38,6 @@ def _sibling(name: str) -> ModuleType:
 
 
 release_model = _sibling("release_model")
-DERIVED = ("config", "parameters", "heads", "weights", "sha256")
-"""Card fields that :func:`artefix.models.checkpoint.save_model` writes itself."""
 
 
 def parse_setting(text: str) -> tuple[str, object]:
@@ -58,7 +56,7 @@ def set_inference(weights: Path, changes: dict[str, object], note: str) -> dict[
     model, _ = load_model(weights)
     old = model.config
     model.config = old.replace(**changes)
-    card = {k: v for k, v in (read_card(weights) or {}).items() if k not in DERIVED}
+    card = {k: v for k, v in (read_card(weights) or {}).items() if k not in DERIVED_CARD_FIELDS}
     if note:
         notes = card.get("notes") or ""
         day = datetime.date.today().isoformat()

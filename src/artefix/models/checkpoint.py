@@ -32,6 +32,8 @@ from artefix.models.presets import count_parameters
 from artefix.models.registry import WEIGHTS_SUFFIX
 
 FORMAT_VERSION = "1"
+DERIVED_CARD_FIELDS = ("config", "parameters", "heads", "weights", "sha256")
+"""Model-card fields that :func:`save_model` writes itself from the model and the weights file."""
 
 
 def sha256_of(path: Path, chunk: int = 1 << 20) -> str:
@@ -73,8 +75,8 @@ def save_model(model: DualDomainModel, path: Path, card: dict[str, Any] | None =
         model: The model; its ``config`` is stored in the weights' metadata.
         path: Target ``*.safetensors`` path; a file there that holds the same weights and metadata is kept
             byte for byte (its checksum does not change).
-        card: Extra model-card fields (name, training, metrics, ...). ``config``, ``parameters``,
-            ``heads`` and ``sha256`` are filled in.
+        card: Extra model-card fields (name, training, metrics, ...); the :data:`DERIVED_CARD_FIELDS`
+            are filled in.
 
     Returns:
         The weights path.
