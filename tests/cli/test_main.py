@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import os
 import subprocess
 import sys
 from importlib.metadata import version
@@ -54,3 +56,31 @@ def test_usage_errors_read_like_every_other_error(monkeypatch, capsys, args, mes
 def test_no_arguments_prints_the_help(monkeypatch, capsys):
     code, out, err = run([], monkeypatch, capsys)
     assert code == 2 and "correct" in out and "simulate" in out and "error" not in err
+
+
+def test_verbosity_flags_decide_which_log_messages_reach_stderr(tmp_path, monkeypatch, capsys):
+    out = tmp_path / "b.nii.gz"
+    simulate = ["simulate", "sample:brain-t1", out, "--artefact", "bias", "--seed", "0"]
+    code, _, err = run(simulate, monkeypatch, capsys)
+    assert code == 0 and "wrote" not in err  # default: warnings only
+    code, _, err = run(["-v", *simulate, "--overwrite"], monkeypatch, capsys)
+    assert code == 0 and f"wrote {out}" in err
+    log = logging.getLogger("artefix.qc.discover")
+    code, _, _ = run(["-q", "models"], monkeypatch, capsys)
+    log.warning("a warning")
+    assert code == 0 and "a warning" not in capsys.readouterr().err  # -q: errors only
+    run(["models"], monkeypatch, capsys)
+    log.warning("a warning")
+    assert "a warning" in capsys.readouterr().err
+    code, _, err = run(["-v", "-q", "models"], monkeypatch, capsys)
+    assert code == 2 and err.startswith("error: ") and "contradict" in err and len(err.strip().splitlines()) == 1
+
+
+def test_shell_completion_completes_commands_and_options():
+    env = {**os.environ, "_ARTEFIX_COMPLETE": "complete_bash", "COMP_WORDS": "artefix co", "COMP_CWORD": "1"}
+    result = subprocess.run(["artefix"], env=env, capture_output=True, text=True)
+    assert result.stdout.split() == ["correct"]
+    env.update(COMP_WORDS="artefix correct --ru", COMP_CWORD="2")
+    assert subprocess.run(["artefix"], env=env, capture_output=True, text=True).stdout.split() == ["--runtime"]
+    shown = subprocess.run(["artefix", "--show-completion", "bash"], capture_output=True, text=True)
+    assert shown.returncode == 0 and "_ARTEFIX_COMPLETE" in shown.stdout

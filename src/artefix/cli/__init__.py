@@ -8,11 +8,12 @@ code 2, never a traceback.
 
 from __future__ import annotations
 
+import logging
 import signal
 import sys
 import threading
 from types import ModuleType
-from typing import Annotated, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import typer
 
@@ -31,7 +32,7 @@ app = typer.Typer(
     name="artefix",
     help="Multi-task MRI artefact simulation and correction (Simko et al., BMC Med Imaging 2023).",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
 )
 
@@ -65,14 +66,50 @@ def _print_version(value: bool) -> None:
         raise typer.Exit()
 
 
+LOG_LEVELS = {-1: logging.ERROR, 0: logging.WARNING, 1: logging.INFO, 2: logging.DEBUG}
+"""``-q`` -> errors only; default warnings; ``-v`` info; ``-vv`` (or more) debug."""
+
+
+class _StderrHandler(logging.StreamHandler):
+    """A stream handler that writes to whatever ``sys.stderr`` is when a record comes (not when it was made)."""
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:  # noqa: D102
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
+
+def configure_logging(verbosity: int) -> None:
+    """Show artefix's log records at ``verbosity`` (:data:`LOG_LEVELS`) on stderr, one message a line.
+
+    The library only logs (``logging.getLogger(__name__)``); the command line decides what a user sees.
+    """
+    logger = logging.getLogger("artefix")
+    logger.setLevel(LOG_LEVELS[max(-1, min(2, verbosity))])
+    if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
+        handler = _StderrHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+
+
 @app.callback()
 def _root(
     version: Annotated[
         bool,
         typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit."),
     ] = False,
+    verbose: Annotated[
+        int, typer.Option("--verbose", "-v", count=True, help="More messages on stderr: -v progress notes, -vv debug.")
+    ] = 0,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only errors on stderr (no warnings).")] = False,
 ) -> None:
     """Multi-task MRI artefact simulation and correction."""
+    if verbose and quiet:
+        raise typer.BadParameter("-v and -q contradict each other; give one", param_hint="'--verbose' / '--quiet'")
+    configure_logging(-1 if quiet else verbose)
 
 
 class _Interruption:
