@@ -135,3 +135,15 @@ def test_a_card_that_is_not_an_object_is_an_input_error(tmp_path):
     path.with_suffix(".json").write_text("[1]")
     with pytest.raises(InputError, match="JSON object"):
         load_model(path)
+
+
+def test_weights_get_the_same_permissions_as_their_card(tmp_path):
+    """safetensors writes its file as 0600; saved weights are readable like every other output (0666 less umask)."""
+    import os
+
+    path = save_model(build_model("tiny", seed=0), tmp_path / "m.safetensors")
+    umask = os.umask(0)
+    os.umask(umask)
+    expected = 0o666 & ~umask
+    assert path.stat().st_mode & 0o777 == expected
+    assert path.with_suffix(".json").stat().st_mode & 0o777 == expected

@@ -104,7 +104,8 @@ def slice_stack(volume: Volume, axis: int | None, matrix: int | None, *, min_sid
     src = _stack_view(volume.array, slice_axis)
     n, h, w = src.shape
     if h < min_side or w < min_side:
-        raise InputError(f"slices must be at least {min_side}x{min_side}, got {h}x{w} (axis {slice_axis})")
+        where = "" if slice_axis is None else f" (slices along axis {slice_axis})"
+        raise InputError(f"slices must be at least {min_side}x{min_side}, got {h}x{w}{where}")
     mean, std, constant = slice_moments(src)
     if constant.all():
         name = volume.source if volume.source is not None else "input"

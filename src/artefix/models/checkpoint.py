@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -89,7 +90,9 @@ def save_model(model: DualDomainModel, path: Path, card: dict[str, Any] | None =
     metadata = {"format": "artefix", "format_version": FORMAT_VERSION, "model_config": json.dumps(config)}
     if not _holds(path, tensors, metadata):
         with atomic_file(path) as tmp:
+            mode = tmp.stat().st_mode  # the usual 0666 less the umask; safetensors recreates the file as 0600
             save_file(tensors, str(tmp), metadata=metadata)
+            os.chmod(tmp, mode)
     full_card = dict(card or {})
     full_card.update(
         config=config,
