@@ -140,3 +140,4 @@ def test_two_workers_share_one_sqlite_study_and_it_resumes(tmp_path):
     assert best.loss.alpha == pytest.approx(winner.params["alpha"])
     assert best.trainer == config.trainer  # ready to train with the full budget
     assert (out / "trials.csv").read_text().count("\n") == 6
+    assert not list(out.rglob("*.lock"))  # the study file is its own set-up lock

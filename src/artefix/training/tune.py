@@ -134,7 +134,11 @@ def make_storage(url: str) -> Any:
 
 @contextmanager
 def _init_lock(url: str) -> Iterator[None]:
-    """Serialise the set-up of a local SQLite study file between processes (POSIX file lock)."""
+    """Serialise the set-up of a local SQLite study file between processes (POSIX ``flock`` on the file itself).
+
+    The database file is the lock (created empty if need be, which SQLite takes as an empty database), so no
+    ``.lock`` file is left beside it; ``flock`` locks are independent of the ``fcntl`` locks SQLite takes.
+    """
     prefix = "sqlite:///"
     if not url.startswith(prefix) or url == prefix or ":memory:" in url:
         yield
@@ -144,7 +148,7 @@ def _init_lock(url: str) -> Iterator[None]:
     except ImportError:  # not POSIX: rely on the retries
         yield
         return
-    path = Path(url[len(prefix) :] + ".lock")
+    path = Path(url[len(prefix) :])
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
