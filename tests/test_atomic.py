@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -121,3 +123,31 @@ def test_a_failed_atomic_folder_keeps_the_previous_folder(tmp_path, monkeypatch)
         (tmp / "new.dcm").write_text("new")
     assert sorted(p.name for p in target.iterdir()) == ["old.dcm"] and (target / "old.dcm").read_text() == "old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["series"]
+
+
+def test_an_output_whose_folder_is_a_file_or_unwritable_is_refused_before_any_work(tmp_path, monkeypatch):
+    import os
+
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    with pytest.raises(OutputError, match=r"afile is a file, not a folder$"):
+        check_output_path(afile / "out.nii.gz", overwrite=False)
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode: Path(path) != locked and real_access(path, mode))
+    with pytest.raises(OutputError, match=r"output folder .*locked is not writable$"):
+        check_output_path(locked / "out.nii.gz", overwrite=True)
+    assert check_output_path(tmp_path / "out.nii.gz", overwrite=False) == tmp_path / "out.nii.gz"
+
+
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root writes anywhere")
+def test_a_read_only_output_folder_is_refused(tmp_path):
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    folder.chmod(0o555)
+    try:
+        with pytest.raises(OutputError, match="is not writable"):
+            check_output_path(folder / "out.nii.gz", overwrite=False)
+    finally:
+        folder.chmod(0o755)

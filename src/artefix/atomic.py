@@ -25,7 +25,9 @@ def _suffixes(path: Path) -> str:
 def check_output_path(
     target: Path, *, overwrite: bool, inputs: tuple[Path | None, ...] = (), folder_ok: bool = False
 ) -> Path:
-    """Refuse an output that exists (unless ``overwrite``), that is one of ``inputs``, or has no folder.
+    """Refuse an output that exists (unless ``overwrite``), that is one of ``inputs``, or has no writable folder.
+
+    Checked before any work starts, so a long run never ends on a folder it cannot write to.
 
     An existing folder at ``target`` is refused whatever ``overwrite`` says unless ``folder_ok`` (the output
     is itself a folder, e.g. a DICOM series): a file never replaces a folder.
@@ -40,13 +42,22 @@ def check_output_path(
     for source in inputs:
         if source is not None and same_path(target, Path(source)):
             raise OutputError(f"{target}: output is the input; choose another output path")
+    if target.parent.exists() and not target.parent.is_dir():
+        raise OutputError(f"{target}: {target.parent} is a file, not a folder")
     if not target.parent.is_dir():
         raise OutputError(f"{target}: output folder {target.parent} does not exist")
+    check_writable(target, target.parent)
     if target.is_dir() and not folder_ok:
         raise OutputError(f"{target}: is a folder; give a file name (a folder is never replaced by a file)")
     if target.exists() and not overwrite:
         raise OutputError(f"{target}: output exists; pass --overwrite to replace it")
     return target
+
+
+def check_writable(target: Path, folder: Path) -> None:
+    """Raise :class:`OutputError` for ``target`` unless this process may create files in ``folder``."""
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise OutputError(f"{target}: output folder {folder} is not writable")
 
 
 def check_outputs(

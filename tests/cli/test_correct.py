@@ -577,3 +577,22 @@ def test_no_gates_applies_each_correction_in_full_and_says_so(tmp_path, monkeypa
         dropped = net.drop_gates().residuals(u)
     torch.testing.assert_close(dropped, ungated)
     assert not np.allclose(nib.load(full).get_fdata(), nib.load(tmp_path / "out.nii.gz").get_fdata())
+
+
+@pytest.mark.parametrize("which", ["output", "report", "residuals"])
+def test_an_unwritable_output_folder_is_refused_before_the_correction(env, nifti, tmp_path, monkeypatch, capsys, which):
+    import os
+
+    import artefix.correction.files as files
+
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode: Path(path) != locked and real_access(path, mode))
+    monkeypatch.setattr(files, "read_input", lambda *a, **k: pytest.fail("the input was read before the check"))
+    paths = {"output": tmp_path / "out.nii.gz", "report": tmp_path / "r.html", "residuals": tmp_path / "res"}
+    paths[which] = locked / paths[which].name
+    args = [nifti, paths["output"], "--report", paths["report"], "--residuals", paths["residuals"]]
+    code, _, err = run(args, monkeypatch, capsys)
+    assert code == 2 and f"output folder {locked} is not writable" in err and len(err.strip().splitlines()) == 1
+    assert not list(tmp_path.glob("out*")) and not list(locked.iterdir())

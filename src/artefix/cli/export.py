@@ -71,8 +71,6 @@ def export_model(
     if target.suffix.lower() != ".onnx":
         raise OutputError(f"{target}: the output must be an .onnx file")
     check_output_path(target, overwrite=overwrite)
-    if not os.access(target.parent, os.W_OK):
-        raise OutputError(f"{target}: output folder {target.parent} is not writable")
     net, card = load_named_model(model)
     if size is None:
         matrix = card.get("matrix")

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from artefix.atomic import check_outputs, one_line, output_transaction, same_path
+from artefix.atomic import check_outputs, check_writable, one_line, output_transaction, same_path
 from artefix.correction.record import SNR_SCOPES, CorrectionRecord
 from artefix.correction.volume import correct_volume
 from artefix.data.io import Volume, is_sample, read_input, write_volume
@@ -190,6 +190,7 @@ def correct_file(
             raise OutputError(f"{residual_dir}: its parent folder {residual_dir.parent} does not exist")
         if residual_dir.exists() and not residual_dir.is_dir():
             raise OutputError(f"{residual_dir}: exists and is not a folder")
+        check_writable(residual_dir, residual_dir if residual_dir.is_dir() else residual_dir.parent)
     dev = check_device(device)
     if snr_scope not in SNR_SCOPES:
         raise InputError(f"--snr-scope must be one of {', '.join(SNR_SCOPES)}, got {snr_scope!r}")
