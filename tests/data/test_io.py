@@ -414,3 +414,12 @@ def test_outputs_get_normal_permissions(tmp_path):
     plain.write_bytes(b"x")  # created with 0666 & ~umask, like any file
     out = write_volume(Volume(np.ones((3, 3))), tmp_path / "a.npy")
     assert stat.S_IMODE(out.stat().st_mode) == stat.S_IMODE(plain.stat().st_mode)
+
+
+def test_a_5d_array_is_refused_with_the_shape_it_has(tmp_path):
+    path = tmp_path / "five.npy"
+    np.save(path, np.ones((1, 3, 4, 5, 6), np.float32))  # shown as given, not squeezed to (3, 4, 5, 6)
+    with pytest.raises(InputError, match=r"array of shape \(1, 3, 4, 5, 6\) is not a 2D slice or a 3D volume"):
+        read_volume(path)
+    np.save(path, np.ones((1, 8, 9, 1, 1), np.float32))  # singleton axes are dropped: a 2D slice
+    assert read_volume(path).array.shape == (8, 9)

@@ -25,10 +25,11 @@ def as_image_array(array: np.ndarray, path: Path) -> np.ndarray:
     """Validate a loaded array (2D/3D, numeric) and return it as float32; complex gives magnitude."""
     if array.dtype.kind not in "biufc":
         raise InputError(f"{path}: array of dtype {array.dtype} is not numeric image data")
+    shape = array.shape
     if array.ndim > 3:
         array = np.squeeze(array)
     if array.ndim not in (2, 3) or array.size == 0:
-        raise InputError(f"{path}: array of shape {array.shape} is not a 2D slice or a 3D volume")
+        raise InputError(f"{path}: array of shape {shape} is not a 2D slice or a 3D volume")
     if array.dtype.kind == "c":
         log.warning("%s: complex data, using its magnitude", path)
         array = np.abs(array)
