@@ -51,6 +51,29 @@ def test_estimated_snr_tracks_added_kspace_noise():
     assert clean_est > est[-1] + 20  # a noise-free image reads as far cleaner
 
 
+@pytest.mark.parametrize("name", ["phantom", "brain-t1"])
+def test_estimated_snr_is_reproducible_and_steps_with_the_noise_where_the_gate_decides(name):
+    """Around the noise gate (9-11 dB of the estimate, chosen in the estimate's own units) the decision needs a
+    reproducible, monotone estimate more than an exact one: over five noise realisations of one slice the
+    estimate varies by at most 0.7 dB (measured: 0.55 on the phantom, 0.29 on the real slice), and every
+    2 dB less added noise raises it by 1.2 to 2.2 dB (measured 1.4-1.9)."""
+    from artefix.data.samples import load_sample
+
+    clean = _phantom(128, 112) * 100 if name == "phantom" else load_sample(name).astype(np.float64)
+    means = []
+    for snr_db in (6.0, 8.0, 10.0, 12.0):
+        est = [
+            float(
+                estimated_snr_db(torch.from_numpy(znorm(np.abs(apply_noise(clean, NoiseParams(snr_db, seed)))))[None])
+            )
+            for seed in range(5)
+        ]
+        assert max(est) - min(est) <= 0.7, (snr_db, est)
+        means.append(float(np.mean(est)))
+    steps = np.diff(means)
+    assert ((steps >= 1.2) & (steps <= 2.2)).all(), means
+
+
 def test_estimated_snr_ignores_scale_and_handles_odd_sizes_and_constant_images():
     x = torch.from_numpy(_phantom(61, 47))[None] + 0.05 * torch.randn((1, 61, 47), dtype=torch.float64)
     torch.testing.assert_close(estimated_snr_db(x), estimated_snr_db(7.0 * x))
