@@ -113,7 +113,7 @@ def test_strength_scales_each_residual_and_is_recorded(tiny):
         (None, {"noise": -0.1}, "from 0 to 1"),
         (None, {"noise": True}, "from 0 to 1"),
         (None, {"ghost": 0.5}, "no 'ghost' head"),
-        (["bias"], {"noise": 0.5}, "which --only leaves out"),
+        (["bias"], {"noise": 0.5}, "which `only` leaves out"),
     ],
 )
 def test_bad_strength_is_an_input_error(tiny, only, strength, message):
@@ -204,7 +204,7 @@ def test_non_finite_and_bad_options(tiny):
     bad.array[0, 0, 0] = np.nan
     with pytest.raises(InputError, match="NaN"):
         correct_volume(bad, tiny)
-    with pytest.raises(InputError, match="--only"):
+    with pytest.raises(InputError, match="`only`"):
         correct_volume(vol, tiny, only=["blur"])
     with pytest.raises(InputError, match="out of range"):
         correct_volume(vol, tiny, axis=3)

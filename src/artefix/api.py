@@ -150,13 +150,6 @@ def _default_axis(shape: tuple[int, ...], axis: int | None) -> int | None:
     return single[0] if len(single) == 1 else None
 
 
-def _api_names(message: str) -> str:
-    """A library message with the CLI's option names (``--only``) given as this function's (``only``)."""
-    for name in ("only", "strength", "axis"):
-        message = message.replace(f"--{name}", name)
-    return message
-
-
 def _model(model: str | Path | LoadedModel | Any, device: str) -> tuple[Any, dict[str, Any]]:
     import torch
 
@@ -259,8 +252,8 @@ def correct(
                 top_k=0,
                 snr_scope=snr_scope,
             )
-        except InputError as exc:
-            raise InputError(_api_names(str(exc))) from None
+        except InputError:
+            raise
         except ValueError as exc:  # batch_size, snr_scope
             raise InputError(str(exc)) from None
     finally:

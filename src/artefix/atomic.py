@@ -50,7 +50,7 @@ def check_output_path(
     if target.is_dir() and not folder_ok:
         raise OutputError(f"{target}: is a folder; give a file name (a folder is never replaced by a file)")
     if target.exists() and not overwrite:
-        raise OutputError(f"{target}: output exists; pass --overwrite to replace it")
+        raise OutputError(f"{target}: output exists; pass `overwrite` to replace it")
     return target
 
 

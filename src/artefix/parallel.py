@@ -229,14 +229,14 @@ def dask_client(scheduler: Any) -> Iterator[Any]:
     try:
         from distributed import Client
     except ImportError:
-        raise InputError("--scheduler needs Dask: pip install 'artefix[dask]' (dask[distributed])") from None
+        raise InputError("`scheduler` needs Dask: pip install 'artefix[dask]' (dask[distributed])") from None
     if isinstance(scheduler, Client):
         yield scheduler
         return
     try:
         client = Client(scheduler, timeout=30)
     except (OSError, TimeoutError, ValueError) as exc:
-        raise InputError(f"--scheduler {scheduler}: cannot connect ({one_line(exc)})") from exc
+        raise InputError(f"`scheduler` {scheduler}: cannot connect ({one_line(exc)})") from exc
     try:
         yield client
     finally:

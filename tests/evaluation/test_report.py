@@ -190,7 +190,7 @@ def test_write_outputs_refuses_a_folder_of_other_files(result, tmp_path):
     """A user's own summary.csv in a folder without an earlier evaluation is not replaced silently."""
     (tmp_path / "summary.csv").write_text("mine\n")
     (tmp_path / "notes.txt").write_text("keep\n")
-    with pytest.raises(OutputError, match="holds files but no earlier evaluation .*--overwrite"):
+    with pytest.raises(OutputError, match="holds files but no earlier evaluation .*`overwrite`"):
         write_outputs(result, tmp_path)
     assert (tmp_path / "summary.csv").read_text() == "mine\n" and not (tmp_path / "summary.json").exists()
     write_outputs(result, tmp_path, overwrite=True)
@@ -202,7 +202,7 @@ def test_write_outputs_refuses_a_folder_of_other_files(result, tmp_path):
 
 def test_write_outputs_refuses_an_earlier_run(result, tmp_path):
     write_outputs(result, tmp_path)
-    with pytest.raises(OutputError, match="--overwrite"):
+    with pytest.raises(OutputError, match="`overwrite`"):
         write_outputs(result, tmp_path)
     write_outputs(result, tmp_path, overwrite=True)
     (tmp_path / "file").write_text("x")

@@ -102,7 +102,7 @@ def test_run_folder_contents(tiny_run):
 @pytest.mark.slow
 def test_run_folder_guards(tiny_run, tmp_path):
     config, result = tiny_run
-    with pytest.raises(OutputError, match="already holds a training run; pass --resume"):
+    with pytest.raises(OutputError, match="already holds a training run; pass `resume`"):
         fit(config, result.out_dir)
     again = fit(config, result.out_dir, resume=True)  # a finished run is not trained again
     assert again.epochs == result.epochs and again.history == result.history

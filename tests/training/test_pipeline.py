@@ -105,7 +105,7 @@ def test_every_stage_trains_from_the_previous_stage(trained):
 @pytest.mark.slow
 def test_a_trained_pipeline_is_kept_unless_resumed(trained):
     pipeline, out, _ = trained
-    with pytest.raises(OutputError, match="already holds a training pipeline; pass --resume"):
+    with pytest.raises(OutputError, match="already holds a training pipeline; pass `resume`"):
         run_pipeline(pipeline, out, QUIET)
     before = {p: p.stat().st_mtime_ns for p in out.rglob("best.safetensors")}
     results = run_pipeline(pipeline, out, QUIET, resume=True)

@@ -195,7 +195,7 @@ def main() -> None:
         typer.echo("error: aborted", err=True)
         sys.exit(1)
     except ArtefixError as exc:
-        typer.echo(f"error: {exc}", err=True)
+        typer.echo(f"error: {exc.cli_message()}", err=True)
         sys.exit(2)
     except KeyboardInterrupt:  # one that did not pass through typer (which turns it into exit code 130)
         _exit_interrupted(_Interruption.signum or signal.SIGINT)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from artefix.errors import InputError
+from artefix.errors import InputError, cli_words
 
 
 def bulk_correct(
@@ -74,7 +74,7 @@ def bulk_correct(
     for result in run.failed:
         said = result.ref.given in result.error or str(result.ref.path) in result.error
         text = result.error if said else f"{result.ref.label}: {result.error}"
-        err_console.print(f"failed: {text}", markup=False, highlight=False, soft_wrap=True)
+        err_console.print(f"failed: {cli_words(text)}", markup=False, highlight=False, soft_wrap=True)
     if run.failed:
         raise typer.Exit(1)
 

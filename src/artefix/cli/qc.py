@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from artefix.cli.correct import HEADS, SnrScope
-from artefix.errors import InputError
+from artefix.errors import InputError, cli_words
 
 
 def parse_thresholds(text: str | None) -> float | dict[str, float] | None:
@@ -137,7 +137,7 @@ def qc_command(
     for result in run.failed:
         said = result.ref.given in (result.error or "") or str(result.ref.path) in (result.error or "")
         text = result.error if said else f"{result.ref.label}: {result.error}"
-        err_console.print(f"failed: {text}", markup=False, highlight=False, soft_wrap=True)
+        err_console.print(f"failed: {cli_words(text)}", markup=False, highlight=False, soft_wrap=True)
     if run.failed:
         raise typer.Exit(1)
 

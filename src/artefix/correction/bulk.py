@@ -230,8 +230,8 @@ def check_out_dir(refs: Sequence[ScanRef], out_dir: Path, *, derivatives: bool) 
             if _within(out_dir, folder) and out_dir.absolute().resolve() != folder.absolute().resolve():
                 continue  # DATASET/derivatives/NAME: left out of the search
         raise InputError(
-            f"--out-dir {out_dir} is inside the input {root}: its outputs would be read as inputs "
-            "(for BIDS use DATASET/derivatives/NAME, without --derivatives)"
+            f"`out_dir` {out_dir} is inside the input {root}: its outputs would be read as inputs "
+            "(for BIDS use DATASET/derivatives/NAME, without `derivatives`)"
         )
 
 
@@ -316,7 +316,7 @@ def plan(
             claimed[key] = ref.label
         if not overwrite and output.exists():
             if not sidecar.is_file():
-                error = f"{output}: exists but has no sidecar {sidecar.name} of a finished run; --overwrite replaces it"
+                error = f"{output}: exists but has no sidecar {sidecar.name} of a finished run; `overwrite` replaces it"
                 settled.append((i, BulkResult(ref, output, "failed", error)))
                 continue
             before = _read_sidecar_settings(sidecar)

@@ -193,9 +193,9 @@ def correct_file(
         check_writable(residual_dir, residual_dir if residual_dir.is_dir() else residual_dir.parent)
     dev = check_device(device)
     if snr_scope not in SNR_SCOPES:
-        raise InputError(f"--snr-scope must be one of {', '.join(SNR_SCOPES)}, got {snr_scope!r}")
+        raise InputError(f"`snr_scope` must be one of {', '.join(SNR_SCOPES)}, got {snr_scope!r}")
     if runtime not in RUNTIMES:
-        raise InputError(f"--runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
+        raise InputError(f"`runtime` must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
     if runtime == "onnx":
         from artefix.models.onnx_runtime import check_onnx_runtime
 
@@ -212,7 +212,7 @@ def correct_file(
         try:
             net.set_ensemble(ensemble)
         except ValueError as exc:
-            raise InputError(f"--ensemble: {exc}") from None
+            raise InputError(f"`ensemble`: {exc}") from None
     if not priors:
         net.drop_priors()
     if not gates:

@@ -58,7 +58,7 @@ class ModelSpec:
             try:
                 net.set_ensemble(self.ensemble)
             except ValueError as exc:
-                raise InputError(f"--ensemble: {exc}") from None
+                raise InputError(f"`ensemble`: {exc}") from None
         if not self.priors:
             net.drop_priors()
         if not self.gates:

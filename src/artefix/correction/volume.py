@@ -53,7 +53,7 @@ class CorrectionResult:
 def _slice_axis(volume: Volume, axis: int | None) -> int | None:
     if volume.array.ndim == 2:
         if axis is not None:
-            raise InputError(f"--axis {axis} does not apply to a 2D image (it is one slice)")
+            raise InputError(f"`axis` {axis} does not apply to a 2D image (it is one slice)")
         return None
     try:
         return resolve_axis(volume, axis)
@@ -156,12 +156,12 @@ def _strength_weights(
     factors = torch.ones(len(heads), dtype=selected.dtype)
     for head, value in (strength or {}).items():
         if head not in heads:
-            raise InputError(f"--strength: the model has no {head!r} head; it has {', '.join(heads)}")
+            raise InputError(f"`strength`: the model has no {head!r} head; it has {', '.join(heads)}")
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= float(value) <= 1.0:
-            raise InputError(f"--strength: {head}={value!r} must be a number from 0 to 1")
+            raise InputError(f"`strength`: {head}={value!r} must be a number from 0 to 1")
         k = list(heads).index(head)
         if float(value) > 0 and not selected[k]:
-            raise InputError(f"--strength names {head}, which --only leaves out")
+            raise InputError(f"`strength` names {head}, which `only` leaves out")
         factors[k] = float(value)
     return factors
 
@@ -257,7 +257,7 @@ def correct_volume(
     try:
         weights = head_weights(None if only is None else list(only), heads)
     except ValueError as exc:
-        raise InputError(f"--only: {exc}") from None
+        raise InputError(f"`only`: {exc}") from None
     weights = weights * _strength_weights(strength, heads, weights)
     applied = tuple(h for h, m in zip(heads, weights.tolist(), strict=True) if m)
     factors = {h: float(m) for h, m in zip(heads, weights.tolist(), strict=True) if m and m != 1.0}

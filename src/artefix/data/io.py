@@ -161,7 +161,7 @@ def read_volume(path: str | Path, *, key: str | None = None) -> Volume:
         raise InputError(f"{path}: no such file or folder")
     fmt = _input_format(path)
     if key is not None and fmt in ("nifti", "npy", "png"):
-        raise InputError(f"{path}: --key {key!r} only applies to npz, fastMRI .h5 and DICOM folders")
+        raise InputError(f"{path}: `key` {key!r} only applies to npz, fastMRI .h5 and DICOM folders")
     if fmt == "nifti":
         from artefix.data.io_nifti import read_nifti
 
@@ -210,7 +210,7 @@ def read_input(source: str | os.PathLike[str], *, key: str | None = None) -> Vol
     from artefix.data.samples import load_sample
 
     if key is not None:
-        raise InputError(f"{text}: --key does not apply to a built-in sample")
+        raise InputError(f"{text}: `key` does not apply to a built-in sample")
     try:
         array = load_sample(text[len(SAMPLE_PREFIX) :])
     except ValueError as exc:
@@ -348,7 +348,7 @@ def _check_output(path: Path, sources: tuple[Path | None, ...], *, overwrite: bo
     if not path.exists() and not path.is_symlink():
         return
     if not overwrite:
-        raise OutputError(f"{path}: output exists; pass overwrite (--overwrite) to replace it")
+        raise OutputError(f"{path}: output exists; pass `overwrite` to replace it")
     if folder:
         if not path.is_dir():
             raise OutputError(f"{path}: exists and is not a folder; cannot replace it with a DICOM series")

@@ -64,7 +64,7 @@ def read_numpy(path: Path, fmt: str, key: str | None) -> Volume:
                 elif "arr_0" in keys:
                     key = "arr_0"
                 else:
-                    raise InputError(f"{path}: holds several arrays; choose one with --key from {keys}")
+                    raise InputError(f"{path}: holds several arrays; choose one with `key` from {keys}")
             if key not in keys:
                 raise InputError(f"{path}: no array {key!r}; keys are {keys}")
             try:

@@ -159,7 +159,7 @@ def _choose_series(path: Path, headers: list[tuple[Path, Any]], key: str | None)
             return next(iter(series.values()))
         listing = "; ".join(_describe(uid, group) for uid, group in series.items())
         raise InputError(
-            f"{path}: holds {len(series)} series; choose one with --key UID (or --key SERIES-NUMBER): {listing}"
+            f"{path}: holds {len(series)} series; choose one with `key` UID (or `key` SERIES-NUMBER): {listing}"
         )
     if key in series:
         return series[key]

@@ -341,7 +341,7 @@ def load_slices(
             p = max(shape[0] * spacing[0], shape[1] * spacing[1]) / int(matrix)
             pixel = (p, p)
         if min(size) < 41:
-            raise InputError(f"{file}: slices of {size[0]}x{size[1]} are too small for VIF (>= 41x41); use --matrix")
+            raise InputError(f"{file}: slices of {size[0]}x{size[1]} are too small for VIF (>= 41x41); use `matrix`")
         order = sorted(indices)
         stack, kept = prepare_slices(volume, axis, size, foreground, normalise="percentile", fit=fit, indices=order)
         key = keys[pos]

@@ -380,7 +380,7 @@ def check_output_folder(out: Path, *, overwrite: bool = False) -> None:
     if overwrite or not out.is_dir():
         return
     if (out / "summary.json").exists():
-        raise OutputError(f"{out}: holds an earlier evaluation; pass --overwrite to replace it")
+        raise OutputError(f"{out}: holds an earlier evaluation; pass `overwrite` to replace it")
     try:
         names = sorted(p.name for p in out.iterdir())
     except OSError as exc:
@@ -388,7 +388,7 @@ def check_output_folder(out: Path, *, overwrite: bool = False) -> None:
     if names:
         shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
         raise OutputError(
-            f"{out}: holds files but no earlier evaluation ({shown}); choose another folder or pass --overwrite "
+            f"{out}: holds files but no earlier evaluation ({shown}); choose another folder or pass `overwrite` "
             "to write into it"
         )
 

@@ -172,7 +172,7 @@ def resolve_model(name_or_path: str | Path) -> Path:
     known = f"installed: {', '.join(installed)}" if installed else "no models are installed"
     raise InputError(
         f"{what} {text!r} is not installed in {folder} ({known}); "
-        f"pass --model PATH/TO/MODEL{WEIGHTS_SUFFIX} or set {WEIGHTS_ENV}"
+        f"pass `model` PATH/TO/MODEL{WEIGHTS_SUFFIX} or set {WEIGHTS_ENV}"
     )
 
 
@@ -187,14 +187,14 @@ def check_device(device: str | torch.device) -> torch.device:
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError) as exc:
-        raise InputError(f"--device {device!r} is not a device (use cpu or cuda)") from exc
+        raise InputError(f"`device` {device!r} is not a device (use cpu or cuda)") from exc
     if dev.type not in ("cpu", "cuda"):
-        raise InputError(f"--device {device}: artefix runs on cpu or cuda, not {dev.type}")
+        raise InputError(f"`device` {device}: artefix runs on cpu or cuda, not {dev.type}")
     if dev.type == "cuda":
         if not torch.cuda.is_available():
-            raise InputError(f"--device {device}: CUDA is not available on this machine; use --device cpu")
+            raise InputError(f"`device` {device}: CUDA is not available on this machine; use `device` cpu")
         if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise InputError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+            raise InputError(f"`device` {device}: this machine has {torch.cuda.device_count()} CUDA device(s)")
     return dev
 
 

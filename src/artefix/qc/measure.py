@@ -72,9 +72,9 @@ def resolve_thresholds(value: float | Mapping[str, float] | None = None) -> dict
     items = dict.fromkeys(HEADS, value) if isinstance(value, (int, float)) else dict(value or {})
     for head, v in items.items():
         if head not in HEADS:
-            raise InputError(f"--threshold: unknown artefact {head!r}; choose from {', '.join(HEADS)}")
+            raise InputError(f"`threshold`: unknown artefact {head!r}; choose from {', '.join(HEADS)}")
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 <= float(v) <= 1.0:
-            raise InputError(f"--threshold: {head}={v!r} must be a number from 0 to 1")
+            raise InputError(f"`threshold`: {head}={v!r} must be a number from 0 to 1")
         out[head] = float(v)
     return out
 

@@ -46,6 +46,9 @@ from artefix.training.config import ConfigError, TrainConfig, save_config
 
 log = logging.getLogger(__name__)
 
+OUT_FLAG = {"out_dir": "--out"}
+"""The command line's flag of the run folder (the library's ``out_dir``), for its error messages."""
+
 __all__ = ["RESUMABLE_CHANGES", "FitResult", "fit", "is_secondary_process"]
 
 CHECKPOINT = "last.ckpt"
@@ -295,12 +298,12 @@ def fit(
 
     out_dir = Path(out_dir).expanduser().absolute()
     if out_dir.exists() and not out_dir.is_dir():
-        raise OutputError(f"{out_dir}: is a file; --out names the run folder")
+        raise OutputError(f"{out_dir}: is a file; `out_dir` names the run folder", flags=OUT_FLAG)
     checkpoint = out_dir / CHECKPOINT
     secondary = is_secondary_process()  # reads the same files as rank 0, writes nothing here
     if resume and not checkpoint.is_file():
         if not (out_dir / RUN_FILE).is_file() or FitResult.read(out_dir).epochs > 0:
-            raise InputError(f"{out_dir}: nothing to resume (no {CHECKPOINT}); run without --resume")
+            raise InputError(f"{out_dir}: nothing to resume (no {CHECKPOINT}); run without `resume`")
         log.info("%s: stopped before its first checkpoint; starting again", out_dir)
         resume = False
     elif resume:
@@ -311,7 +314,9 @@ def fit(
             log.info("%s: the run already finished; nothing to resume", out_dir)
             return done
     elif not secondary and (checkpoint.exists() or (out_dir / RUN_FILE).exists()):
-        raise OutputError(f"{out_dir}: already holds a training run; pass --resume or choose another --out")
+        raise OutputError(
+            f"{out_dir}: already holds a training run; pass `resume` or choose another `out_dir`", flags=OUT_FLAG
+        )
     if config.model.init is not None:
         from artefix.models.registry import resolve_model
 

@@ -209,13 +209,16 @@ def run_pipeline(
     from artefix.errors import InputError, OutputError
     from artefix.models.checkpoint import sha256_of
     from artefix.training.callbacks import RUN_FILE
-    from artefix.training.engine import fit, is_secondary_process
+    from artefix.training.engine import OUT_FLAG, fit, is_secondary_process
 
     out_dir = Path(out_dir).expanduser().absolute()
     stages = stage_configs(pipeline, out_dir, overrides, data_root=data_root)  # every config checked up front
     held = (out_dir / PIPELINE_FILE).exists() or any((d / RUN_FILE).exists() for _, _, d in stages)
     if held and not resume:
-        raise OutputError(f"{out_dir}: already holds a training pipeline; pass --resume or choose another --out")
+        raise OutputError(
+            f"{out_dir}: already holds a training pipeline; pass `resume` or choose another `out_dir`",
+            flags=OUT_FLAG,
+        )
     secondary = is_secondary_process()
     if not secondary:
         out_dir.mkdir(parents=True, exist_ok=True)
