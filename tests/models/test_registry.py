@@ -43,7 +43,8 @@ def test_nothing_installed(empty_dir):
     with pytest.raises(InputError) as exc:
         resolve_model(DEFAULT_MODEL)
     message = str(exc.value)
-    assert "default model 'mt-lc-brain' is not installed" in message and "`model` PATH" in message and "--model PATH" in exc.value.cli_message()
+    assert "default model 'mt-lc-brain' is not installed" in message and "`model` PATH" in message
+    assert "--model PATH" in exc.value.cli_message()
     assert "\n" not in message
 
 
