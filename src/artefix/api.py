@@ -142,14 +142,6 @@ def _like(array: np.ndarray, tensor: Any) -> Any:
     return torch.from_numpy(np.ascontiguousarray(array)).to(device=tensor.device, dtype=dtype)
 
 
-def _default_axis(shape: tuple[int, ...], axis: int | None) -> int | None:
-    """A 3D input with one axis of length 1 is one slice: that axis; else ``axis`` (None: the last)."""
-    if axis is not None or len(shape) != 3:
-        return axis
-    single = [i for i, n in enumerate(shape) if n == 1]
-    return single[0] if len(single) == 1 else None
-
-
 def _model(model: str | Path | LoadedModel | Any, device: str) -> tuple[Any, dict[str, Any]]:
     import torch
 
@@ -245,7 +237,7 @@ def correct(
                 net,
                 only=only,
                 strength=strength,
-                axis=_default_axis(tuple(array.shape), axis),
+                axis=axis,
                 batch_size=batch_size,
                 matrix=card.get("matrix"),
                 keep_residuals=True,

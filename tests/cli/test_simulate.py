@@ -176,3 +176,30 @@ def test_a_failed_later_write_puts_the_replaced_output_back(tmp_path, monkeypatc
         run(args, monkeypatch, capsys)
     assert (tmp_path / "o.npy").read_bytes() == b"keep"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.npy", "o.npy"]
+
+
+@pytest.mark.parametrize("shape", [(40, 36, 1), (1, 40, 36)])
+def test_a_single_slice_stored_as_3d_is_simulated_and_corrected_along_its_length_1_axis(
+    shape, tmp_path, monkeypatch, capsys
+):
+    """simulate once refused (H, W, 1) that correct accepted, and (1, H, W) was sliced along its last axis."""
+    yy, xx = np.mgrid[:40, :36]
+    image = (100 * np.exp(-(((yy - 20) / 9.0) ** 2 + ((xx - 18) / 7.0) ** 2)) + 1).astype(np.float32)
+    src, out = tmp_path / "one.npy", tmp_path / "noisy.npy"
+    np.save(src, image.reshape(shape))
+    code, _, err = run([src, out, "--artefact", "noise", "--severity", "0", "--seed", "1"], monkeypatch, capsys)
+    assert code == 0, err
+    noisy = np.load(out)
+    assert noisy.shape == shape and not np.allclose(noisy.reshape(40, 36), image)
+    corrected = tmp_path / "corrected.npy"
+    monkeypatch.setattr(sys, "argv", ["artefix", "correct", str(out), str(corrected), "-q"])
+    with pytest.raises(SystemExit) as exc:
+        main()
+    assert exc.value.code in (0, None), capsys.readouterr().err
+    assert np.load(corrected).shape == shape
+    monkeypatch.setattr(
+        sys, "argv", ["artefix", "simulate", str(src), str(tmp_path / "x.npy"), "--artefact", "noise", "--axis", "1"]
+    )
+    with pytest.raises(SystemExit) as exc:
+        main()
+    assert exc.value.code == 2 and "slices must be at least 2x2" in capsys.readouterr().err

@@ -328,6 +328,10 @@ def test_default_slice_axis_is_the_headers_else_the_thick_one_else_the_last():
     assert default_slice_axis(Volume(data, spacing=(0.6, 3.0, 0.6), meta={"slice_axis": 0})) == 0  # the header's
     assert default_slice_axis(Volume(data[..., 0], spacing=(0.5, 3.0))) is None  # one 2D image
     assert resolve_axis(Volume(data, spacing=(0.6, 3.0, 0.6)), axis=2) == 2  # asked for
+    single = np.zeros((1, 5, 7), np.float32)  # one slice stored as 3D: its length-1 axis, whatever else says
+    assert default_slice_axis(Volume(single, spacing=(1.0, 1.0, 3.0), meta={"slice_axis": 2})) == 0
+    assert default_slice_axis(Volume(single.reshape(5, 7, 1))) == 2
+    assert default_slice_axis(Volume(np.zeros((1, 1, 7), np.float32))) == 2  # two length-1 axes: no such rule
 
 
 def test_seed_keys_grow_only_where_two_scans_share_a_name(tmp_path):

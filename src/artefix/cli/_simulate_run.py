@@ -11,6 +11,7 @@ import numpy as np
 
 from artefix.atomic import atomic_file, check_outputs, output_transaction
 from artefix.data.io import Volume, write_volume
+from artefix.data.slices import resolve_axis
 from artefix.errors import InputError
 from artefix.simulation import simulate_with_params, validate_image
 
@@ -24,15 +25,23 @@ def _suffix(path: Path) -> str:
     return ".nii.gz" if name.endswith(".nii.gz") else path.suffix.lower()
 
 
-def _as_slices(array: np.ndarray, axis: int) -> tuple[np.ndarray, int | None]:
-    """(B, H, W) view of a 2D slice or a 3D volume sliced along ``axis``."""
-    if array.ndim == 2:
-        return array[None], None
-    if array.ndim != 3:
+def _as_slices(volume: Volume, axis: int | None) -> tuple[np.ndarray, int | None]:
+    """(B, H, W) view of a 2D slice or a 3D volume sliced along ``axis`` (None: as ``artefix correct`` does)."""
+    array = volume.array
+    if array.ndim not in (2, 3):
         raise InputError(f"expected a 2D slice or a 3D volume, got an array of shape {array.shape}")
-    if not -3 <= axis <= 2:
-        raise InputError(f"--axis {axis} is out of range for a 3D volume")
-    return np.moveaxis(array, axis, 0), axis
+    if array.ndim == 2:
+        if axis is not None:
+            raise InputError(f"`axis` {axis} does not apply to a 2D image (it is one slice)")
+        return validate_image(array)[None], None
+    try:
+        chosen = resolve_axis(volume, axis)
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+    slices = np.moveaxis(array, chosen, 0)
+    if min(slices.shape[1:]) < 2:
+        raise InputError(f"slices must be at least 2x2, got {slices.shape[1]}x{slices.shape[2]} along axis {chosen}")
+    return validate_image(slices), chosen
 
 
 def run_simulate(
@@ -41,7 +50,7 @@ def run_simulate(
     artefact: str,
     severity: float | None,
     seed: int | None,
-    axis: int,
+    axis: int | None,
     mask: str,
     image_output: str,
     preview: Path | None,
@@ -54,7 +63,7 @@ def run_simulate(
     inputs = (volume.source,) if volume.source is not None else ()
     outputs = [path for path in (output, preview, params_out) if path is not None]
     check_outputs(outputs, overwrite=overwrite, inputs=inputs)
-    slices, slice_axis = _as_slices(validate_image_volume(volume.array), axis)
+    slices, slice_axis = _as_slices(volume, axis)
     options: dict[str, Any] = {}
     if artefact == "subsampling" and severity is not None:
         options["mask"] = mask
@@ -78,10 +87,3 @@ def run_simulate(
             k = int(np.argmax(slices.reshape(len(slices), -1).std(axis=1)))
             simulation_preview(slices[k], corrupted[k], preview, title=f"{artefact} (slice {k})")
     log.info("wrote %s", output)
-
-
-def validate_image_volume(array: np.ndarray) -> np.ndarray:
-    """Reject 1D/4D+ and non-finite arrays with a one-line message."""
-    if array.ndim not in (2, 3):
-        raise InputError(f"expected a 2D slice or a 3D volume, got an array of shape {array.shape}")
-    return validate_image(array)

@@ -50,7 +50,13 @@ def simulate_command(
         ),
     ] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed; the same seed gives the same output.")] = None,
-    axis: Annotated[int, typer.Option(help="Slice axis of a 3D volume (default: the last axis).")] = -1,
+    axis: Annotated[
+        int | None,
+        typer.Option(
+            help="Slice axis of a 3D volume (default: as artefix correct: a single slice's length-1 axis, else the "
+            "header's acquisition axis, else the axis of clearly the thickest voxels, else the last)."
+        ),
+    ] = None,
     mask: Annotated[
         MaskChoice, typer.Option(help="Subsampling mask with --severity: centred, or fastMRI random/equispaced.")
     ] = MaskChoice.centred,

@@ -133,13 +133,17 @@ THICK_SLICE_RATIO = 1.5
 def default_slice_axis(volume: Volume) -> int | None:
     """The slice axis of a 3D volume when none is asked for (None for a 2D image).
 
-    The header's (``volume.meta["slice_axis"]``: NIfTI ``dim_info``, a DICOM series' stacking axis), else the
-    one axis whose spacing is at least :data:`THICK_SLICE_RATIO` times every other's (the thick slices of a 2D
-    acquisition, wherever a reorientation put them), else the last axis.
+    The one axis of length 1 if there is exactly one (a single slice stored as 3D, ``(H, W, 1)`` or
+    ``(1, H, W)``), else the header's (``volume.meta["slice_axis"]``: NIfTI ``dim_info``, a DICOM series'
+    stacking axis), else the one axis whose spacing is at least :data:`THICK_SLICE_RATIO` times every
+    other's (the thick slices of a 2D acquisition, wherever a reorientation put them), else the last axis.
     """
     ndim = volume.array.ndim
     if ndim == 2:
         return None
+    single = [i for i, n in enumerate(volume.array.shape) if n == 1]
+    if len(single) == 1:
+        return single[0]
     chosen = volume.meta.get("slice_axis")
     if chosen is not None:
         return chosen
