@@ -287,3 +287,15 @@ def test_written_series_gets_its_own_window_and_keeps_a_one_valued_image_type(tm
     residual = write_volume(Volume(v.array * 1e-4), tmp_path / "residual", like=v)  # spans less than 1
     ds = pydicom.dcmread(sorted(residual.iterdir())[0])
     assert "WindowCenter" not in ds and "WindowWidth" not in ds
+
+
+def test_a_siemens_mosaic_is_refused_in_one_line(tmp_path, mr_slice):
+    """One image tiling a volume's slices must not be corrected as one slice (and written back as MOSAIC)."""
+    stored = np.random.default_rng(0).integers(0, 4000, size=(ROWS, COLS)).astype(np.uint16)
+    ds = _slice(mr_slice, stored, ORIGIN[2], 1, generate_uid(), ImageType=["ORIGINAL", "PRIMARY", "M", "MOSAIC"])
+    (tmp_path / "series").mkdir()
+    ds.save_as(tmp_path / "series" / "mosaic.dcm", enforce_file_format=True)
+    for path in (tmp_path / "series" / "mosaic.dcm", tmp_path / "series"):
+        with pytest.raises(InputError, match=r"a Siemens mosaic .*MOSAIC.*dcm2niix") as exc:
+            read_volume(path)
+        assert "\n" not in str(exc.value)

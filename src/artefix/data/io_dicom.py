@@ -77,8 +77,10 @@ def read_dicom(path: Path, *, key: str | None = None) -> Volume:
         if not headers:
             raise InputError(f"{path}: no DICOM images among its {len(files)} files")
         chosen = _choose_series(path, headers, key)
+        _refuse_mosaic(chosen[0][0], chosen[0][1])
         return _stack(path, [_read_full(f) for f, _ in chosen], series=True)
     ds, pixels = _read_full(path)
+    _refuse_mosaic(path, ds)
     if key is not None and key not in (str(ds.get("SeriesInstanceUID", "")), str(ds.get("SeriesNumber", ""))):
         raise InputError(f"{path}: series {key!r} not found; this file is series {ds.get('SeriesInstanceUID')}")
     return _stack(path, [(ds, pixels)], series=False)
@@ -103,6 +105,20 @@ def _read_header(path: Path) -> Any:
         log.debug("%s: not an image, skipped", path)
         return None
     return ds
+
+
+def _refuse_mosaic(path: Path, ds: Any) -> None:
+    """Refuse a Siemens mosaic: one image tiling a whole volume's slices, which a 2D model must not see as one.
+
+    Unpacking needs the vendor's private tags (the number of images in the mosaic, the slice order); dcm2niix
+    does it.
+    """
+    image_type = [str(v).upper() for v in (ds.get("ImageType", []) or [])]
+    if "MOSAIC" in image_type:
+        raise InputError(
+            f"{path}: a Siemens mosaic (ImageType {'/'.join(image_type)}): one image tiles many slices; "
+            "convert it to a volume first (e.g. dcm2niix) and correct that"
+        )
 
 
 def _read_full(path: Path) -> tuple[Any, np.ndarray]:
