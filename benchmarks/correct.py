@@ -127,27 +127,24 @@ def main() -> None:
         tmp = Path(tmp_name)
         weights, model_label = model_for_benchmark(tmp)
         model, card = load_named_model(weights)
-        if args.ensemble is not None:
-            model.set_ensemble(args.ensemble)
-        if args.no_priors:
-            model.drop_priors()
+        policy = model.policy.with_options(ensemble=args.ensemble, priors=not args.no_priors)
         array = make_volume(args.slices)
         volume = Volume(array, affine=np.diag([0.7, 0.7, 3.0, 1.0]), format="nifti", meta={"slice_axis": 2})
-        correct_volume(Volume(array[..., :2].copy()), model, batch_size=args.batch)  # warm-up
+        correct_volume(Volume(array[..., :2].copy()), model, batch_size=args.batch, policy=policy)  # warm-up
         peaks = {}
         for n_run in sorted({min(16, args.slices), args.slices}):
             sub = Volume(array[..., :n_run], affine=volume.affine, format="nifti", meta={"slice_axis": 2})
             base = rss_mb()
             peak_reset = reset_peak()
             t0 = time.perf_counter()
-            result = correct_volume(sub, model, batch_size=args.batch, matrix=card.get("matrix"))
+            result = correct_volume(sub, model, batch_size=args.batch, matrix=card.get("matrix"), policy=policy)
             seconds = time.perf_counter() - t0
             peaks[n_run] = rss_mb("VmHWM") - base
             del result
         traced_peak = None
         if args.tracemalloc:
             tracemalloc.start()
-            correct_volume(volume, model, batch_size=args.batch, matrix=card.get("matrix"))
+            correct_volume(volume, model, batch_size=args.batch, matrix=card.get("matrix"), policy=policy)
             traced_peak = tracemalloc.get_traced_memory()[1]
             tracemalloc.stop()
 
@@ -175,7 +172,7 @@ def main() -> None:
     batch_label = args.batch or f"auto ({auto_batch_size((320, 320), 'cpu')})"
     print(
         f"CPU: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch threads "
-        f"{torch.get_num_threads()}; model: {model_label}, self-ensemble {model.config.ensemble}, "
+        f"{torch.get_num_threads()}; model: {model_label}, self-ensemble {policy.ensemble}, "
         f"priors {'off' if args.no_priors else 'as shipped'}; "
         f"batch {batch_label}; volume {n} x 320 x 320 float32 "
         f"({volume_mb:.0f} MB)"

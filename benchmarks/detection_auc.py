@@ -200,12 +200,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     results = collect(slices, model, card, args.seed)
     sources = sorted({Path(s.file).parent.name for s in slices})
     print(
-        f"Model {card.get('name', args.model)} (ensemble {model.ensemble}, noise gate {model.config.noise_snr}), "
+        f"Model {card.get('name', args.model)} (ensemble {model.policy.ensemble}, "
+        f"noise gate {model.policy.noise_snr}), "
         f"{len(slices)} slices of {len(files)} scans in {len(sources)} folders ({', '.join(sources)}), "
         f"seed {args.seed}, {time.perf_counter() - start:.0f} s\n"
     )
     folders = [Path(s.file).parent.name for s in slices]
-    print(tables(results, model.head_names, model.config.noise_snr, folders))
+    print(tables(results, model.head_names, model.policy.noise_snr, folders))
     return 0
 
 

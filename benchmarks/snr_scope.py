@@ -57,7 +57,7 @@ def main() -> None:
     args = parser.parse_args()
 
     model, card = load_named_model(args.model)
-    lo, hi = model.config.noise_snr or (np.inf, np.inf)
+    lo, hi = model.policy.noise_snr or (np.inf, np.inf)
     print(f"model {args.model}, noise gate {lo:g}-{hi:g} dB, added noise {args.snr:g} dB\n")
     print("| scan | input | scope | SNR (dB) | slices denoised | SSIM | VIF |")
     print("|---|---|---|---|---|---|---|")

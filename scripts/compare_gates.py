@@ -3,7 +3,7 @@
 Corrupts the slices of an earlier ``artefix evaluate`` run (its ``evaluation.json`` names them) exactly as that
 run did (seed 0), for one experiment at each of its severities and for the clean slice, and prints the mean
 SSIM / VIF of the input, the shipped model (all heads, gated), the shipped model with only ``--head``, and
-that head alone in full (:meth:`artefix.models.DualDomainModel.drop_gates`). The README's numbers for
+that head alone in full (``InferencePolicy.gated`` false). The README's numbers for
 ``--only motion --no-gates`` came from::
 
     python scripts/compare_gates.py eval/brain-val --head motion
@@ -35,13 +35,12 @@ def main() -> None:
     run = json.loads((args.evaluation / "evaluation.json").read_text())
     slices, _, _ = load_slices([Path(f) for f in run["files"]], max_slices=run["max_slices"])
     shipped, _ = load_named_model(args.model)
-    full, _ = load_named_model(args.model)
-    full.drop_gates()
+    ungated = shipped.policy.replace(gated=False)
     one = torch.tensor([float(h == args.head) for h in shipped.head_names])
     variants = {
-        "shipped": (shipped, torch.ones(len(shipped.head_names))),
-        f"--only {args.head}": (shipped, one),
-        f"--only {args.head} --no-gates": (full, one),
+        "shipped": (shipped.policy, torch.ones(len(shipped.head_names))),
+        f"--only {args.head}": (shipped.policy, one),
+        f"--only {args.head} --no-gates": (ungated, one),
     }
     for experiment, level in [*((args.head, s) for s in severities_of(args.head)), ("clean", None)]:
         scores: dict[str, list[tuple[float, float]]] = {"input": []} | {k: [] for k in variants}
@@ -55,8 +54,8 @@ def main() -> None:
             mean, std = x.mean(dim=(1, 2)), x.std(dim=(1, 2), correction=0)
             outputs = {"input": corrupted}
             with torch.no_grad():
-                for name, (model, weights) in variants.items():
-                    outputs[name] = correct_batch(model, x, mean, std, weights)[0][0].numpy()
+                for name, (policy, weights) in variants.items():
+                    outputs[name] = correct_batch(shipped, x, mean, std, weights, policy=policy).image[0].numpy()
             ref = znorm(np.asarray(s.image, np.float64))
             for name, out in outputs.items():
                 m = compute_metrics(ref, znorm(np.asarray(out, np.float64)))

@@ -64,7 +64,7 @@ def main() -> None:
     if args.masked:
         slices = slices + [_masked(s) for s in slices]
     model, _ = load_model(args.weights)
-    model.config = model.config.replace(noise_snr=None)
+    model.policy = model.policy.replace(noise_snr=None)  # this script applies each candidate ramp itself
     model.eval()
     noise = model.head_names.index("noise")
     ramps = _ramps(args.ramps)

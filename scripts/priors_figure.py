@@ -43,14 +43,12 @@ def main() -> None:
     u = torch.from_numpy(znorm(case.corrupted.astype(np.float64)).astype(np.float32))[None, None]
     ref = znorm(case.clean.astype(np.float64))
     shipped, _ = load_named_model("mt-lc-brain")
-    plain, _ = load_named_model("mt-lc-brain")
-    plain.drop_priors()
     with torch.inference_mode():
         with_priors = shipped.eval()(u)
-        without = plain.eval()(u)
+        without = shipped(u, policy=shipped.policy.without_priors())
     noise = shipped.head_names.index("noise")
     snr = float(estimated_snr_db(u[:, 0])[0])
-    shut = shipped.config.noise_snr[1]
+    shut = shipped.policy.noise_snr[1]
     panels = [
         ("clean slice (reference)", ref, None),
         ("input: 5 % bias field", u[0, 0].numpy(), ref),

@@ -135,10 +135,12 @@ def _loss_line(loss: dict) -> str:
 
 
 def _inference_line(config: dict) -> str:
-    """The inference steps a model ships with (data consistency, physics priors, self-ensemble), or ''."""
+    """The inference steps a model ships with (its card's ``inference``), or ''."""
     steps = []
     if config.get("consistency"):
         steps.append("k-space data consistency of the subsampling head")
+    if config.get("truncation_gate"):
+        steps.append("subsampling head only where a truncated k-space is found")
     if config.get("bias_smooth"):
         steps.append(f"smooth bias field (sigma {config['bias_smooth']:g} of the field of view)")
     if config.get("noise_snr"):
@@ -175,7 +177,7 @@ def render_doc() -> None:
         ]
         if card.get("release_changes"):
             lines.append(f"- {card['release_changes']}")
-        inference = _inference_line(card["config"])
+        inference = _inference_line(card.get("inference") or card["config"])
         if inference:
             lines.append(inference)
         for start in card.get("starts_from") or []:
@@ -268,17 +270,17 @@ def main() -> None:
     model, card = load_model(args.run / "best.safetensors")
     card = dict(card)
     changes = {}
-    if args.consistency and not model.config.consistency:
+    if args.consistency and not model.policy.consistency:
         changes["consistency"] = True
-    if args.ensemble is not None and args.ensemble != model.config.ensemble:
+    if args.ensemble is not None and args.ensemble != model.policy.ensemble:
         changes["ensemble"] = args.ensemble
-    if args.bias_smooth is not None and args.bias_smooth != model.config.bias_smooth:
+    if args.bias_smooth is not None and args.bias_smooth != model.policy.bias_smooth:
         changes["bias_smooth"] = args.bias_smooth
-    if args.noise_snr is not None and tuple(args.noise_snr) != model.config.noise_snr:
+    if args.noise_snr is not None and tuple(args.noise_snr) != model.policy.noise_snr:
         changes["noise_snr"] = tuple(args.noise_snr)
     card.pop("release_changes", None)
     if changes:
-        shipped = DualDomainModel(model.config.replace(**changes))
+        shipped = DualDomainModel(model.config, policy=model.policy.replace(**changes))
         shipped.load_state_dict(model.state_dict())
         model = shipped
         said = ", ".join(f"model.{k} {_said(v)}" for k, v in changes.items())

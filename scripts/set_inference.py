@@ -23,7 +23,8 @@ from pathlib import Path
 from types import ModuleType
 
 from artefix.models.checkpoint import DERIVED_CARD_FIELDS, load_model, read_card, save_model
-from artefix.models.dual_domain import INFERENCE_FIELDS
+from artefix.models.dual_domain import DualDomainModel
+from artefix.models.policy import FIELDS
 
 WEIGHTS = Path(__file__).resolve().parents[1] / "src" / "artefix" / "weights"
 
@@ -43,8 +44,8 @@ release_model = _sibling("release_model")
 def parse_setting(text: str) -> tuple[str, object]:
     """``"name=value"`` -> ``(name, JSON value)``; only inference fields may change."""
     name, sep, value = text.partition("=")
-    if not sep or name not in INFERENCE_FIELDS:
-        raise SystemExit(f"error: expected NAME=VALUE with NAME one of {list(INFERENCE_FIELDS)}, got {text!r}")
+    if not sep or name not in FIELDS:
+        raise SystemExit(f"error: expected NAME=VALUE with NAME one of {list(FIELDS)}, got {text!r}")
     try:
         return name, json.loads(value)
     except json.JSONDecodeError:
@@ -53,14 +54,15 @@ def parse_setting(text: str) -> tuple[str, object]:
 
 def set_inference(weights: Path, changes: dict[str, object], note: str) -> dict[str, object]:
     """Rewrite ``weights`` with ``changes`` to its inference settings; returns the new card."""
-    model, _ = load_model(weights)
-    old = model.config
-    model.config = old.replace(**changes)
+    loaded, _ = load_model(weights)
+    old = loaded.policy
+    model = DualDomainModel(loaded.config, policy=old.replace(**changes))
+    model.load_state_dict(loaded.state_dict())
     card = {k: v for k, v in (read_card(weights) or {}).items() if k not in DERIVED_CARD_FIELDS}
     if note:
         notes = card.get("notes") or ""
         day = datetime.date.today().isoformat()
-        changed = ", ".join(f"{k}: {getattr(old, k)!r} -> {getattr(model.config, k)!r}" for k in changes)
+        changed = ", ".join(f"{k}: {getattr(old, k)!r} -> {getattr(model.policy, k)!r}" for k in changes)
         card["notes"] = f"{notes}\n{day}, inference settings changed ({changed}): {note}".strip()
     save_model(model, weights, release_model.portable(card))
     return read_card(weights) or {}
@@ -78,7 +80,7 @@ def main() -> None:
         raise SystemExit(f"error: no shipped model {args.name!r} ({weights})")
     card = set_inference(weights, dict(parse_setting(s) for s in args.settings), args.note)
     release_model.render_doc()
-    print(json.dumps(card["config"]))
+    print(json.dumps(card["inference"]))
 
 
 if __name__ == "__main__":

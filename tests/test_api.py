@@ -101,18 +101,18 @@ def test_single_slice_volume_uses_its_singleton_axis(tiny):
     np.testing.assert_allclose(single[0], artefix.correct(image).image, atol=1e-5)
 
 
-def test_ensemble_is_restored_on_a_loaded_model(tiny):
+def test_ensemble_leaves_a_loaded_model_as_it_was(tiny):
     loaded = artefix.load_model(tiny)
     assert loaded.name == "mt-lc-brain" and loaded.heads == ("bias", "subsampling", "motion", "noise")
     image = _image()
     plain = artefix.correct(image, loaded).image
     ens = artefix.correct(image, loaded, ensemble=4)
-    assert ens.record.ensemble == 4 and loaded.model.config.ensemble == 1
+    assert ens.record.ensemble == 4 and loaded.model.policy.ensemble == 1
     assert not np.allclose(ens.image, plain)
     np.testing.assert_array_equal(artefix.correct(image, loaded).image, plain)
     with pytest.raises(InputError, match="ensemble"):
         artefix.correct(image, loaded, ensemble=3)
-    assert loaded.model.config.ensemble == 1
+    assert loaded.model.policy.ensemble == 1
 
 
 @pytest.mark.parametrize(

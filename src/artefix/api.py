@@ -180,8 +180,7 @@ def correct(
         only: Heads whose residuals are applied (``["noise"]``, ...); None: all of the model's heads.
         strength: Head -> factor in ``[0, 1]`` scaling that head's residual (``{"noise": 0.5}``).
         ensemble: Self-ensemble size, 1, 2, 4 or 8 dihedral transforms averaged per slice (1 is the
-            fastest, 8 the most accurate); None keeps the model card's. A model passed in keeps its own
-            setting after the call.
+            fastest, 8 the most accurate); None keeps the model card's (the model's ``policy``).
         axis: Slice axis of a 3D volume; default the axis of length 1 if there is exactly one, else the
             last. Not allowed for a 2D image.
         device: Device the model runs on when ``model`` is a name or path (``"cpu"``, ``"cuda"``); a
@@ -224,33 +223,28 @@ def correct(
         raise InputError(f"ensemble must be 1, 2, 4 or 8 (or None), got {ensemble!r}")
     net, card = _model(model, device)
     volume = Volume(np.asarray(array, dtype=np.float32))
-    previous = net.config.ensemble if ensemble is not None else None
     try:
-        if ensemble is not None:
-            try:
-                net.set_ensemble(ensemble)
-            except ValueError as exc:
-                raise InputError(f"ensemble: {exc}") from None
-        try:
-            result = correct_volume(
-                volume,
-                net,
-                only=only,
-                strength=strength,
-                axis=axis,
-                batch_size=batch_size,
-                matrix=card.get("matrix"),
-                keep_residuals=True,
-                top_k=0,
-                snr_scope=snr_scope,
-            )
-        except InputError:
-            raise
-        except ValueError as exc:  # batch_size, snr_scope
-            raise InputError(str(exc)) from None
-    finally:
-        if previous is not None:
-            net.set_ensemble(previous)
+        policy = net.policy.with_options(ensemble=ensemble)
+    except ValueError as exc:
+        raise InputError(f"ensemble: {exc}") from None
+    try:
+        result = correct_volume(
+            volume,
+            net,
+            only=only,
+            strength=strength,
+            axis=axis,
+            batch_size=batch_size,
+            matrix=card.get("matrix"),
+            keep_residuals=True,
+            top_k=0,
+            snr_scope=snr_scope,
+            policy=policy,
+        )
+    except InputError:
+        raise
+    except ValueError as exc:  # batch_size, snr_scope
+        raise InputError(str(exc)) from None
     record = result.record
     if record is None:  # pragma: no cover - correct_volume always returns one
         raise RuntimeError("correct_volume returned no record")

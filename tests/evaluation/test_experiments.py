@@ -234,7 +234,8 @@ def test_a_model_can_be_labelled(models, tmp_path):
 def test_model_pool_applies_the_self_ensemble(models):
     spec = model_spec(str(models["mt"]))
     plain, ensemble = ModelPool({spec.name: spec}), ModelPool({spec.name: spec}, ensemble=8)
-    assert plain.get(spec.name).config.ensemble == 1 and ensemble.get(spec.name).config.ensemble == 8
+    assert plain.get(spec.name)[1].ensemble == 1 and ensemble.get(spec.name)[1].ensemble == 8
+    assert plain.get(spec.name)[0].policy.ensemble == 1  # the loaded model itself is not switched
     clean = _slice("brain-t2", 48).astype(np.float32)
     corrupted = make_case(clean, "noise", 0.0, np.random.default_rng(4)).corrupted
     one, _ = plain.run(spec.name, corrupted, (1.0, 1.0))

@@ -246,7 +246,7 @@ def test_consistency_is_saved_with_the_model(tmp_path):
     model = build_model("tiny", seed=1, consistency=True)
     save_model(model, tmp_path / "m.safetensors")
     loaded, _ = load_model(tmp_path / "m.safetensors")
-    assert loaded.config.consistency
+    assert loaded.policy.consistency
     with pytest.raises(ValueError, match="consistency must be true or false"):
         build_model("tiny", consistency="yes")
 
@@ -281,4 +281,4 @@ def test_truncation_gate_needs_consistency_and_is_saved(tmp_path):
     with pytest.raises(ValueError, match="truncation_gate must be true or false"):
         build_model("tiny", consistency=True, truncation_gate=1)
     save_model(build_model("tiny", seed=1, consistency=True, truncation_gate=True), tmp_path / "m.safetensors")
-    assert load_model(tmp_path / "m.safetensors")[0].config.truncation_gate
+    assert load_model(tmp_path / "m.safetensors")[0].policy.truncation_gate

@@ -13,6 +13,7 @@ from artefix.models import (
     build_model,
     head_weights,
 )
+from artefix.models.policy import InferencePolicy
 
 ATOL = 1e-5
 
@@ -265,10 +266,10 @@ def test_dihedral_transforms_are_undone_exactly(k):
     assert len({tuple(dihedral(x[0, 0], j).flatten().tolist()) for j in range(8)}) == 8  # eight distinct maps
 
 
-def _gated(seed=2, **changes):
+def _gated(seed=2, **policy):
     from artefix.models.presets import PRESETS
 
-    return DualDomainModel(PRESETS["tiny"].replace(gates=True, **changes), seed=seed).eval()
+    return DualDomainModel(PRESETS["tiny"].replace(gates=True), seed=seed, policy=InferencePolicy(**policy)).eval()
 
 
 @pytest.mark.parametrize("shape", [(2, 1, 24, 24), (1, 1, 19, 30)])
@@ -280,25 +281,29 @@ def test_self_ensemble_is_the_mean_of_the_transformed_passes_and_equivariant(sha
     with torch.no_grad():
         plain = model.residuals(x)
         passes = [undo_dihedral(model.residuals(dihedral(x, k)), k) for k in range(8)]
-        model.set_ensemble(8)
-        mean = model.residuals(x)
+        eight = model.policy.replace(ensemble=8)
+        mean = model.residuals(x, policy=eight)
         torch.testing.assert_close(mean, sum(passes) / 8, rtol=0, atol=1e-5)
         assert not torch.allclose(mean, plain, atol=1e-4)
         # averaging over the whole group makes the model commute with every transform of it
         for k in range(8):
-            torch.testing.assert_close(model.residuals(dihedral(x, k)), dihedral(mean, k), rtol=0, atol=1e-5)
-            torch.testing.assert_close(model.detect(dihedral(x, k)), model.detect(x), rtol=0, atol=1e-6)
-        out = model(x)
+            torch.testing.assert_close(
+                model.residuals(dihedral(x, k), policy=eight), dihedral(mean, k), atol=1e-5, rtol=0
+            )
+            torch.testing.assert_close(
+                model.detect(dihedral(x, k), policy=eight), model.detect(x, policy=eight), rtol=0, atol=1e-6
+            )
+        out = model(x, policy=eight)
         torch.testing.assert_close(out.residuals, mean, rtol=0, atol=0)
-        model.set_ensemble(1)
-        torch.testing.assert_close(model.residuals(x), plain, rtol=0, atol=0)
+        torch.testing.assert_close(out.scores, model.detect(x, policy=eight), rtol=0, atol=0)  # the same pass
+        torch.testing.assert_close(model.residuals(x), plain, rtol=0, atol=0)  # the model's own policy is unchanged
 
 
 def test_self_ensemble_only_at_inference_and_validated():
     model = _gated(ensemble=4)
-    assert model.config.ensemble == 4 and model.ensemble == 4
+    assert model.policy.ensemble == 4 and model.acting_policy().ensemble == 4
     model.train()
-    assert model.ensemble == 1  # training always sees single passes
+    assert model.acting_policy().ensemble == 1  # training always sees single passes
     x = _x((2, 1, 16, 16), seed=4)
     calls = []
     handle = model.image_branch.register_forward_hook(lambda *a: calls.append(1))
@@ -309,17 +314,18 @@ def test_self_ensemble_only_at_inference_and_validated():
         model(x)
     assert len(calls) == 1 + 4
     handle.remove()
-    assert ModelConfig.from_dict(model.config.to_dict()) == model.config
-    assert ModelConfig.from_dict({}).ensemble == 1  # cards written before the option
+    assert InferencePolicy.from_dict(model.policy.to_dict()) == model.policy
+    assert InferencePolicy.from_dict({}).ensemble == 1  # cards written before the option
     for bad in (3, 0, True, 2.0, "8"):
         with pytest.raises(ValueError, match="ensemble"):
-            ModelConfig(ensemble=bad)
+            InferencePolicy(ensemble=bad)
 
 
 def test_self_ensemble_keeps_data_consistency_exact():
     from artefix.artefacts.subsampling import centre_crop_kspace_image
 
-    model = DualDomainModel(ModelConfig(base_width=4, depth=2, convs_per_block=1, consistency=True, ensemble=8), seed=1)
+    policy = InferencePolicy(consistency=True, ensemble=8)
+    model = DualDomainModel(ModelConfig(base_width=4, depth=2, convs_per_block=1), seed=1, policy=policy)
     model.eval()
     rng = np.random.default_rng(0)
     clean = rng.random((40, 40)) + 2.0
@@ -349,9 +355,9 @@ def test_physics_priors_apply_in_eval_mode_only():
 
     model = _gated(bias_smooth=0.1, noise_snr=(9.0, 12.0))
     x = _noisy_and_clean()
-    plain = DualDomainModel(model.config)
+    plain = DualDomainModel(model.config, policy=model.policy.without_priors())
     plain.load_state_dict(model.state_dict())
-    assert plain.drop_priors() is plain and plain.config.bias_smooth == 0.0 and plain.config.noise_snr is None
+    assert plain.policy.bias_smooth == 0.0 and plain.policy.noise_snr is None and not plain.policy.has_priors
     model.eval(), plain.eval()
     with torch.no_grad():
         raw, out, scores, raw_scores = plain.residuals(x), model.residuals(x), model.detect(x), plain.detect(x)
@@ -368,20 +374,20 @@ def test_physics_priors_apply_in_eval_mode_only():
 
 
 def test_physics_priors_config_round_trip_and_validation():
-    config = ModelConfig(bias_smooth=0.1, noise_snr=[9, 12])
-    assert config.noise_snr == (9.0, 12.0)
-    assert ModelConfig.from_dict(config.to_dict()) == config
-    assert ModelConfig.from_dict({}).noise_snr is None and ModelConfig.from_dict({}).bias_smooth == 0.0
+    policy = InferencePolicy(bias_smooth=0.1, noise_snr=[9, 12])
+    assert policy.noise_snr == (9.0, 12.0)
+    assert InferencePolicy.from_dict(policy.to_dict()) == policy
+    assert InferencePolicy.from_dict({}).noise_snr is None and InferencePolicy.from_dict({}).bias_smooth == 0.0
     for bad in (-0.1, 2, True, "0.1"):
         with pytest.raises(ValueError, match="bias_smooth"):
-            ModelConfig(bias_smooth=bad)
+            InferencePolicy(bias_smooth=bad)
     for bad in ((12, 9), (9,), (9, "12"), 10.0, (True, 12)):
         with pytest.raises(ValueError, match="noise_snr"):
-            ModelConfig(noise_snr=bad)
+            InferencePolicy(noise_snr=bad)
     single = build_model("tiny", seed=0, heads=("subsampling",), bias_smooth=0.1, noise_snr=(9.0, 12.0)).eval()
     x = _noisy_and_clean()
     with torch.no_grad():  # a model without the bias and noise heads is left as it is
-        torch.testing.assert_close(single.residuals(x), single._residuals(x))
+        torch.testing.assert_close(single.residuals(x), single.residuals(x, policy=single.policy.without_priors()))
 
 
 def test_ungated_residuals_times_gate_scores_are_the_residuals():
@@ -424,17 +430,45 @@ def test_noise_gate_takes_given_snrs_instead_of_the_slices_own():
         model.residuals(x, snr_db=torch.tensor([1.0]))
 
 
-def test_drop_gates_applies_every_residual_in_full_and_keeps_the_scores():
+def test_an_ungated_policy_applies_every_residual_in_full_and_keeps_the_scores():
     model = build_model("tiny", seed=2, gates=True, noise_snr=(9.0, 12.0)).eval()
     x = torch.randn(2, 1, 40, 44, generator=torch.Generator().manual_seed(0))
+    ungated = model.policy.replace(gated=False)
     with torch.no_grad():
-        gated, scores = model.residuals(x), model.detect(x)
+        gated, scores = model.infer(x)
         full = model.ungated_residuals(x)
-        model.drop_gates()
-        torch.testing.assert_close(model.residuals(x), full)
-        torch.testing.assert_close(model.detect(x), scores)  # still reported
+        residuals, reported = model.infer(x, policy=ungated)
+        torch.testing.assert_close(residuals, full)
+        torch.testing.assert_close(reported, scores)  # still reported
+        torch.testing.assert_close(model.detect(x, policy=ungated), scores)
     assert not torch.allclose(gated, full)
     plain = build_model("tiny", seed=2).eval()
     with torch.no_grad():
         before = plain.residuals(x)
-        torch.testing.assert_close(plain.drop_gates().residuals(x), before)  # no detector: nothing changes
+        torch.testing.assert_close(plain.residuals(x, policy=ungated), before)  # no detector: nothing changes
+        assert plain(x).scores is None
+
+
+def test_the_model_is_never_switched_in_place_by_a_call_with_another_policy():
+    model = _gated(noise_snr=(9.0, 12.0))
+    own = model.policy
+    x = _noisy_and_clean()
+    with torch.no_grad():
+        before = model(x)
+        model(x, policy=own.replace(ensemble=8, gated=False).without_priors())
+        after = model(x)
+    assert model.policy is own
+    torch.testing.assert_close(after.residuals, before.residuals, rtol=0, atol=0)
+    with pytest.raises(TypeError, match="InferencePolicy"):
+        model(x, policy={"ensemble": 8})
+
+
+def test_legacy_flat_settings_split_into_architecture_and_policy():
+    from artefix.models.dual_domain import split_settings
+
+    architecture, inference = split_settings({"base_width": 4, "gates": True, "consistency": True, "ensemble": 2})
+    assert architecture == {"base_width": 4, "gates": True} and inference == {"consistency": True, "ensemble": 2}
+    with pytest.raises(ValueError, match="unknown ModelConfig"):
+        ModelConfig.from_dict({"ensemble": 2})
+    with pytest.raises(ValueError, match="unknown inference setting"):
+        InferencePolicy.from_dict({"gates": True})

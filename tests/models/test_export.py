@@ -81,8 +81,7 @@ def test_exports_keep_the_self_ensemble(tmp_path):
     x = _x((2, 1, 37, 50), seed=5)
     with torch.no_grad():
         eager = model.eval()(x)
-        single = model.set_ensemble(1)(x)
-    model.set_ensemble(8)
+        single = model(x, policy=model.policy.replace(ensemble=1))
     assert not torch.allclose(single.residuals, eager.residuals, atol=1e-4)  # the ensemble is exercised
     _assert_exports_match(model, x, eager.residuals, tmp_path)
 
@@ -97,6 +96,6 @@ def test_exports_keep_the_physics_priors(tmp_path):
     x = x[:, None]
     with torch.no_grad():
         eager = model.eval()(x)
-        plain = model.eval()._residuals(x)
+        plain = model.eval().residuals(x, policy=model.policy.without_priors())
     assert not torch.allclose(plain, eager.residuals, atol=1e-4)  # the priors are exercised
     _assert_exports_match(model, x, eager.residuals, tmp_path)

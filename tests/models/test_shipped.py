@@ -97,10 +97,20 @@ def test_the_default_model_improves_real_slices_and_leaves_a_clean_one_alone():
 
 def test_the_default_model_runs_with_the_inference_settings_its_card_declares():
     model, card = load_named_model(DEFAULT_MODEL)
-    declared = card["config"]
-    assert model.config.to_dict() == declared
-    assert (declared["consistency"], declared["ensemble"], declared["bias_smooth"]) == (True, 1, 0.1)
-    assert tuple(declared["noise_snr"]) == (9.0, 11.0) and declared["gates"] is True
+    inference = card["inference"]
+    assert model.policy.to_dict() == inference
+    steps = ("gated", "consistency", "truncation_gate", "ensemble", "bias_smooth")
+    assert tuple(inference[k] for k in steps) == (True, True, True, 1, 0.1)
+    assert tuple(inference["noise_snr"]) == (9.0, 11.0) and card["config"]["gates"] is True
+
+
+@pytest.mark.parametrize("card_path", CARDS, ids=lambda p: p.name)
+def test_every_card_holds_the_architecture_and_the_inference_policy_of_its_weights(card_path):
+    """The card's two sections are what the weights file rebuilds (architecture and policy, separately)."""
+    model, card = load_named_model(card_path.stem)
+    assert card["config"] == model.config.to_dict()
+    assert card["inference"] == model.policy.to_dict()
+    assert not set(card["config"]) & set(card["inference"])
 
 
 def _strings(value):

@@ -48,5 +48,5 @@ def test_tables_from_the_shipped_detector_on_two_slices(bench):
     results = bench.collect(slices, model, card, seed=1)
     assert list(results) == bench.conditions() and len(results) == 13
     assert all(rows.shape == (2, len(model.head_names) + 2) and np.isfinite(rows).all() for rows in results.values())
-    text = bench.tables(results, model.head_names, model.config.noise_snr, ["a", "a"])
+    text = bench.tables(results, model.head_names, model.policy.noise_snr, ["a", "a"])
     assert text.count("\n| noise | ") == 3 and "| a | 2 |" in text

@@ -55,8 +55,9 @@ def test_release_records_every_earlier_stage_in_the_card_and_the_command(script,
     monkeypatch.setattr("sys.argv", [*argv, "--consistency", "--ensemble", "8", *priors])
     module.main()
     model, shipped = load_model(weights / "mt-lc-brain.safetensors")
-    assert model.config.consistency and model.config.ensemble == 8
-    assert model.config.bias_smooth == 0.1 and model.config.noise_snr == (9.0, 12.0)
+    assert model.policy.consistency and model.policy.ensemble == 8
+    assert model.policy.bias_smooth == 0.1 and model.policy.noise_snr == (9.0, 12.0)
+    assert shipped["inference"] == model.policy.to_dict() and shipped["config"] == model.config.to_dict()
     assert shipped["release_changes"].startswith(
         "model.consistency on, model.ensemble 8, model.bias_smooth 0.1, model.noise_snr 9-12 at release"
     )

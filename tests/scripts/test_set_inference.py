@@ -12,10 +12,11 @@ def test_set_inference_changes_the_setting_and_keeps_every_tensor(script, tmp_pa
     before, _ = load_model(weights)
     card = tool.set_inference(weights, {"truncation_gate": True, "ensemble": 2}, "why")
     after, _ = load_model(weights)  # verifies the new checksum
-    assert after.config == before.config.replace(truncation_gate=True, ensemble=2)
+    assert after.config == before.config
+    assert after.policy == before.policy.replace(truncation_gate=True, ensemble=2)
     old, new = before.state_dict(), after.state_dict()
     assert old.keys() == new.keys() and all(torch.equal(old[k], new[k]) for k in old)
-    assert card["config"]["truncation_gate"] is True and card["name"] == "m"
+    assert card["inference"]["truncation_gate"] is True and card["name"] == "m"
     assert card["notes"].startswith("trained\n") and "truncation_gate: False -> True" in card["notes"]
     assert card["notes"].endswith(": why") and read_card(weights) == card
 

@@ -426,7 +426,8 @@ def test_fit_gates_trains_the_detector_on_the_residuals_as_shipped():
     config = load_config(tiny, ["model.gates=true", "model.consistency=true", frozen, "loss.fit_gates=true", *priors])
     assert config.loss.fit_gates and config.model.noise_snr == (9.0, 12.0)
     module = ArtefactCorrectionModule(config)
-    assert module.model.config.bias_smooth == 0.1 and module.model.config.noise_snr == (9.0, 12.0)
+    assert module.model.policy.bias_smooth == 0.1 and module.model.policy.noise_snr == (9.0, 12.0)
+    assert module.model.policy.consistency and module.model.config.gates
     module.train()
     batch = _small_batch()
     loss, output = module._loss(batch)

@@ -344,7 +344,7 @@ def correct_scan(task: BulkTask) -> BulkResult:
     start = time.perf_counter()
     ref = task.ref
     try:
-        net, card = loaded_model(task.spec)
+        net, card, policy = loaded_model(task.spec)
         volume = read_volume(ref.path, key=ref.key)
         opts = task.options
         result = correct_volume(
@@ -356,6 +356,7 @@ def correct_scan(task: BulkTask) -> BulkResult:
             batch_size=opts.batch_size,
             matrix=card.get("matrix"),
             snr_scope=opts.snr_scope,
+            policy=policy,
         )
         sidecar = {
             "Description": "Artefact correction (bias field, subsampling, motion, noise) by artefix",
@@ -498,7 +499,7 @@ def run_bulk(
     options = options or CorrectionOptions()
     out_dir = Path(out_dir).expanduser()
     check_out_dir(refs, out_dir, derivatives=derivatives)
-    _, card = loaded_model(spec)  # a bad model or device stops the run before any scan
+    _, card, _ = loaded_model(spec)  # a bad model or device stops the run before any scan
     tasks, settled = plan(refs, out_dir, spec=spec, options=options, card=card, overwrite=overwrite, flagged=flagged)
     results: list[BulkResult | None] = [None] * len(refs)
     for i, result in settled:

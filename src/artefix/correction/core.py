@@ -26,13 +26,16 @@ is finer than the training one.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 import torch
 
 from artefix.artefacts.base import znorm
 from artefix.fft import fourier_resize
+
+if TYPE_CHECKING:
+    from artefix.models.policy import InferencePolicy
 
 
 def slice_moments(stack: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -91,6 +94,21 @@ def working_shape(
     return max(2, round(h * dy / pixel)), max(2, round(w * dx / pixel))
 
 
+class CorrectedBatch(NamedTuple):
+    """What :func:`correct_batch` returns, in the input's units.
+
+    Attributes:
+        image: Corrected slices ``y``, ``(B, H, W)`` float32.
+        residuals: All residuals ``r``, ``(B, K, H, W)`` float32.
+        scores: The detector's scores that gated the residuals, ``(B, K)`` (the same forward pass); None
+            for a model without a detector.
+    """
+
+    image: torch.Tensor
+    residuals: torch.Tensor
+    scores: torch.Tensor | None
+
+
 def correct_batch(
     model: torch.nn.Module,
     batch: torch.Tensor,
@@ -99,22 +117,25 @@ def correct_batch(
     weights: torch.Tensor,
     work_shape: tuple[int, int] | None = None,
     snr_db: torch.Tensor | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
+    policy: InferencePolicy | None = None,
+) -> CorrectedBatch:
     """Correct a batch of non-constant slices, returning the image and residuals in input units.
 
     Args:
-        model: Called as ``model(u)`` with ``u`` of shape ``(B, 1, H', W')``; returns an object whose
-            ``residuals`` is ``(B, K, H', W')`` (:class:`artefix.models.ModelOutput`).
+        model: Called as ``model(u, snr_db=..., policy=...)`` with ``u`` of shape ``(B, 1, H', W')`` (each
+            keyword only when given); returns a :class:`artefix.models.ModelOutput` (``residuals``
+            ``(B, K, H', W')``; ``scores`` read where present).
         batch: Slices ``x`` in input units, ``(B, H, W)`` float32.
         mean: Per-slice mean ``mu``, ``(B,)``.
         std: Per-slice standard deviation ``sigma > 0``, ``(B,)``.
         weights: Head selection ``m``, ``(K,)``: 0/1, or a factor in ``[0, 1]`` for a partial correction.
         work_shape: Size at which the model runs (default: native ``(H, W)``).
         snr_db: ``(B,)`` SNRs in dB for the model's noise gate instead of each slice's own estimate
-            (``DualDomainModel.residuals``; the scan's SNR, see :func:`scan_snr_db`); None: the slices' own.
+            (``DualDomainModel.infer``; the scan's SNR, see :func:`scan_snr_db`); None: the slices' own.
+        policy: The inference policy (None: the model's own).
 
     Returns:
-        ``(y, r)``: corrected slices ``(B, H, W)`` and residuals ``(B, K, H, W)``, float32, input units.
+        :class:`CorrectedBatch`.
     """
     h, w = int(batch.shape[-2]), int(batch.shape[-1])
     mu = mean.to(batch.dtype)[:, None, None]
@@ -123,12 +144,14 @@ def correct_batch(
     shape = (h, w) if work_shape is None else (int(work_shape[0]), int(work_shape[1]))
     model_in = u if shape == (h, w) else fourier_resize(u, shape)
     x = model_in.unsqueeze(1).contiguous()
-    p = (model(x) if snr_db is None else model(x, snr_db=snr_db)).residuals
+    options = {"snr_db": snr_db, "policy": policy}
+    out = model(x, **{k: v for k, v in options.items() if v is not None})  # a plain module takes x alone
+    p = out.residuals
     if shape != (h, w):
         p = fourier_resize(p, (h, w))
     combined = u + (weights.to(p.dtype)[None, :, None, None] * p).sum(dim=1)
     y = mu + sigma * znorm(combined)
-    return y, p * sigma.unsqueeze(1)
+    return CorrectedBatch(y, p * sigma.unsqueeze(1), getattr(out, "scores", None))
 
 
 def scan_snr_db(snr_db: np.ndarray) -> float | None:
@@ -175,10 +198,10 @@ class QCScores(NamedTuple):
         detection: Per-head artefact presence scores ``(B, K)`` (``DualDomainModel.detect``; models with a
             detector, ``ModelConfig.gates``).
         window: Fractions of the k-space rows and columns each slice was measured with, ``(B, 2)``, as the
-            data-consistency step finds them (:func:`artefix.models.consistency.measured_window`; models with
-            ``DualDomainModel.consistent_head``).
+            data-consistency step finds them (:func:`artefix.models.consistency.measured_window`; policies
+            with ``consistency``).
         snr_db: Estimated SNR in dB of each slice, ``(B,)``, as the noise gate sees it
-            (:func:`artefix.models.priors.estimated_snr_db`; models with ``ModelConfig.noise_snr``).
+            (:func:`artefix.models.priors.estimated_snr_db`; policies with ``noise_snr``).
     """
 
     detection: torch.Tensor | None
@@ -193,25 +216,34 @@ def qc_batch(
     std: torch.Tensor,
     work_shape: tuple[int, int] | None = None,
     snr_db: torch.Tensor | None = None,
+    policy: InferencePolicy | None = None,
+    *,
+    detect: bool = True,
 ) -> QCScores:
     """The QC scores of a batch, from the model's input computed once.
 
     Args:
-        model: The correcting model (a :class:`artefix.models.DualDomainModel` or any module; steps it
-            lacks give ``None``).
+        model: The correcting model (a :class:`artefix.models.DualDomainModel` or a module with its
+            ``detector``, ``head_names``, ``policy`` and ``detect``; steps it lacks give ``None``).
         batch: Slices in input units, ``(B, H, W)``.
         mean: Per-slice mean, ``(B,)``.
         std: Per-slice standard deviation ``> 0``, ``(B,)``.
         work_shape: Size at which the model runs (default: native).
         snr_db: ``(B,)`` SNRs the noise gate uses instead of the slices' own (as in :func:`correct_batch`);
             the detection scores include that gate. The caller has the SNRs then: ``QCScores.snr_db`` is None.
+        policy: The inference policy (None: the model's own).
+        detect: Run the detector (False when the correction's forward pass already gave the scores:
+            :attr:`CorrectedBatch.scores`; ``QCScores.detection`` is None then).
     """
     from artefix.models.consistency import measured_window
+    from artefix.models.dual_domain import consistent_head
+    from artefix.models.policy import InferencePolicy
     from artefix.models.priors import estimated_snr_db
 
-    gated = getattr(model, "detect", None) is not None and getattr(model, "detector", None) is not None
-    consistent = getattr(model, "consistent_head", None) is not None
-    gate_snr = getattr(getattr(model, "config", None), "noise_snr", None) is not None
+    policy = getattr(model, "policy", InferencePolicy()) if policy is None else policy
+    gated = detect and getattr(model, "detector", None) is not None
+    consistent = consistent_head(tuple(model.head_names), policy) is not None
+    gate_snr = policy.noise_snr is not None
     if not (gated or consistent or gate_snr):
         return QCScores(None, None, None)
     u = model_input(batch, mean, std, work_shape)
@@ -221,8 +253,5 @@ def qc_batch(
         window = torch.stack(
             [measured.any(dim=-1).float().mean(dim=-1), measured.any(dim=-2).float().mean(dim=-1)], dim=-1
         )
-    scores = None
-    if gated:
-        x = u.unsqueeze(1).contiguous()
-        scores = model.detect(x) if snr_db is None else model.detect(x, snr_db=snr_db)
+    scores = model.detect(u.unsqueeze(1).contiguous(), snr_db=snr_db, policy=policy) if gated else None
     return QCScores(scores, window, estimated_snr_db(u) if gate_snr and snr_db is None else None)

@@ -146,7 +146,7 @@ def correct_file(
         priors: Keep the model's physics priors (``ModelConfig.bias_smooth``, ``ModelConfig.noise_snr``,
             :mod:`artefix.models.priors`); False runs the heads as trained (e.g. to denoise a clean scan).
         gates: Let the model's artefact detector weight each residual (``ModelConfig.gates``); False applies
-            each one in full (:meth:`~artefix.models.DualDomainModel.drop_gates`), for a scan known to have
+            each one in full (``InferencePolicy.gated`` false), for a scan known to have
             an artefact the detector scores low; its scores are still reported.
         snr_scope: ``"scan"``: the noise gate sees the scan's SNR (the median of its slices) on every slice;
             ``"slice"``: each slice's own (:func:`~artefix.correction.volume.correct_volume`).
@@ -208,19 +208,14 @@ def correct_file(
 
     t0 = time.perf_counter()
     net, card = load_named_model(model if model is not None else DEFAULT_MODEL, device=dev)
-    if ensemble is not None:
-        try:
-            net.set_ensemble(ensemble)
-        except ValueError as exc:
-            raise InputError(f"`ensemble`: {exc}") from None
-    if not priors:
-        net.drop_priors()
-    if not gates:
-        net.drop_gates()
+    try:
+        policy = net.policy.with_options(ensemble=ensemble, priors=priors, gates=gates)
+    except ValueError as exc:
+        raise InputError(f"`ensemble`: {exc}") from None
     if runtime == "onnx":
         from artefix.models.onnx_runtime import OnnxModel
 
-        net = OnnxModel(net)
+        net = OnnxModel(net, policy)
     timings["load_model"] = time.perf_counter() - t0
     heads = tuple(net.head_names)
     res_paths = residual_paths(output_path, residual_dir, heads) if residual_dir is not None else {}
@@ -245,6 +240,7 @@ def correct_file(
             scratch_dir=Path(scratch) if res_paths else None,
             progress=progress,
             snr_scope=snr_scope,
+            policy=policy,
         )
         timings["correct"] = time.perf_counter() - t0
 

@@ -3,7 +3,7 @@
 ``artefix qc`` and bulk ``artefix correct`` run scans in worker processes (or Dask workers): the model is not
 sent to them; each loads it from a :class:`ModelSpec` on first use and keeps it for the next scans
 (:func:`loaded_model`). Loading follows :func:`artefix.correction.files.correct_file` exactly (checksum
-verified, then the self-ensemble, priors and gates options).
+verified; the self-ensemble, priors and gates options make the inference policy of the card's).
 """
 
 from __future__ import annotations
@@ -16,7 +16,9 @@ from typing import Any
 
 import torch
 
-_CACHE: dict[tuple[Any, ...], tuple[torch.nn.Module, dict[str, Any]]] = {}
+from artefix.models.policy import InferencePolicy
+
+_CACHE: dict[tuple[Any, ...], tuple[torch.nn.Module, dict[str, Any], InferencePolicy]] = {}
 _LOCK = threading.Lock()
 
 
@@ -42,8 +44,12 @@ class ModelSpec:
         """JSON-friendly fields."""
         return asdict(self)
 
-    def load(self) -> tuple[torch.nn.Module, dict[str, Any]]:
-        """Load the model (a fresh copy) with its card, on :attr:`device`, in eval mode.
+    def load(self) -> tuple[torch.nn.Module, dict[str, Any], InferencePolicy]:
+        """Load the model (a fresh copy) with its card, on :attr:`device`, in eval mode, and the policy to run it with.
+
+        Returns:
+            ``(model, card, policy)``: the policy is the card's with this spec's options applied
+            (:meth:`InferencePolicy.with_options`).
 
         Raises:
             InputError: Not installed / not found, checksum mismatch, bad device or ensemble size.
@@ -54,16 +60,11 @@ class ModelSpec:
         net, card = load_named_model(
             self.model if self.model is not None else DEFAULT_MODEL, device=check_device(self.device)
         )
-        if self.ensemble is not None:
-            try:
-                net.set_ensemble(self.ensemble)
-            except ValueError as exc:
-                raise InputError(f"`ensemble`: {exc}") from None
-        if not self.priors:
-            net.drop_priors()
-        if not self.gates:
-            net.drop_gates()
-        return net.eval(), card
+        try:
+            policy = net.policy.with_options(ensemble=self.ensemble, priors=self.priors, gates=self.gates)
+        except ValueError as exc:
+            raise InputError(f"`ensemble`: {exc}") from None
+        return net.eval(), card, policy
 
     def _key(self) -> tuple[Any, ...]:
         from artefix.models.registry import DEFAULT_MODEL, resolve_model
@@ -76,7 +77,7 @@ class ModelSpec:
         return (str(Path(path).resolve()), stamp, self.device, self.ensemble, self.priors, self.gates)
 
 
-def loaded_model(spec: ModelSpec) -> tuple[torch.nn.Module, dict[str, Any]]:
+def loaded_model(spec: ModelSpec) -> tuple[torch.nn.Module, dict[str, Any], InferencePolicy]:
     """``spec.load()``, once per process: later calls with an equal spec (and unchanged weights file) reuse it.
 
     Only the latest model is kept, so a process holds at most one.

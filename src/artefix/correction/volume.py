@@ -32,7 +32,8 @@ from artefix.correction.record import SNR_SCOPES, CorrectionRecord, SliceSnapsho
 from artefix.data.io import Volume, check_finite
 from artefix.data.slices import resolve_axis
 from artefix.errors import InputError
-from artefix.models.dual_domain import head_weights
+from artefix.models.dual_domain import consistent_head, head_weights
+from artefix.models.policy import InferencePolicy
 
 
 @dataclass
@@ -122,6 +123,14 @@ def _head_names(model: torch.nn.Module) -> tuple[str, ...]:
     return tuple(names)
 
 
+def model_policy(model: torch.nn.Module, policy: InferencePolicy | None = None) -> InferencePolicy:
+    """``policy``, or the model's own (``model.policy``; the default policy for a module without one)."""
+    if policy is not None:
+        return policy
+    own = getattr(model, "policy", None)
+    return own if isinstance(own, InferencePolicy) else InferencePolicy()
+
+
 def _model_device(model: torch.nn.Module) -> torch.device:
     for p in model.parameters():
         return p.device
@@ -208,6 +217,7 @@ def correct_volume(
     top_k: int = 3,
     progress: Callable[[int, int], None] | None = None,
     snr_scope: str = "scan",
+    policy: InferencePolicy | None = None,
 ) -> CorrectionResult:
     """Correct every slice of ``volume`` with ``model`` and map the result back to the input's units.
 
@@ -230,10 +240,12 @@ def correct_volume(
             memory (the caller removes it).
         top_k: Number of largest-correction slices kept as snapshots for the report.
         progress: Called as ``progress(slices_done, slices_total)`` after each batch.
-        snr_scope: For a model with a noise gate (``ModelConfig.noise_snr``): ``"scan"`` (default) gates
+        snr_scope: With a noise gate (``InferencePolicy.noise_snr``): ``"scan"`` (default) gates
             every slice on the scan's SNR, the median of the slices' estimates (:func:`scan_snr_db`), so
             the noise correction is the same throughout a scan; ``"slice"`` gates each slice on its own
             estimate (as ``artefix evaluate`` does for its independent slices).
+        policy: The inference policy (:class:`~artefix.models.policy.InferencePolicy`: gates, data
+            consistency, self-ensemble, priors); None uses the model's own (its card's).
 
     Returns:
         :class:`CorrectionResult`.
@@ -252,6 +264,8 @@ def correct_volume(
         raise ValueError(f"snr_scope must be one of {', '.join(SNR_SCOPES)}, got {snr_scope!r}")
     check_finite(volume)
     heads = _head_names(model)
+    own = policy if policy is not None else getattr(model, "policy", None)  # None: a module without policies
+    policy = model_policy(model, policy)
     if isinstance(only, str):
         only = [only]
     try:
@@ -270,9 +284,8 @@ def correct_volume(
     res_views = [_stack_view(a, slice_axis) for a in res_arrays]
     mean_abs = np.zeros((n, len(heads)), dtype=np.float64)
     detection = np.full((n, len(heads)), np.nan) if getattr(model, "detector", None) is not None else None
-    window = np.full((n, 2), np.nan) if getattr(model, "consistent_head", None) is not None else None
-    noise_snr = getattr(getattr(model, "config", None), "noise_snr", None)
-    snr = np.full(n, np.nan) if noise_snr is not None else None
+    window = np.full((n, 2), np.nan) if consistent_head(heads, policy) is not None else None
+    snr = np.full(n, np.nan) if policy.noise_snr is not None else None
     applied_idx = [k for k, head in enumerate(heads) if head in applied] or list(range(len(heads)))
     snapshots: list[tuple[float, int, SliceSnapshot]] = []
     todo = np.flatnonzero(~constant)
@@ -298,11 +311,11 @@ def correct_volume(
             if snr is not None:
                 gate_snr = torch.from_numpy(np.full(idx.size, scan_snr) if scan_snr is not None else snr[idx])
                 gate_snr = gate_snr.to(device=device, dtype=torch.float32)
-            y, r = correct_batch(model, batch, mu, sigma, weights, work, gate_snr)
-            qc = qc_batch(model, batch, mu, sigma, work, gate_snr)
+            y, r, scores = correct_batch(model, batch, mu, sigma, weights, work, gate_snr, own)
             if detection is not None:
-                detection[idx] = qc.detection.float().cpu().numpy()
+                detection[idx] = scores.float().cpu().numpy()
             if window is not None:
+                qc = qc_batch(model, batch, mu, sigma, work, gate_snr, policy, detect=False)
                 window[idx] = qc.window.cpu().numpy()
             max_seen = max(max_seen, int(idx.size))
             y_np = y.cpu().numpy()
@@ -342,12 +355,12 @@ def correct_volume(
         detection=detection,
         kspace_window=window,
         strength=factors,
-        ensemble=int(getattr(getattr(model, "config", None), "ensemble", 1)),
+        ensemble=policy.ensemble,
         snr_db=snr,
-        noise_snr=noise_snr,
+        noise_snr=policy.noise_snr,
         snr_scope=snr_scope if snr is not None else "slice",
         scan_snr=scan_snr,
-        gated=bool(getattr(model, "gated", True)),
+        gated=policy.gated,
     )
     residuals = {head: volume.with_array(a) for head, a in zip(heads, res_arrays, strict=False)}
     return CorrectionResult(volume.with_array(out_array), residuals, record)

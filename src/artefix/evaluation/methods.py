@@ -34,6 +34,8 @@ from artefix.artefacts.base import znorm
 if TYPE_CHECKING:
     import torch
 
+    from artefix.models.policy import InferencePolicy
+
 __all__ = [
     "KINDS",
     "Case",
@@ -136,7 +138,7 @@ class ModelPool:
     Attributes:
         specs: The models, by name.
         device: Torch device of the weights and inputs (``"cpu"``, ``"cuda"``).
-        ensemble: Self-ensemble of every model (``ModelConfig.ensemble``: 1, 2, 4 or 8), or None for
+        ensemble: Self-ensemble of every model (``InferencePolicy.ensemble``: 1, 2, 4 or 8), or None for
             each model's own.
     """
 
@@ -150,17 +152,16 @@ class ModelPool:
         for name in self.specs:
             self.get(name)
 
-    def get(self, name: str) -> Any:
-        """The loaded model ``name`` (eval mode, on :attr:`device`)."""
+    def get(self, name: str) -> tuple[Any, InferencePolicy]:
+        """The loaded model ``name`` (eval mode, on :attr:`device`) and the inference policy it runs with."""
         if name not in self._models:
             if name not in self.specs:
                 raise ValueError(f"unknown model {name!r}; this evaluation has {', '.join(self.specs) or 'none'}")
             from artefix.models.registry import load_named_model
 
             model, _ = load_named_model(Path(self.specs[name].path), device=self.device)
-            if self.ensemble is not None:
-                model.set_ensemble(self.ensemble)
-            self._models[name] = model.eval()
+            policy = model.policy.with_options(ensemble=self.ensemble)
+            self._models[name] = (model.eval(), policy)
         return self._models[name]
 
     def run(self, name: str, image: np.ndarray, spacing: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
@@ -183,7 +184,7 @@ class ModelPool:
         from artefix.correction.core import correct_batch, working_shape
 
         spec = self.specs[name]
-        model = self.get(name)
+        model, policy = self.get(name)
         u = np.asarray(znorm(np.asarray(image, dtype=np.float64)), dtype=np.float32)
         work = working_shape(u.shape, spacing, spec.matrix)
         device = torch.device(self.device)
@@ -192,7 +193,7 @@ class ModelPool:
         one = torch.ones(1, dtype=torch.float64, device=device)
         weights = torch.ones(len(spec.heads), device=device)
         with torch.no_grad():
-            y, p = correct_batch(model, batch, zero, one, weights, work)
+            y, p, _ = correct_batch(model, batch, zero, one, weights, work, policy=policy)
         return _numpy(y[0]), _numpy(p[0])
 
 

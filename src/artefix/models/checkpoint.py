@@ -3,9 +3,13 @@
 A model ``NAME`` is two files side by side:
 
 * ``NAME.safetensors``: the ``state_dict`` tensors, with the architecture (:class:`ModelConfig` as
-  JSON) in the safetensors metadata, so the weights alone are enough to rebuild the model;
-* ``NAME.json``: the model card (preset, parameter count, training data and command, metrics, ...)
-  including the ``sha256`` of the weights file, checked on every load.
+  JSON, ``model_config``) and the inference policy (:class:`~artefix.models.policy.InferencePolicy`,
+  ``inference``) in the safetensors metadata, so the weights alone are enough to rebuild the model;
+* ``NAME.json``: the model card (preset, parameter count, training data and command, metrics, ...) with the
+  same two sections (``config`` and ``inference``) and the ``sha256`` of the weights file, checked on every
+  load.
+
+Files written before the two were separate hold one flat ``model_config``; they load as before.
 
 Example:
     >>> from artefix.models import build_model
@@ -28,12 +32,13 @@ from safetensors.torch import load_file, save_file
 
 from artefix.atomic import atomic_file, one_line
 from artefix.errors import InputError
-from artefix.models.dual_domain import DualDomainModel, ModelConfig
+from artefix.models.dual_domain import DualDomainModel, ModelConfig, split_settings
+from artefix.models.policy import InferencePolicy
 from artefix.models.presets import count_parameters
 from artefix.models.registry import WEIGHTS_SUFFIX
 
-FORMAT_VERSION = "1"
-DERIVED_CARD_FIELDS = ("config", "parameters", "heads", "weights", "sha256")
+FORMAT_VERSION = "2"
+DERIVED_CARD_FIELDS = ("config", "inference", "parameters", "heads", "weights", "sha256")
 """Model-card fields that :func:`save_model` writes itself from the model and the weights file."""
 
 
@@ -73,7 +78,7 @@ def save_model(model: DualDomainModel, path: Path, card: dict[str, Any] | None =
     """Write ``model``'s weights (safetensors) and its model card (JSON), both atomically.
 
     Args:
-        model: The model; its ``config`` is stored in the weights' metadata.
+        model: The model; its ``config`` and ``policy`` are stored in the weights' metadata.
         path: Target ``*.safetensors`` path; a file there that holds the same weights and metadata is kept
             byte for byte (its checksum does not change).
         card: Extra model-card fields (name, training, metrics, ...); the :data:`DERIVED_CARD_FIELDS`
@@ -86,8 +91,14 @@ def save_model(model: DualDomainModel, path: Path, card: dict[str, Any] | None =
     if path.suffix != WEIGHTS_SUFFIX:
         raise ValueError(f"weights must be saved as {WEIGHTS_SUFFIX}, got {path.name}")
     config = model.config.to_dict()
+    inference = model.policy.to_dict()
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
-    metadata = {"format": "artefix", "format_version": FORMAT_VERSION, "model_config": json.dumps(config)}
+    metadata = {
+        "format": "artefix",
+        "format_version": FORMAT_VERSION,
+        "model_config": json.dumps(config),
+        "inference": json.dumps(inference),
+    }
     if not _holds(path, tensors, metadata):
         with atomic_file(path) as tmp:
             mode = tmp.stat().st_mode  # the usual 0666 less the umask; safetensors recreates the file as 0600
@@ -96,6 +107,7 @@ def save_model(model: DualDomainModel, path: Path, card: dict[str, Any] | None =
     full_card = dict(card or {})
     full_card.update(
         config=config,
+        inference=inference,
         parameters=count_parameters(model),
         heads=list(model.config.heads),
         weights=path.name,
@@ -118,6 +130,19 @@ def read_card(weights: Path) -> dict[str, Any] | None:
     if not isinstance(card, dict):
         raise InputError(f"{path}: a model card is a JSON object, not {type(card).__name__}")
     return card
+
+
+def read_settings(metadata: dict[str, str]) -> tuple[ModelConfig, InferencePolicy]:
+    """The architecture and inference policy in a weights file's metadata (either format version).
+
+    Raises:
+        ValueError, json.JSONDecodeError: For settings that are not valid JSON or not valid values.
+    """
+    settings = json.loads(metadata["model_config"])
+    if "inference" in metadata:
+        return ModelConfig.from_dict(settings), InferencePolicy.from_dict(json.loads(metadata["inference"]))
+    architecture, inference = split_settings(settings)  # format 1: one flat mapping
+    return ModelConfig.from_dict(architecture), InferencePolicy.from_dict(inference)
 
 
 def load_model(
@@ -154,8 +179,8 @@ def load_model(
     if "model_config" not in metadata:
         raise InputError(f"{path}: no artefix model configuration in the safetensors metadata")
     try:
-        config = ModelConfig.from_dict(json.loads(metadata["model_config"]))
-        model = DualDomainModel(config)
+        config, policy = read_settings(metadata)
+        model = DualDomainModel(config, policy=policy)
         model.load_state_dict(tensors, strict=True)
     except (ValueError, RuntimeError, json.JSONDecodeError) as exc:
         raise InputError(f"{path}: weights do not match their architecture ({one_line(exc)})") from exc

@@ -36,14 +36,15 @@ from artefix.artefacts.base import HEADS, Artefact, znorm
 from artefix.fft import fft2c, ifft2c
 from artefix.models.consistency import measured_window, project_unmeasured, truncated
 from artefix.models.detector import ArtefactDetector
+from artefix.models.policy import ENSEMBLES as ENSEMBLES  # re-exported: the self-ensemble sizes
+from artefix.models.policy import FIELDS as POLICY_FIELDS
+from artefix.models.policy import InferencePolicy
 from artefix.models.priors import estimated_snr_db, smooth_bias_residual, snr_gate
 from artefix.models.unet import SRResUNet
 
 ALL_HEADS: tuple[str, ...] = HEADS
 BRANCHES: tuple[str, ...] = ("image", "kspace")
 PAD_MODES: tuple[str, ...] = ("constant", "reflect", "replicate")
-ENSEMBLES: tuple[int, ...] = (1, 2, 4, 8)
-"""Self-ensemble sizes: the first ``n`` of the image's dihedral transforms (:func:`dihedral`)."""
 _FLIPS: tuple[tuple[int, ...], ...] = ((), (-1,), (-2,), (-2, -1))
 
 
@@ -87,15 +88,14 @@ def _canonical_heads(heads: Any) -> tuple[str, ...]:
     return tuple(sorted(names, key=ALL_HEADS.index))
 
 
-INFERENCE_FIELDS: tuple[str, ...] = (
-    "consistency",
-    "truncation_gate",
-    "ensemble",
-    "bias_smooth",
-    "noise_snr",
-)
-""":class:`ModelConfig` fields that change only the inference steps, not the weights: two configs that differ
-only in these load each other's weights."""
+def split_settings(settings: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Split flat settings into ``(architecture, inference)`` keyword dicts.
+
+    :class:`ModelConfig` fields go left, :class:`~artefix.models.policy.InferencePolicy` fields right: files
+    saved before the two were separate stored them in one mapping, and ``build_model`` takes both as keywords.
+    """
+    inference = {k: v for k, v in settings.items() if k in POLICY_FIELDS}
+    return {k: v for k, v in settings.items() if k not in POLICY_FIELDS}, inference
 
 
 @dataclass(frozen=True)
@@ -115,26 +115,9 @@ class ModelConfig:
             (zeros), ``"reflect"`` (needs the padding smaller than the image) or ``"replicate"``.
         gates: Add an :class:`~artefix.models.detector.ArtefactDetector` whose per-head presence scores
             multiply the residuals (not in the paper; lets the model leave clean images alone).
-        consistency: Project the subsampling residual onto the k-space lines the input was not measured
-            with, where a truncated k-space is found (:mod:`artefix.models.consistency`; not in the paper):
-            the measured data stay as they are.
-        truncation_gate: Eval mode only, not in the paper; needs ``consistency``: the subsampling residual
-            is applied only to slices whose k-space is found truncated, and dropped (with its detector score)
-            on slices measured edge to edge. A physical test that does not depend on what the image shows,
-            where the detector's score does: a subsampling head opening on a small clean slice of another
-            scanner otherwise adds texture (the 64x64 ``MR_small.dcm`` lost VIF 0.98 -> 0.76). Leave it off
-            for zero-filled, randomly or equispaced undersampled inputs, which no edge reveals.
-        ensemble: Self-ensemble at inference (eval mode only; not in the paper): the residuals and the
-            detector's scores are averaged over this many dihedral transforms of the input (1 none; 2 adds
-            the left-right flip; 4 all flips; 8 flips and transposes), each mapped back. Costs ``ensemble``
-            network passes; averaging the transforms' independent errors lowers the texture a correction
-            adds (the "self-ensemble" of super-resolution networks).
-        bias_smooth: Eval mode only, not in the paper: replace the bias residual by the smooth
-            multiplicative field nearest to it, Gaussian ``sigma`` this fraction of the larger image side
-            (:func:`artefix.models.priors.smooth_bias_residual`); 0 turns it off.
-        noise_snr: Eval mode only, not in the paper: ``(lo, hi)`` in dB; the noise residual (and the
-            detector's noise score) is weighted by :func:`artefix.models.priors.snr_gate` of the input's
-            estimated SNR: full below ``lo``, off above ``hi``. None turns it off.
+
+    How the trained network is applied (data consistency, self-ensemble, physics priors, whether the
+    detector gates) is not part of the architecture: see :class:`~artefix.models.policy.InferencePolicy`.
     """
 
     base_width: int = 8
@@ -145,11 +128,6 @@ class ModelConfig:
     branches: tuple[str, ...] = BRANCHES
     pad_mode: str = "constant"
     gates: bool = False
-    consistency: bool = False
-    truncation_gate: bool = False
-    ensemble: int = 1
-    bias_smooth: float = 0.0
-    noise_snr: tuple[float, float] | None = None
 
     def __post_init__(self) -> None:
         for name in ("base_width", "depth", "convs_per_block"):
@@ -166,29 +144,8 @@ class ModelConfig:
         if self.pad_mode not in PAD_MODES:
             raise ValueError(f"pad_mode must be one of {list(PAD_MODES)}, got {self.pad_mode!r}")
         object.__setattr__(self, "negative_slope", float(self.negative_slope))
-        for name in ("gates", "consistency", "truncation_gate"):
-            if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
-        if self.truncation_gate and not self.consistency:
-            raise ValueError("truncation_gate needs consistency (the truncation is found by the data-consistency step)")
-        if isinstance(self.ensemble, bool) or not isinstance(self.ensemble, int) or self.ensemble not in ENSEMBLES:
-            raise ValueError(f"ensemble must be one of {list(ENSEMBLES)}, got {self.ensemble!r}")
-        if (
-            isinstance(self.bias_smooth, bool)
-            or not isinstance(self.bias_smooth, (int, float))
-            or not (0 <= self.bias_smooth <= 1)
-        ):
-            raise ValueError(f"bias_smooth must be a number in [0, 1], got {self.bias_smooth!r}")
-        object.__setattr__(self, "bias_smooth", float(self.bias_smooth))
-        if self.noise_snr is not None:
-            snr = tuple(self.noise_snr) if isinstance(self.noise_snr, (list, tuple)) else ()
-            if (
-                len(snr) != 2
-                or any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in snr)
-                or not (snr[0] < snr[1])
-            ):
-                raise ValueError(f"noise_snr must be None or two numbers lo < hi (dB), got {self.noise_snr!r}")
-            object.__setattr__(self, "noise_snr", (float(snr[0]), float(snr[1])))
+        if not isinstance(self.gates, bool):
+            raise ValueError(f"gates must be true or false, got {self.gates!r}")
 
     @property
     def stride(self) -> int:
@@ -228,10 +185,14 @@ class ModelOutput(NamedTuple):
         output: Corrected, Z-normalised image ``v``, shape ``(B, 1, H, W)``.
         residuals: All ``K`` residual maps ``p_i`` (before any head selection), shape ``(B, K, H, W)``,
             channel ``i`` for ``model.head_names[i]``; in the units of the input image.
+        scores: The detector's per-head scores ``(B, K)`` that gated the residuals, with the inference
+            policy's weights (noise SNR gate, truncation gate) folded in, as :meth:`DualDomainModel.detect`
+            gives them; None for a model without a detector.
     """
 
     output: torch.Tensor
     residuals: torch.Tensor
+    scores: torch.Tensor | None = None
 
 
 def head_weights(
@@ -307,14 +268,27 @@ def apply_residuals(
     return znorm(v) if normalize else v
 
 
+def consistent_head(head_names: Sequence[str], policy: InferencePolicy) -> int | None:
+    """Channel of the subsampling residual that data consistency constrains (``None``: no such step)."""
+    if not policy.consistency or "subsampling" not in head_names:
+        return None
+    return list(head_names).index("subsampling")
+
+
 class DualDomainModel(nn.Module):
     """Multi-task (or single-task) dual-domain artefact-correction model.
+
+    The network (:class:`ModelConfig`) computes one residual per head and, with ``gates``, the detector's
+    scores, in one pass; how they are applied at inference (gating, data consistency, self-ensemble,
+    physics priors) is an :class:`~artefix.models.policy.InferencePolicy`: :attr:`policy` is the model's
+    own (its card's), and every inference method takes another one for a single call without changing it.
 
     Args:
         config: Architecture; see :class:`ModelConfig` and :mod:`artefix.models.presets`.
         seed: When given, every convolution is (re-)initialised from a private generator seeded with it
             (PyTorch's default scheme, ``kaiming_uniform_(a=sqrt(5))``), so equal seeds give equal
             models. PyTorch's layer constructors still advance the global RNG, as for any module.
+        policy: The model's inference policy (default: gated residuals, no other step).
 
     Example:
         >>> import torch
@@ -325,9 +299,12 @@ class DualDomainModel(nn.Module):
         ((2, 1, 37, 50), (2, 4, 37, 50))
     """
 
-    def __init__(self, config: ModelConfig | None = None, seed: int | None = None) -> None:
+    def __init__(
+        self, config: ModelConfig | None = None, seed: int | None = None, policy: InferencePolicy | None = None
+    ) -> None:
         super().__init__()
         self.config = config if config is not None else ModelConfig()
+        self.policy = policy if policy is not None else InferencePolicy()
         c = self.config
         k = len(c.heads)
         kwargs = dict(
@@ -339,7 +316,6 @@ class DualDomainModel(nn.Module):
         self.image_branch = SRResUNet(1, k, **kwargs) if "image" in c.branches else None
         self.kspace_branch = SRResUNet(2, 2 * k, **kwargs) if "kspace" in c.branches else None
         self.detector = ArtefactDetector(k, negative_slope=c.negative_slope) if c.gates else None
-        self.gated = True  # the detector's scores multiply the residuals; drop_gates() turns it off
         # NHWC weights let oneDNN pick its fast convolutions on CPU (about 1.5x here); numerics are equal.
         self.to(memory_format=torch.channels_last)
         if seed is not None:
@@ -367,21 +343,21 @@ class DualDomainModel(nn.Module):
         return self.config.heads
 
     @property
-    def consistent_head(self) -> int | None:
-        """Channel of the subsampling residual that data consistency constrains (``None``: no such step)."""
-        if not self.config.consistency or "subsampling" not in self.head_names:
-            return None
-        return self.head_names.index("subsampling")
-
-    @property
-    def _truncation_gated(self) -> bool:
-        """Whether the subsampling residual is dropped on slices without a truncated k-space (eval mode)."""
-        return not self.training and self.config.truncation_gate and self.consistent_head is not None
-
-    @property
     def stride(self) -> int:
         """Inputs are padded internally to multiples of this many pixels."""
         return self.config.stride
+
+    def acting_policy(self, policy: InferencePolicy | None = None) -> InferencePolicy:
+        """The steps a call applies: ``policy`` (default :attr:`policy`).
+
+        In training mode only its gating and data consistency (no self-ensemble, priors or truncation gate).
+        """
+        policy = self.policy if policy is None else policy
+        if not isinstance(policy, InferencePolicy):
+            raise TypeError(f"policy must be an InferencePolicy, got {type(policy).__name__}")
+        if self.training:
+            return InferencePolicy(gated=policy.gated, consistency=policy.consistency)
+        return policy
 
     def _pad(self, x: torch.Tensor) -> tuple[torch.Tensor, int, int]:
         h, w = x.shape[-2], x.shape[-1]
@@ -399,63 +375,65 @@ class DualDomainModel(nn.Module):
             return F.pad(x, pad), top, left
         return F.pad(x, pad, mode=self.config.pad_mode), top, left
 
-    @property
-    def ensemble(self) -> int:
-        """Dihedral transforms averaged at inference (1 in training mode, where it never applies)."""
-        return 1 if self.training else self.config.ensemble
-
-    def set_ensemble(self, n: int) -> DualDomainModel:
-        """Change the inference self-ensemble (:attr:`ModelConfig.ensemble`) in place; returns ``self``."""
-        self.config = self.config.replace(ensemble=n)
-        return self
-
-    def drop_priors(self) -> DualDomainModel:
-        """Turn the physics priors off in place (the heads run as trained); returns ``self``.
-
-        Sets :attr:`ModelConfig.bias_smooth` to 0 and :attr:`ModelConfig.noise_snr` to None.
-        """
-        self.config = self.config.replace(bias_smooth=0.0, noise_snr=None)
-        return self
-
-    def drop_gates(self) -> DualDomainModel:
-        """Apply every residual in full whatever the detector says (in place); returns ``self``.
-
-        For a scan known to have an artefact that the detector scores low. :meth:`detect` still reports
-        the scores; the physics priors (including the noise head's SNR gate) are kept. A no-op for a
-        model without a detector. Not saved with the weights.
-        """
-        self.gated = False
-        return self
-
-    def residuals(self, x: torch.Tensor, snr_db: torch.Tensor | None = None) -> torch.Tensor:
-        """Residual maps ``p`` of both branches summed, shape ``(B, K, H, W)`` for ``x`` ``(B, 1, H, W)``.
-
-        In eval mode with :attr:`ModelConfig.ensemble` ``n > 1`` they are the mean over ``n`` dihedral
-        transforms of the input, each transformed back (data consistency applied again to the mean); the
-        physics priors (:attr:`ModelConfig.bias_smooth`, :attr:`ModelConfig.noise_snr`) come last.
+    def infer(
+        self, x: torch.Tensor, snr_db: torch.Tensor | None = None, policy: InferencePolicy | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The residuals as applied and the scores that gated them, from one pass per ensemble transform.
 
         Args:
-            x: Z-normalised input slices ``(B, 1, H, W)``.
-            snr_db: ``(B,)`` SNRs in dB for the noise gate (:attr:`ModelConfig.noise_snr`) instead of each
-                slice's own estimate, e.g. one value for all the slices of a scan, whose noise level is a
-                property of the acquisition; ignored without the gate or in training mode.
+            x: Input slices ``(B, 1, H, W)``.
+            snr_db: ``(B,)`` SNRs in dB for the noise gate (:attr:`InferencePolicy.noise_snr`) instead of
+                each slice's own estimate, e.g. one value for all the slices of a scan, whose noise level is
+                a property of the acquisition; ignored without the gate or in training mode.
+            policy: The inference steps (default :attr:`policy`; see :meth:`acting_policy`).
+
+        Returns:
+            ``(residuals (B, K, H, W), scores (B, K) or None)``: with a self-ensemble the residuals and the
+            detector's scores are each averaged over its transforms (each pass gated by its own scores);
+            the physics priors come last, and the scores carry the noise and truncation gates' weights.
         """
         if x.ndim != 4 or x.shape[1] != 1:
             raise ValueError(f"expected input of shape (B, 1, H, W), got {tuple(x.shape)}")
-        n = self.ensemble
+        policy = self.acting_policy(policy)
+        n = policy.ensemble
         if n == 1:
-            return self._priors(self._residuals(x), x, snr_db)
-        out = sum(undo_dihedral(self._residuals(dihedral(x, k)), k) for k in range(n)) / n
-        return self._priors(self._consistent(out, x), x, snr_db)
+            out, scores = self._pass(x, policy)
+        else:
+            passes = [self._pass(dihedral(x, k), policy) for k in range(n)]
+            out = self._consistent(sum(undo_dihedral(p[0], k) for k, p in enumerate(passes)) / n, x, policy)
+            scores = None if self.detector is None else sum(p[1] for p in passes) / n
+        gate = self._noise_gate(x, snr_db, policy)
+        out = self._priors(out, x, policy, gate)
+        return out, None if scores is None else self._weighted(scores, x, policy, gate)
 
-    def _noise_gate(self, x: torch.Tensor, snr_db: torch.Tensor | None = None) -> tuple[int, torch.Tensor] | None:
+    def _weighted(
+        self, scores: torch.Tensor, x: torch.Tensor, policy: InferencePolicy, gate: tuple[int, torch.Tensor] | None
+    ) -> torch.Tensor:
+        """The detector's ``scores`` ``(B, K)`` times the noise ``gate`` and the truncation gate's weights."""
+        weights = torch.ones_like(scores)
+        if gate is not None:
+            weights[:, gate[0]] = gate[1]
+        head = consistent_head(self.head_names, policy)
+        if policy.truncation_gate and head is not None:
+            weights[:, head] = truncated(measured_window(x[:, 0])).to(scores.dtype)
+        return scores * weights
+
+    def residuals(
+        self, x: torch.Tensor, snr_db: torch.Tensor | None = None, policy: InferencePolicy | None = None
+    ) -> torch.Tensor:
+        """All residuals ``(B, K, H, W)`` for input ``x`` ``(B, 1, H, W)`` (:meth:`infer` without the scores)."""
+        return self.infer(x, snr_db, policy)[0]
+
+    def _noise_gate(
+        self, x: torch.Tensor, snr_db: torch.Tensor | None, policy: InferencePolicy
+    ) -> tuple[int, torch.Tensor] | None:
         """``(noise channel, (B,) weights)`` of the SNR prior in eval mode, else None.
 
         ``snr_db`` ``(B,)`` replaces the slices' own estimates (:func:`estimated_snr_db` of ``x``).
         """
-        if self.training or self.config.noise_snr is None or "noise" not in self.head_names:
+        if self.training or policy.noise_snr is None or "noise" not in self.head_names:
             return None
-        lo, hi = self.config.noise_snr
+        lo, hi = policy.noise_snr
         if snr_db is None and min(x.shape[-2:]) < 2:
             return None  # a one-pixel-wide image has no 2x2 block to estimate its noise from: no gate
         if snr_db is None:
@@ -464,31 +442,32 @@ class DualDomainModel(nn.Module):
             raise ValueError(f"snr_db must have shape ({x.shape[0]},), one value per slice, got {tuple(snr_db.shape)}")
         return self.head_names.index("noise"), snr_gate(snr_db.to(x.device), lo, hi).to(x.dtype)
 
-    def _priors(self, out: torch.Tensor, x: torch.Tensor, snr_db: torch.Tensor | None = None) -> torch.Tensor:
-        """The physics priors (:attr:`ModelConfig.bias_smooth`, :attr:`ModelConfig.noise_snr`) in eval mode."""
+    def _priors(
+        self, out: torch.Tensor, x: torch.Tensor, policy: InferencePolicy, gate: tuple[int, torch.Tensor] | None
+    ) -> torch.Tensor:
+        """The physics priors (:attr:`InferencePolicy.bias_smooth`, the noise ``gate``) in eval mode."""
         if self.training:
             return out
         channels = list(out.unbind(dim=1))
-        if self.config.bias_smooth > 0 and "bias" in self.head_names:
+        if policy.bias_smooth > 0 and "bias" in self.head_names:
             i = self.head_names.index("bias")
-            channels[i] = smooth_bias_residual(x[:, 0], channels[i], self.config.bias_smooth)
-        gate = self._noise_gate(x, snr_db)
+            channels[i] = smooth_bias_residual(x[:, 0], channels[i], policy.bias_smooth)
         if gate is not None:
             channels[gate[0]] = channels[gate[0]] * gate[1][:, None, None]
         return torch.stack(channels, dim=1)
 
-    def _consistent(self, out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    def _consistent(self, out: torch.Tensor, x: torch.Tensor, policy: InferencePolicy) -> torch.Tensor:
         """Data consistency of the subsampling channel of ``out`` for input ``x`` (a no-op without it)."""
-        i = self.consistent_head
+        i = consistent_head(self.head_names, policy)
         if i is None:
             return out
         measured = measured_window(x[:, 0])
         projected = project_unmeasured(out[:, i], measured)
-        if self._truncation_gated:
+        if policy.truncation_gate:
             projected = projected * truncated(measured).to(projected.dtype)[:, None, None]
         return torch.cat([out[:, :i], projected[:, None], out[:, i + 1 :]], dim=1)
 
-    def ungated_residuals(self, x: torch.Tensor) -> torch.Tensor:
+    def ungated_residuals(self, x: torch.Tensor, policy: InferencePolicy | None = None) -> torch.Tensor:
         """The residuals of :meth:`residuals` before the detector's gates, ``(B, K, H, W)`` (one pass).
 
         Data consistency and, in eval mode, the physics priors are applied as at inference, so that
@@ -498,10 +477,14 @@ class DualDomainModel(nn.Module):
         """
         if x.ndim != 4 or x.shape[1] != 1:
             raise ValueError(f"expected input of shape (B, 1, H, W), got {tuple(x.shape)}")
-        return self._priors(self._residuals(x, gated=False), x)
+        policy = self.acting_policy(policy).replace(gated=False)
+        return self._priors(self._pass(x, policy)[0], x, policy, self._noise_gate(x, None, policy))
 
-    def _residuals(self, x: torch.Tensor, gated: bool = True) -> torch.Tensor:
-        """One network pass: the residuals of :meth:`residuals` without the self-ensemble."""
+    def _pass(self, x: torch.Tensor, policy: InferencePolicy) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """One network pass: the residuals and the detector's raw scores (None without a detector).
+
+        The residuals are gated as ``policy`` says, with data consistency applied.
+        """
         h, w = x.shape[-2], x.shape[-1]
         xp, top, left = self._pad(x)
         out = torch.zeros((), dtype=x.dtype, device=x.device)
@@ -512,9 +495,10 @@ class DualDomainModel(nn.Module):
             y = self.kspace_branch(torch.stack([k.real, k.imag], dim=1))
             y = y.reshape(y.shape[0], -1, 2, y.shape[-2], y.shape[-1])
             out = out + ifft2c(torch.complex(y[:, :, 0], y[:, :, 1])).real
-        if gated and self.gated and self.detector is not None:
-            out = out * self.detector(xp)[:, :, None, None]
-        return self._consistent(out[..., top : top + h, left : left + w], x)
+        scores = None if self.detector is None else self.detector(xp)
+        if scores is not None and policy.gated:
+            out = out * scores[:, :, None, None]
+        return self._consistent(out[..., top : top + h, left : left + w], x, policy), scores
 
     def gate_scores(self, x: torch.Tensor) -> torch.Tensor:
         """The detector's scores ``(B, K)`` for one pass, as they gate :meth:`ungated_residuals` (no SNR gate).
@@ -526,38 +510,39 @@ class DualDomainModel(nn.Module):
             raise ValueError("this model has no artefact detector (ModelConfig.gates is false)")
         return self.detector(self._pad(x)[0])
 
-    def detect(self, x: torch.Tensor, snr_db: torch.Tensor | None = None) -> torch.Tensor | None:
+    def detect(
+        self, x: torch.Tensor, snr_db: torch.Tensor | None = None, policy: InferencePolicy | None = None
+    ) -> torch.Tensor | None:
         """Per-head presence scores ``(B, K)`` in ``(0, 1)`` (``None`` without ``gates``).
 
-        ``snr_db`` ``(B,)``: the SNRs the noise gate uses, as in :meth:`residuals`.
-
-        The residuals returned by :meth:`residuals` are already multiplied by these scores (in eval mode
-        with :attr:`ModelConfig.noise_snr`, the noise score includes the SNR gate); with a self-ensemble
-        (:attr:`ModelConfig.ensemble`) the scores are the mean over its transforms, each of which gated its
-        own pass's residuals.
+        The scores of :meth:`infer` (the noise and truncation gates' weights included; with a self-ensemble
+        the mean over its transforms) without computing the residuals: the detector alone.
         """
         if self.detector is None:
             return None
-        n = self.ensemble
+        policy = self.acting_policy(policy)
+        n = policy.ensemble
         scores = sum(self.detector(self._pad(dihedral(x, k))[0]) for k in range(n)) / n
-        weights = torch.ones_like(scores)
-        gate = self._noise_gate(x, snr_db)
-        if gate is not None:
-            weights[:, gate[0]] = gate[1]
-        if self._truncation_gated:
-            weights[:, self.consistent_head] = truncated(measured_window(x[:, 0])).to(scores.dtype)
-        return scores * weights
+        return self._weighted(scores, x, policy, self._noise_gate(x, snr_db, policy))
 
-    def forward(self, x: torch.Tensor, heads: HeadSelection = None, snr_db: torch.Tensor | None = None) -> ModelOutput:
+    def forward(
+        self,
+        x: torch.Tensor,
+        heads: HeadSelection = None,
+        snr_db: torch.Tensor | None = None,
+        policy: InferencePolicy | None = None,
+    ) -> ModelOutput:
         """Correct ``x``.
 
         Args:
             x: Input slices ``u``, shape ``(B, 1, H, W)``, float, Z-normalised per slice as in the paper.
             heads: Which residuals to add (see :data:`HeadSelection`); ``None`` adds all of them.
-            snr_db: ``(B,)`` SNRs in dB for the noise gate instead of the slices' own (see :meth:`residuals`).
+            snr_db: ``(B,)`` SNRs in dB for the noise gate instead of the slices' own (see :meth:`infer`).
+            policy: The inference steps (default :attr:`policy`).
 
         Returns:
-            :class:`ModelOutput` with ``output`` ``(B, 1, H, W)`` and all residuals ``(B, K, H, W)``.
+            :class:`ModelOutput` with ``output`` ``(B, 1, H, W)``, all residuals ``(B, K, H, W)`` and the
+            detector's scores ``(B, K)`` (None without a detector).
         """
-        p = self.residuals(x, snr_db)
-        return ModelOutput(apply_residuals(x, p, heads, self.head_names), p)
+        p, scores = self.infer(x, snr_db, policy)
+        return ModelOutput(apply_residuals(x, p, heads, self.head_names), p, scores)

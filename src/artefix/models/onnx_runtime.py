@@ -1,13 +1,13 @@
 """Run a loaded model's correction through ONNX Runtime (``artefix correct --runtime onnx``).
 
-:class:`OnnxModel` wraps a :class:`~artefix.models.DualDomainModel` with the call that
-:func:`artefix.correction.volume.correct_volume` uses: ``model(x)`` / ``model(x, snr_db=...)`` returns an object
-with ``.residuals`` (and ``.output``). The residuals come from an ONNX Runtime session of the model exported by
-:func:`artefix.models.export.export_onnx`-style tracing, once per working slice size (the exported graph fixes
-the slice's height and width; the batch axis is dynamic) and per call form: with ``snr_db`` given (the noise
-gate on the scan's SNR, ``--snr-scope scan``) the graph takes it as a second input ``"snr_db"``. The model's
-QC steps (``detect``, the data-consistency window) and its attributes (``head_names``, ``config``, ...) stay
-those of the torch model: they only feed the report.
+:class:`OnnxModel` wraps a :class:`~artefix.models.DualDomainModel` and an inference policy with the call
+that :func:`artefix.correction.volume.correct_volume` uses: ``model(x)`` / ``model(x, snr_db=...)`` returns a
+:class:`~artefix.models.ModelOutput`. The output, residuals and detector scores come from an ONNX Runtime session
+of the model exported with its policy by :func:`artefix.models.export.export_onnx`-style tracing, once per working
+slice size (the exported graph fixes the slice's height and width; the batch axis is dynamic) and per call form:
+with ``snr_db`` given (the noise gate on the scan's SNR, ``--snr-scope scan``) the graph takes it as a second
+input ``"snr_db"``. The detector alone (``detect``, for ``artefix qc``) and the attributes (``head_names``,
+``policy``, ...) stay those of the torch model.
 """
 
 from __future__ import annotations
@@ -23,28 +23,33 @@ from torch import nn
 
 from artefix.errors import InputError
 from artefix.models.dual_domain import ModelOutput
+from artefix.models.policy import InferencePolicy
 
 ONNX_MISSING = "--runtime onnx needs onnxruntime and onnxscript: pip install 'artefix[export]'"
 
 
 class _Residuals(nn.Module):
-    """``x (B, 1, H, W)`` -> ``(output, residuals (B, K, H, W))``, all heads, the model's own SNR estimates."""
+    """``x (B, 1, H, W)`` -> ``(output, residuals (B, K, H, W)[, scores (B, K)])``, all heads.
 
-    def __init__(self, model: nn.Module) -> None:
+    The noise gate uses the model's own SNR estimates; the scores come only from a model with a detector.
+    """
+
+    def __init__(self, model: nn.Module, policy: InferencePolicy) -> None:
         super().__init__()
         self.model = model
+        self.policy = policy
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        out = self.model(x)
-        return out.output, out.residuals
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        out = self.model(x, policy=self.policy)
+        return tuple(v for v in out if v is not None)
 
 
 class _GatedResiduals(_Residuals):
-    """``(x (B, 1, H, W), snr_db (B,))`` -> ``(output, residuals)``, the noise gate on the given SNRs."""
+    """``(x (B, 1, H, W), snr_db (B,))`` -> ``(output, residuals[, scores])``, the noise gate on the given SNRs."""
 
-    def forward(self, x: torch.Tensor, snr_db: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # type: ignore[override]
-        out = self.model(x, snr_db=snr_db)
-        return out.output, out.residuals
+    def forward(self, x: torch.Tensor, snr_db: torch.Tensor) -> tuple[torch.Tensor, ...]:  # type: ignore[override]
+        out = self.model(x, snr_db=snr_db, policy=self.policy)
+        return tuple(v for v in out if v is not None)
 
 
 def check_onnx_runtime() -> None:
@@ -57,20 +62,23 @@ def check_onnx_runtime() -> None:
 
 
 class OnnxModel(nn.Module):
-    """A model whose correction (``model(x)``) runs in ONNX Runtime; QC steps and attributes stay torch's.
+    """A model whose correction (``model(x)``) runs in ONNX Runtime; the detector alone stays torch's.
 
     Args:
-        model: The loaded model (priors, gates and ensemble already set: they are part of the export).
+        model: The loaded model.
+        policy: The inference policy exported with it (None: the model's own); a call with another policy
+            is refused.
         opset_version: ONNX opset of the export (>= 20 for the ``DFT`` operator).
 
     Raises:
         InputError: When onnxruntime or onnxscript is not installed (``pip install 'artefix[export]'``).
     """
 
-    def __init__(self, model: nn.Module, opset_version: int = 20) -> None:
+    def __init__(self, model: nn.Module, policy: InferencePolicy | None = None, opset_version: int = 20) -> None:
         check_onnx_runtime()
         super().__init__()
         self.model = model.eval()
+        self.policy: InferencePolicy = model.policy if policy is None else policy
         self.opset_version = opset_version
         self._sessions: dict[tuple[int, int, bool], Any] = {}
 
@@ -81,28 +89,20 @@ class OnnxModel(nn.Module):
         return tuple(self.model.head_names)
 
     @property
-    def config(self) -> Any:
-        """The torch model's ``ModelConfig``."""
-        return getattr(self.model, "config", None)
-
-    @property
     def detector(self) -> Any:
         """The torch model's artefact detector (None without gates)."""
         return getattr(self.model, "detector", None)
 
-    @property
-    def consistent_head(self) -> Any:
-        """The torch model's data-consistency step (None without)."""
-        return getattr(self.model, "consistent_head", None)
+    def detect(
+        self, x: torch.Tensor, snr_db: torch.Tensor | None = None, policy: InferencePolicy | None = None
+    ) -> torch.Tensor | None:
+        """The torch model's detection scores (``artefix qc``; a correction gets them from ONNX Runtime)."""
+        return self.model.detect(x, snr_db=snr_db, policy=self._policy(policy))
 
-    @property
-    def gated(self) -> bool:
-        """Whether the torch model's detector gates its residuals."""
-        return bool(getattr(self.model, "gated", True))
-
-    def detect(self, x: torch.Tensor, snr_db: torch.Tensor | None = None) -> torch.Tensor | None:
-        """The torch model's detection scores (the QC report's; the correction itself runs in ONNX)."""
-        return self.model.detect(x, snr_db=snr_db)
+    def _policy(self, policy: InferencePolicy | None) -> InferencePolicy:
+        if policy is not None and policy != self.policy:
+            raise ValueError("this ONNX model was exported with another inference policy")
+        return self.policy
 
     def _session(self, height: int, width: int, gated: bool, device: torch.device) -> Any:
         key = (height, width, gated)
@@ -114,11 +114,11 @@ class OnnxModel(nn.Module):
             example = torch.randn((2, 1, height, width), generator=g).to(device=param.device, dtype=param.dtype)
             batch = torch.export.Dim("batch")
             if gated:
-                wrapper: nn.Module = _GatedResiduals(self.model)
+                wrapper: nn.Module = _GatedResiduals(self.model, self.policy)
                 args: tuple[torch.Tensor, ...] = (example, torch.full((2,), 20.0, device=param.device))
                 names, dynamic = ["image", "snr_db"], {"x": {0: batch}, "snr_db": {0: batch}}
             else:
-                wrapper, args = _Residuals(self.model), (example,)
+                wrapper, args = _Residuals(self.model, self.policy), (example,)
                 names, dynamic = ["image"], {"x": {0: batch}}
             providers = ["CPUExecutionProvider"]
             if device.type == "cuda" and "CUDAExecutionProvider" in ort.get_available_providers():
@@ -136,7 +136,7 @@ class OnnxModel(nn.Module):
                             args,
                             str(path),
                             input_names=names,
-                            output_names=["output", "residuals"],
+                            output_names=self._outputs(),
                             dynamic_shapes=dynamic,
                             opset_version=self.opset_version,
                             dynamo=True,
@@ -147,14 +147,18 @@ class OnnxModel(nn.Module):
                 self._sessions[key] = ort.InferenceSession(str(path), providers=providers)
         return self._sessions[key]
 
-    def forward(self, x: torch.Tensor, snr_db: torch.Tensor | None = None) -> ModelOutput:
-        """The model's output and residuals (all heads) for ``x (B, 1, H, W)``, from ONNX Runtime."""
+    def forward(
+        self, x: torch.Tensor, snr_db: torch.Tensor | None = None, policy: InferencePolicy | None = None
+    ) -> ModelOutput:
+        """The model's output, residuals (all heads) and scores for ``x (B, 1, H, W)``, from ONNX Runtime."""
+        self._policy(policy)
         session = self._session(int(x.shape[-2]), int(x.shape[-1]), snr_db is not None, x.device)
         feeds = {"image": x.detach().float().cpu().numpy()}
         if snr_db is not None:
             feeds["snr_db"] = snr_db.detach().float().cpu().numpy().reshape(x.shape[0])
-        output, residuals = session.run(["output", "residuals"], feeds)
-        return ModelOutput(
-            torch.from_numpy(output).to(device=x.device, dtype=x.dtype),
-            torch.from_numpy(residuals).to(device=x.device, dtype=x.dtype),
-        )
+        names = self._outputs()
+        values = [torch.from_numpy(v).to(device=x.device, dtype=x.dtype) for v in session.run(names, feeds)]
+        return ModelOutput(*values)
+
+    def _outputs(self) -> list[str]:
+        return ["output", "residuals"] + (["scores"] if self.detector is not None else [])

@@ -97,7 +97,8 @@ def build_model(preset: str | ModelConfig = "compact", *, seed: int | None = Non
             :class:`ModelConfig` (e.g. ``ModelConfig.from_dict(checkpoint["model_config"])``).
         seed: Seed of a private generator for the initial weights (reproducible models); ``None``
             uses PyTorch's default initialisation.
-        **overrides: :class:`ModelConfig` fields to change.
+        **overrides: :class:`ModelConfig` fields to change, and
+            :class:`~artefix.models.policy.InferencePolicy` fields for the model's :attr:`policy`.
 
     Returns:
         The model, in training mode, on the CPU, float32.
@@ -111,7 +112,11 @@ def build_model(preset: str | ModelConfig = "compact", *, seed: int | None = Non
         >>> build_model("tiny", heads=("noise",)).head_names
         ('noise',)
     """
-    return DualDomainModel(get_config(preset, **overrides), seed=seed)
+    from artefix.models.dual_domain import split_settings
+    from artefix.models.policy import InferencePolicy
+
+    architecture, inference = split_settings(overrides)
+    return DualDomainModel(get_config(preset, **architecture), seed=seed, policy=InferencePolicy(**inference))
 
 
 def build_single_task_model(

@@ -47,10 +47,18 @@ import torch
 from artefix.artefacts.names import HEADS
 from artefix.correction.core import model_input, qc_batch, scan_snr_db
 from artefix.correction.record import SNR_SCOPES
-from artefix.correction.volume import _head_names, _model_device, _stack_view, auto_batch_size, slice_stack
+from artefix.correction.volume import (
+    _head_names,
+    _model_device,
+    _stack_view,
+    auto_batch_size,
+    model_policy,
+    slice_stack,
+)
 from artefix.data.io import Volume, check_finite
 from artefix.data.slices import ForegroundFilter
 from artefix.errors import InputError
+from artefix.models.policy import InferencePolicy
 
 SCAN_PERCENTILE = 90.0
 """Percentile of the counted slices' scores that is the scan's score."""
@@ -196,6 +204,7 @@ def measure_volume(
     batch_size: int | None = None,
     matrix: Sequence[int] | None = None,
     snr_scope: str = "scan",
+    policy: InferencePolicy | None = None,
 ) -> ScanQC:
     """The per-slice QC numbers of ``volume`` (see the module docstring).
 
@@ -207,6 +216,7 @@ def measure_volume(
         matrix: The model card's training matrix, or None.
         snr_scope: ``"scan"`` (the noise gate of the noise score sees the scan's SNR, as ``artefix correct``
             by default) or ``"slice"``.
+        policy: The inference policy whose scores are reported (None: the model's own).
 
     Returns:
         :class:`ScanQC`.
@@ -225,6 +235,7 @@ def measure_volume(
     slice_axis, src, mean, std, constant, work = slice_stack(volume, axis, matrix, min_side=3, purpose="check")
     n = src.shape[0]
     heads = _head_names(model)
+    policy = model_policy(model, policy)
     model.eval()
     device = _model_device(model)
     if batch_size is None:
@@ -246,14 +257,14 @@ def measure_volume(
             u = model_input(batch, mu, sigma, work)
             snr[idx] = estimated_snr_db(u).double().cpu().numpy()
             kspace[idx] = kspace_fractions(u).double().cpu().numpy()
-        noise_gate = getattr(getattr(model, "config", None), "noise_snr", None) is not None
+        noise_gate = policy.noise_snr is not None
         scan_snr = scan_snr_db(snr) if noise_gate and snr_scope == "scan" else None
         if detection is not None:
             for idx, batch, mu, sigma in batches():
                 gate_snr = None
                 if scan_snr is not None:
                     gate_snr = torch.full((idx.size,), scan_snr, dtype=torch.float32, device=device)
-                scores = qc_batch(model, batch, mu, sigma, work, gate_snr).detection
+                scores = qc_batch(model, batch, mu, sigma, work, gate_snr, policy).detection
                 detection[idx] = scores.float().cpu().numpy()
     foreground = ForegroundFilter().keep(src)
     return ScanQC(

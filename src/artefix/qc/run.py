@@ -88,7 +88,7 @@ def qc_scan(task: tuple[ScanRef, ModelSpec, QCOptions]) -> ScanResult:
     ref, spec, options = task
     start = time.perf_counter()
     try:
-        net, card = loaded_model(spec)
+        net, card, policy = loaded_model(spec)
         volume = read_volume(ref.path, key=ref.key)
         qc = measure_volume(
             volume,
@@ -97,6 +97,7 @@ def qc_scan(task: tuple[ScanRef, ModelSpec, QCOptions]) -> ScanResult:
             batch_size=options.batch_size,
             matrix=card.get("matrix"),
             snr_scope=options.snr_scope,
+            policy=policy,
         )
         worst = qc.worst_slices(max(WORST_SLICES, options.thumbnails))
         thumbs = {z: thumbnail_png(slice_image(volume, qc.axis, z)) for z in worst[: options.thumbnails]}
@@ -198,7 +199,7 @@ def run_qc(
     options = options or QCOptions()
     limits = resolve_thresholds(thresholds)
     out = check_qc_outputs(out, overwrite=overwrite)
-    _, card = loaded_model(spec)  # a bad model or device is an error for the whole run, before any scan
+    _, card, _ = loaded_model(spec)  # a bad model or device is an error for the whole run, before any scan
     results: list[ScanResult | None] = [None] * len(refs)
 
     def done(i: int, result: ScanResult) -> None:

@@ -32,13 +32,16 @@ import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import yaml
 
 from artefix.artefacts.names import HEADS
 from artefix.atomic import atomic_file, one_line
 from artefix.errors import ArtefixError
+
+if TYPE_CHECKING:
+    from artefix.models.policy import InferencePolicy
 
 __all__ = [
     "ConfigError",
@@ -169,7 +172,8 @@ class ModelSection:
     noise_snr: tuple[float, float] | None = None
 
     def __post_init__(self) -> None:
-        from artefix.models import ALL_HEADS, PRESETS, ModelConfig
+        from artefix.models import ALL_HEADS, PRESETS
+        from artefix.models.policy import InferencePolicy
 
         object.__setattr__(self, "preset", _choice(self.preset, "model.preset", tuple(PRESETS)))
         if self.heads is not None:
@@ -189,11 +193,23 @@ class ModelSection:
         if self.noise_snr is not None and not isinstance(self.noise_snr, (list, tuple)):
             raise ValueError(f"model.noise_snr must be [lo, hi] in dB or null, got {self.noise_snr!r}")
         try:
-            priors = ModelConfig(bias_smooth=self.bias_smooth, noise_snr=self.noise_snr)
+            priors = InferencePolicy(bias_smooth=self.bias_smooth, noise_snr=self.noise_snr)
         except (TypeError, ValueError) as exc:
             raise ValueError(f"model.{exc}") from None
         object.__setattr__(self, "bias_smooth", priors.bias_smooth)
         object.__setattr__(self, "noise_snr", priors.noise_snr)
+
+    @property
+    def policy(self) -> InferencePolicy:
+        """The inference policy these settings give the trained model (saved with its weights)."""
+        from artefix.models.policy import InferencePolicy
+
+        return InferencePolicy(
+            consistency=self.consistency,
+            truncation_gate=self.truncation_gate,
+            bias_smooth=self.bias_smooth,
+            noise_snr=self.noise_snr,
+        )
 
     @property
     def head_names(self) -> tuple[str, ...]:

@@ -70,11 +70,8 @@ class ArtefactCorrectionModule(L.LightningModule):
             seed=config.model_seed,
             heads=config.model.head_names,
             gates=config.model.gates,
-            consistency=config.model.consistency,
-            truncation_gate=config.model.truncation_gate,
-            bias_smooth=config.model.bias_smooth,
-            noise_snr=config.model.noise_snr,
         )
+        self.model.policy = config.model.policy
         if self.model.kspace_branch is not None:
             # Mixed precision: the k-space branch's output feeds torch.complex and an inverse FFT, which
             # need float32 (no bfloat16 complex; half-precision FFTs only for powers of two on CUDA).
@@ -111,13 +108,11 @@ class ArtefactCorrectionModule(L.LightningModule):
 
     def _start_from(self, init: str) -> None:
         from artefix.models.checkpoint import load_model, transfer_weights
-        from artefix.models.dual_domain import INFERENCE_FIELDS
         from artefix.models.registry import resolve_model
 
         source, _ = load_model(resolve_model(init), verify=True)
         mine = self.model.config
-        same = {name: getattr(mine, name) for name in ("heads", "gates", *INFERENCE_FIELDS)}
-        if source.config.replace(**same) != mine:
+        if source.config.replace(heads=mine.heads, gates=mine.gates) != mine:
             raise ValueError(f"model.init {init!r} has another architecture than preset {self.config.model.preset!r}")
         transfer_weights(self.model, source)
 

@@ -1,0 +1,141 @@
+"""How a trained network is applied at inference: one immutable, validated value.
+
+The weights of a :class:`~artefix.models.dual_domain.DualDomainModel` fix its architecture
+(:class:`~artefix.models.dual_domain.ModelConfig`); everything that only changes how its outputs are used
+lives here, in an :class:`InferencePolicy`: whether the detector's scores gate the residuals, the k-space
+data consistency of the subsampling head and its truncation gate, the self-ensemble and the physics priors.
+A model card stores the two as separate sections (``config`` and ``inference``); ``artefix correct``,
+``evaluate``, ``qc`` and the demo build one policy from the card and the user's options, validate it once,
+and pass it down, so the loaded model is never switched in place.
+
+Example:
+    >>> from artefix.models.policy import InferencePolicy
+    >>> policy = InferencePolicy(consistency=True, noise_snr=(9, 11))
+    >>> policy.replace(ensemble=8).ensemble, policy.without_priors().noise_snr
+    (8, None)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+ENSEMBLES: tuple[int, ...] = (1, 2, 4, 8)
+"""Self-ensemble sizes: the first ``n`` of the image's dihedral transforms
+(:func:`artefix.models.dual_domain.dihedral`)."""
+
+
+def _is_number(value: Any) -> bool:
+    return not isinstance(value, bool) and isinstance(value, (int, float))
+
+
+@dataclass(frozen=True)
+class InferencePolicy:
+    """The inference steps applied around the network's residuals (none of them change the weights).
+
+    All but ``consistency`` act in eval mode only; training sees the residuals as the loss needs them.
+
+    Attributes:
+        gated: Multiply each residual by the detector's score for its artefact (models with a detector,
+            ``ModelConfig.gates``; not in the paper). False applies every residual in full (the scores are
+            still computed and reported): for a scan known to have an artefact the detector scores low.
+        consistency: Project the subsampling residual onto the k-space lines the input was not measured
+            with, where a truncated k-space is found (:mod:`artefix.models.consistency`; not in the paper):
+            the measured data stay as they are.
+        truncation_gate: Needs ``consistency``: the subsampling residual is applied only to slices whose
+            k-space is found truncated, and dropped (with its detector score) on slices measured edge to
+            edge. A physical test that does not depend on what the image shows, where the detector's score
+            does: a subsampling head opening on a small clean slice of another scanner otherwise adds
+            texture (the 64x64 ``MR_small.dcm`` lost VIF 0.98 -> 0.76). Leave it off for zero-filled,
+            randomly or equispaced undersampled inputs, which no edge reveals.
+        ensemble: Self-ensemble (not in the paper): the residuals and the detector's scores are averaged
+            over this many dihedral transforms of the input (1 none; 2 adds the left-right flip; 4 all
+            flips; 8 flips and transposes), each mapped back. Costs ``ensemble`` network passes.
+        bias_smooth: Replace the bias residual by the smooth multiplicative field nearest to it, Gaussian
+            ``sigma`` this fraction of the larger image side
+            (:func:`artefix.models.priors.smooth_bias_residual`); 0 turns it off.
+        noise_snr: ``(lo, hi)`` in dB; the noise residual (and the detector's noise score) is weighted by
+            :func:`artefix.models.priors.snr_gate` of the input's estimated SNR: full below ``lo``, off
+            above ``hi``. None turns it off.
+
+    Raises:
+        ValueError: On construction, for any value outside the ranges above.
+    """
+
+    gated: bool = True
+    consistency: bool = False
+    truncation_gate: bool = False
+    ensemble: int = 1
+    bias_smooth: float = 0.0
+    noise_snr: tuple[float, float] | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("gated", "consistency", "truncation_gate"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
+        if self.truncation_gate and not self.consistency:
+            raise ValueError("truncation_gate needs consistency (the truncation is found by the data-consistency step)")
+        if isinstance(self.ensemble, bool) or not isinstance(self.ensemble, int) or self.ensemble not in ENSEMBLES:
+            raise ValueError(f"ensemble must be one of {list(ENSEMBLES)}, got {self.ensemble!r}")
+        if not _is_number(self.bias_smooth) or not (0 <= self.bias_smooth <= 1):
+            raise ValueError(f"bias_smooth must be a number in [0, 1], got {self.bias_smooth!r}")
+        object.__setattr__(self, "bias_smooth", float(self.bias_smooth))
+        if self.noise_snr is not None:
+            snr = tuple(self.noise_snr) if isinstance(self.noise_snr, (list, tuple)) else ()
+            if len(snr) != 2 or not all(_is_number(v) for v in snr) or not (snr[0] < snr[1]):
+                raise ValueError(f"noise_snr must be None or two numbers lo < hi (dB), got {self.noise_snr!r}")
+            object.__setattr__(self, "noise_snr", (float(snr[0]), float(snr[1])))
+
+    @property
+    def has_priors(self) -> bool:
+        """Whether a physics prior (``bias_smooth`` or ``noise_snr``) is on."""
+        return self.bias_smooth > 0 or self.noise_snr is not None
+
+    def replace(self, **changes: Any) -> InferencePolicy:
+        """A copy with some fields changed (validated like the constructor).
+
+        Raises:
+            ValueError: For an unknown field or an invalid value.
+        """
+        unknown = sorted(set(changes) - set(FIELDS))
+        if unknown:
+            raise ValueError(f"unknown inference setting(s) {unknown}; expected some of {list(FIELDS)}")
+        return dataclasses.replace(self, **changes)
+
+    def without_priors(self) -> InferencePolicy:
+        """The same policy with the physics priors off (the heads as trained)."""
+        return self.replace(bias_smooth=0.0, noise_snr=None)
+
+    def with_options(self, *, ensemble: int | None = None, priors: bool = True, gates: bool = True) -> InferencePolicy:
+        """The policy a user's options make of this one (a card's): the command line's three switches.
+
+        Args:
+            ensemble: Self-ensemble size instead of this policy's (None keeps it).
+            priors: False turns the physics priors off.
+            gates: False applies every residual in full.
+        """
+        policy = self if ensemble is None else self.replace(ensemble=ensemble)
+        policy = policy if priors else policy.without_priors()
+        return policy if gates else policy.replace(gated=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly dict (tuples become lists), the inverse of :meth:`from_dict`."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> InferencePolicy:
+        """Rebuild a policy from :meth:`to_dict` output (missing fields take their defaults).
+
+        Raises:
+            ValueError: On unknown keys or invalid values.
+        """
+        unknown = sorted(set(data) - set(FIELDS))
+        if unknown:
+            raise ValueError(f"unknown inference setting(s) {unknown}; expected some of {list(FIELDS)}")
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+
+
+FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(InferencePolicy))
+"""The settings of an :class:`InferencePolicy`, in order."""
