@@ -5,10 +5,12 @@ from __future__ import annotations
 import base64
 import json
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+import artefix
 from artefix.correction import correct_file
 from artefix.data.io import Volume
 from artefix.errors import OutputError
@@ -137,3 +139,47 @@ def test_gated_model_reports_its_detection_scores(tmp_path, monkeypatch):
     assert all(0 < s < 1 for s in scores)
     text = run.report.read_text()
     assert "<th>detection</th>" in text and f"<td>{scores[0]:.2f}</td>" in text
+
+
+def test_difference_and_residual_maps_have_a_colour_scale(corrected):
+    from artefix.report import largest_corrections_figure
+
+    run, _ = corrected
+    fig = largest_corrections_figure(run)
+    labels = [ax.get_ylabel() for ax in fig.axes]
+    rows = len(run.record.snapshots)
+    assert labels.count("change (input units)") == rows and labels.count("intensity") == rows
+
+
+def test_a_single_slice_gets_bars_and_one_plane_not_a_point_and_slivers(tmp_path, monkeypatch):
+    from artefix.report import residual_profile_figure
+
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    save_model(build_model("tiny", seed=4), weights / "mt-lc-brain.safetensors", card={"description": "tiny"})
+    monkeypatch.setenv(WEIGHTS_ENV, str(weights))
+    yy, xx = np.mgrid[:32, :28]
+    image = (100 * np.exp(-(((yy - 16) / 8.0) ** 2 + ((xx - 14) / 6.0) ** 2)))[..., None].astype(np.float32)
+    np.save(tmp_path / "one.npy", image)  # (H, W, 1): one slice stored as 3D
+    run = correct_file(tmp_path / "one.npy", tmp_path / "out.npy", report=tmp_path / "qc.html")
+    fig = residual_profile_figure(run)
+    assert len(fig.axes[0].patches) == len(HEADS) and not fig.axes[0].lines  # bars, no one-point profile
+    planes = orthogonal_planes(Volume(image))
+    assert len(planes) == 1 and planes[0][1].shape == (32, 28)
+    html_text = run.report.read_text()
+    assert html_text.count("data:image/png;base64,") == 3
+
+
+def test_the_model_card_is_summarised_in_words_with_the_json_folded_away(corrected):
+    from artefix.report import card_facts
+
+    run, _ = corrected
+    text = run.report.read_text()
+    facts = dict(card_facts(run.model_card))
+    assert facts["name"] == "mt-lc-brain" and facts["what it does"] == "tiny"
+    assert facts["heads"] == ", ".join(HEADS) and facts["size"].endswith("parameters (preset n/a)")
+    assert "<th>what it does</th><td>tiny</td>" in text
+    assert text.index("<details><summary>Full model card (JSON)</summary>") > text.index("<th>heads</th>")
+    shipped = json.loads((Path(artefix.__file__).parent / "weights" / "mt-lc-brain.json").read_text())
+    steps = dict(card_facts(shipped))["at inference"]
+    assert "k-space data consistency" in steps and "noise head faded out from 9 to 11 dB" in steps

@@ -69,10 +69,13 @@ def orthogonal_planes(volume: Volume) -> list[tuple[str, np.ndarray, float]]:
 
     Returns:
         ``[(title, plane (rows, cols), aspect)]``; ``aspect`` is row spacing / column spacing. A 2D image
-        gives one plane (flipped so that ``origin="lower"`` shows it as stored).
+        or a one-slice 3D volume gives one plane (flipped so that ``origin="lower"`` shows it as stored).
     """
     array = volume.array
     spacing = np.asarray(volume.spacing if len(volume.spacing) == array.ndim else (1.0,) * array.ndim)
+    if array.ndim == 3 and 1 in array.shape:  # one slice stored as 3D: its plane, not one-pixel-wide views
+        axis = array.shape.index(1)
+        array, spacing = np.take(array, 0, axis=axis), np.delete(spacing, axis)
     if array.ndim == 2:
         return [("slice", array[::-1], float(spacing[0] / spacing[1]))]
     if volume.format in _NO_GEOMETRY:
@@ -99,6 +102,8 @@ def orthogonal_planes(volume: Volume) -> list[tuple[str, np.ndarray, float]]:
 def residual_profile_figure(run: CorrectionRun) -> Any:
     """Mean |residual| per slice and head (lines; flagged slices circled), as a matplotlib figure."""
     record = run.record
+    if record.n_slices == 1:
+        return _residual_bars(record)
     plt = _plt()
     fig, ax = plt.subplots(figsize=(8, 3.2), constrained_layout=True)
     flagged = record.flagged()
@@ -121,6 +126,21 @@ def residual_profile_figure(run: CorrectionRun) -> Any:
     return fig
 
 
+def _residual_bars(record: Any) -> Any:
+    """Mean |residual| per head of a single slice as bars (a profile over one slice would be one point)."""
+    fig, ax = _plt().subplots(figsize=(6, 2.8), constrained_layout=True)
+    heads = list(record.heads)
+    bars = ax.bar(heads, record.mean_abs_residual[0], color=[_HEAD_COLOURS.get(h) for h in heads])
+    for bar, head in zip(bars, heads, strict=True):
+        if head not in record.applied:
+            bar.set_hatch("//")
+            bar.set_alpha(0.5)
+    ax.set_ylabel("mean |residual| (input units)")
+    ax.set_title("one slice: mean |residual| per head (hatched: not applied)", fontsize=9)
+    ax.grid(alpha=0.3, axis="y")
+    return fig
+
+
 def largest_corrections_figure(run: CorrectionRun) -> Any | None:
     """Rows of before / after / difference / residuals for the snapshot slices (None when there are none)."""
     record = run.record
@@ -137,11 +157,14 @@ def largest_corrections_figure(run: CorrectionRun) -> Any | None:
         panels = [("before", snap.before, "gray", lo, hi), ("after", snap.after, "gray", lo, hi)]
         panels.append(("after - before", diff, "RdBu_r", -d, d))
         panels += [(f"{h} residual", snap.residuals[k], "RdBu_r", -d, d) for k, h in enumerate(record.heads)]
+        shown = []
         for c, (name, img, cmap, vmin, vmax) in enumerate(panels):
             ax = axes[r, c]
-            ax.imshow(img, cmap=cmap, vmin=vmin, vmax=vmax)
+            shown.append(ax.imshow(img, cmap=cmap, vmin=vmin, vmax=vmax))
             ax.set_title(f"slice {snap.index}: {name}" if c == 0 else name, fontsize=8)
             ax.axis("off")
+        fig.colorbar(shown[1], ax=axes[r, :2].tolist(), shrink=0.8, label="intensity")
+        fig.colorbar(shown[2], ax=axes[r, 2:].tolist(), shrink=0.8, label="change (input units)")
     return fig
 
 
@@ -193,6 +216,40 @@ table{border-collapse:collapse;font-size:.9em}td,th{border:1px solid #ccc;paddin
 th{background:#f3f3f3}img{max-width:100%}pre{background:#f6f6f6;padding:.8em;overflow:auto;font-size:.8em}
 .muted{color:#777}
 """
+
+
+def card_facts(card: dict[str, Any]) -> list[tuple[str, str]]:
+    """A model card's facts a reader wants first, in words: ``[(label, text)]`` (missing fields left out)."""
+    from artefix.models.policy import InferencePolicy
+
+    facts = [("name", str(card.get("name") or "unnamed"))]
+    if card.get("description"):
+        facts.append(("what it does", str(card["description"])))
+    if card.get("heads"):
+        facts.append(("heads", ", ".join(map(str, card["heads"]))))
+    if card.get("parameters"):
+        facts.append(("size", f"{card['parameters']:,} parameters (preset {card.get('preset', 'n/a')})"))
+    if card.get("matrix"):
+        facts.append(("runs at", " x ".join(map(str, card["matrix"])) + " pixels per slice (the training matrix)"))
+    try:
+        steps = InferencePolicy.from_dict(card["inference"]).steps() if card.get("inference") else []
+    except (TypeError, ValueError):
+        steps = []
+    if steps:
+        facts.append(("at inference", "; ".join(steps)))
+    if card.get("epochs") and card.get("wall_time_s"):
+        facts.append(("trained", f"{card['epochs']} epochs, {card['wall_time_s'] / 60:.0f} min"))
+    if isinstance(card.get("licences"), dict) and card["licences"]:
+        facts.append(("training data", "; ".join(f"{k} ({v})" for k, v in card["licences"].items())))
+    if card.get("sha256"):
+        facts.append(("weights sha256", str(card["sha256"])))
+    return facts
+
+
+def card_table(card: dict[str, Any]) -> str:
+    """:func:`card_facts` as an HTML table."""
+    rows = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in card_facts(card))
+    return f"<table>{rows}</table>"
 
 
 def _img(b64: str, alt: str) -> str:
@@ -270,8 +327,10 @@ def render_report(run: CorrectionRun, before: Volume, after: Volume, summary: di
         "<h2>Orthogonal view before and after</h2>",
         "<p class='muted'>Central planes; neurological convention (patient's right on the right).</p>",
         _img(figure_to_base64(orthogonal_figure(before, after)), "orthogonal view"),
-        "<h2>Model card</h2>",
-        f"<pre>{esc(json.dumps(run.model_card, indent=2, default=str))}</pre>",
+        "<h2>Model</h2>",
+        card_table(run.model_card),
+        "<details><summary>Full model card (JSON)</summary>",
+        f"<pre>{esc(json.dumps(run.model_card, indent=2, default=str))}</pre></details>",
         "</body></html>",
     ]
     return "\n".join(parts)

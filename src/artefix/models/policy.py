@@ -93,6 +93,22 @@ class InferencePolicy:
         """Whether a physics prior (``bias_smooth`` or ``noise_snr``) is on."""
         return self.bias_smooth > 0 or self.noise_snr is not None
 
+    def steps(self) -> list[str]:
+        """The steps this policy adds around the network, in words (empty: the residuals as trained, gated)."""
+        steps = [] if self.gated else ["every residual applied in full (detector scores not applied)"]
+        if self.consistency:
+            steps.append("k-space data consistency of the subsampling head")
+        if self.truncation_gate:
+            steps.append("subsampling head only where a truncated k-space is found")
+        if self.bias_smooth:
+            steps.append(f"smooth bias field (sigma {self.bias_smooth:g} of the field of view)")
+        if self.noise_snr is not None:
+            lo, hi = self.noise_snr
+            steps.append(f"noise head faded out from {lo:g} to {hi:g} dB estimated SNR")
+        if self.ensemble > 1:
+            steps.append(f"self-ensemble of {self.ensemble}")
+        return steps
+
     def replace(self, **changes: Any) -> InferencePolicy:
         """A copy with some fields changed (validated like the constructor).
 
