@@ -106,6 +106,9 @@ def test_run_folder_guards(tiny_run, tmp_path):
         fit(config, result.out_dir)
     again = fit(config, result.out_dir, resume=True)  # a finished run is not trained again
     assert again.epochs == result.epochs and again.history == result.history
+    assert result.trained_now and result.resumed_from_epoch is None
+    assert result.time_text() == f"{result.wall_time_s:.1f} s"
+    assert not again.trained_now and again.time_text().startswith("no time now: the run had already finished")
     with pytest.raises(ConfigError, match="differs from the saved one in loss.alpha"):
         fit(config.replace(loss={"alpha": 0.5}), result.out_dir, resume=True)
     with pytest.raises(InputError, match="nothing to resume"):
@@ -162,6 +165,9 @@ def test_resume_after_sigkill_loses_at_most_the_epoch_in_progress(tmp_path, wait
     status = json.loads((out / "run.json").read_text())
     assert status["resumed_from_epoch"] == saved
     assert result.status == "finished" and result.epochs == 4
+    # the resumed segment reports its own time beside the whole run's (which includes the killed segment's)
+    assert result.resumed_from_epoch == saved and 0 < result.segment_wall_time_s < result.wall_time_s
+    assert f"resumed after epoch {saved}" in result.time_text()
     assert [h["epoch"] for h in result.history] == [0, 1, 2, 3]
     assert sorted(val_rows(out)) == [0, 1, 2, 3]  # the log of the killed segment survives
     assert all(math.isfinite(h["val/mse"]) for h in result.history)

@@ -78,7 +78,7 @@ def train_command(
         return
     best = f"{result.best_score:.6g} (epoch {result.best_epoch})" if result.best_score is not None else "n/a"
     typer.echo(
-        f"{result.status}: {result.epochs} epochs in {result.wall_time_s:.1f} s, best {cfg.trainer.monitor} {best}\n"
+        f"{result.status}: {result.epochs} epochs in {result.time_text()}, best {cfg.trainer.monitor} {best}\n"
         f"weights: {result.best_path}\nrun folder: {result.out_dir}"
     )
 
@@ -105,5 +105,5 @@ def _train_pipeline(
     if is_secondary_process():
         return
     for stage, result in zip(pipeline.stages, results, strict=True):
-        typer.echo(f"{stage.name}: {result.status}, {result.epochs} epochs in {result.wall_time_s:.1f} s")
+        typer.echo(f"{stage.name}: {result.status}, {result.epochs} epochs in {result.time_text()}")
     typer.echo(f"weights: {results[-1].best_path}\nrun folder: {Path(out_dir).absolute()}")

@@ -131,7 +131,11 @@ class ModelExport(L.Callback):
 
     def wall_time(self) -> float:
         """Seconds of training so far, over all resumed segments."""
-        return self.previous_wall_time + time.perf_counter() - self._start
+        return self.previous_wall_time + self.segment_time()
+
+    def segment_time(self) -> float:
+        """Seconds of training in this process (this segment of a resumed run)."""
+        return time.perf_counter() - self._start
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """Start the clock of this segment."""
@@ -202,6 +206,7 @@ class ModelExport(L.Callback):
             "keep": self.keep,
             "stopped_early": status == "finished" and len(self.history) < (trainer.max_epochs or 0),
             "wall_time_s": round(self.wall_time(), 3),
+            "segment_wall_time_s": round(self.segment_time(), 3),
             "history": self.history,
         }
         if error:

@@ -87,6 +87,10 @@ class FitResult:
         stopped_early: Whether early stopping ended the run before ``max_epochs``.
         wall_time_s: Training time over all resumed segments, seconds.
         history: Validation metrics per completed epoch.
+        segment_wall_time_s: Training time of the last segment alone (the last ``fit`` call that trained),
+            seconds; equal to ``wall_time_s`` for a run never resumed.
+        resumed_from_epoch: Completed epochs the last segment started from (None: never resumed).
+        trained_now: False when ``fit`` found the run already finished and trained nothing.
     """
 
     out_dir: Path
@@ -99,6 +103,20 @@ class FitResult:
     stopped_early: bool
     wall_time_s: float
     history: list[dict[str, float]] = field(default_factory=list)
+    segment_wall_time_s: float | None = None
+    resumed_from_epoch: int | None = None
+    trained_now: bool = True
+
+    def time_text(self) -> str:
+        """How long the training took, in words: a resumed run says this segment's and the whole run's time."""
+        if not self.trained_now:
+            return f"no time now: the run had already finished ({self.wall_time_s:.1f} s of training)"
+        if self.resumed_from_epoch is None or self.segment_wall_time_s is None:
+            return f"{self.wall_time_s:.1f} s"
+        return (
+            f"{self.segment_wall_time_s:.1f} s (resumed after epoch {self.resumed_from_epoch}; "
+            f"{self.wall_time_s:.1f} s over all segments)"
+        )
 
     @property
     def metrics(self) -> dict[str, float]:
@@ -122,6 +140,8 @@ class FitResult:
             stopped_early=bool(doc.get("stopped_early", False)),
             wall_time_s=float(doc.get("wall_time_s", 0.0)),
             history=list(doc.get("history", [])),
+            segment_wall_time_s=doc.get("segment_wall_time_s"),
+            resumed_from_epoch=doc.get("resumed_from_epoch"),
         )
 
 
@@ -312,7 +332,7 @@ def fit(
         done = FitResult.read(out_dir)
         if done.status == "finished" and (done.stopped_early or done.epochs >= config.trainer.max_epochs):
             log.info("%s: the run already finished; nothing to resume", out_dir)
-            return done
+            return dataclasses.replace(done, trained_now=False)
     elif not secondary and (checkpoint.exists() or (out_dir / RUN_FILE).exists()):
         raise OutputError(
             f"{out_dir}: already holds a training run; pass `resume` or choose another `out_dir`", flags=OUT_FLAG
