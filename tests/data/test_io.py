@@ -17,7 +17,7 @@ from PIL import Image
 
 from artefix.data import io
 from artefix.data.io import SUPPORTED_INPUTS, SUPPORTED_OUTPUTS, Volume, check_finite, read_volume, write_volume
-from artefix.data.io_fastmri import rss_from_kspace
+from artefix.data.io.fastmri import rss_from_kspace
 from artefix.errors import InputError, OutputError
 from artefix.fft import fft2c, ifft2c
 
@@ -221,7 +221,7 @@ def test_png_read_write(tmp_path, caplog):
     rgb = np.zeros((2, 3, 3), np.uint8)
     rgb[..., 0], rgb[..., 1], rgb[..., 2] = 100, 200, 50
     Image.fromarray(rgb).save(tmp_path / "rgb.png")
-    with caplog.at_level(logging.WARNING, logger="artefix.data.io_arrays"):
+    with caplog.at_level(logging.WARNING, logger="artefix.data.io.arrays"):
         lum = read_volume(tmp_path / "rgb.png").array
     np.testing.assert_allclose(lum, 0.299 * 100 + 0.587 * 200 + 0.114 * 50, rtol=1e-6)
     assert "luminance" in caplog.text

@@ -10,8 +10,8 @@ import pytest
 from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 
-from artefix.data import io_dicom
 from artefix.data.io import Volume, read_volume, write_volume
+from artefix.data.io.dicom import quantise
 from artefix.errors import InputError, OutputError
 
 ROWS, COLS = 6, 5
@@ -139,12 +139,12 @@ def test_bad_folders_and_files(tmp_path, mr_slice):
 
 def test_quantise_bounds():
     x = np.linspace(-123.4567, 987.6543, 1001)
-    stored, slope, intercept = io_dicom.quantise(x)
+    stored, slope, intercept = quantise(x)
     assert stored.dtype == np.uint16 and len(slope) <= 16 and len(intercept) <= 16
     step = float(slope)
     assert step == pytest.approx((x.max() - x.min()) / 65534, rel=1e-9)
     assert np.max(np.abs(stored * step + float(intercept) - x)) <= step / 2 * (1 + 1e-6)
-    const, slope, intercept = io_dicom.quantise(np.full(4, 7.25))
+    const, slope, intercept = quantise(np.full(4, 7.25))
     assert float(slope) * const[0] + float(intercept) == 7.25
 
 

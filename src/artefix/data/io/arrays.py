@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from artefix.atomic import one_line
-from artefix.data.io import Volume
+from artefix.data.io.volume import Volume
 from artefix.errors import InputError, OutputError
 
 log = logging.getLogger(__name__)

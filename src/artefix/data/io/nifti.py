@@ -16,7 +16,7 @@ from nibabel.filebasedimages import ImageFileError
 from nibabel.spatialimages import HeaderDataError
 
 from artefix.atomic import one_line
-from artefix.data.io import Volume
+from artefix.data.io.volume import Volume
 from artefix.errors import InputError, OutputError
 
 

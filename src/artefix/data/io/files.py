@@ -1,14 +1,4 @@
-"""Read and write MR scans as :class:`Volume` objects (NIfTI, DICOM, fastMRI HDF5, NumPy, PNG).
-
-Every reader returns a :class:`Volume`: a float32 ``array`` of shape ``(H, W)`` or ``(H, W, D)`` (for a
-fastMRI file ``(slices, H, W)``), the 4x4 voxel-to-world ``affine`` in RAS millimetres, the voxel
-``spacing`` and the original ``header`` so that :func:`write_volume` can write a result back in the
-input's family with the same geometry. A world position is ``affine @ [i, j, k, 1]`` for voxel index
-``(i, j, k)``.
-
-NaN and infinite voxels are an error at read time (:class:`~artefix.errors.InputError` stating how many
-there are): the models cannot use them and silently replacing them would hide a broken conversion.
-:func:`check_finite` is the same check for volumes built in memory.
+"""Read and write scans by path for :mod:`artefix.data.io`: the format comes from the extension.
 
 Writes are atomic: the data goes to a temporary file (or folder, for DICOM) next to the target and is
 renamed over it only when complete, so a failure leaves neither a partial output nor the temporary.
@@ -25,17 +15,15 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
 
 import numpy as np
 
 from artefix.atomic import atomic_file, atomic_folder, same_path
+from artefix.data.io.volume import Volume, check_finite, has_dicom_preamble
 from artefix.errors import InputError, OutputError
 
-FORMATS = ("nifti", "dicom", "fastmri-h5", "npy", "npz", "png")
 SAMPLE_PREFIX = "sample:"
 """An INPUT of the form ``sample:NAME`` names a built-in sample slice (:func:`read_input`)."""
 
@@ -78,68 +66,6 @@ _SUFFIX_FORMAT = {
 }
 
 
-@dataclass
-class Volume:
-    """An image or volume with its geometry and the header of the file it came from.
-
-    Attributes:
-        array: Image data, float32, shape ``(H, W)`` or 3D. NIfTI keeps the file's axis order, a
-            DICOM series is stacked as ``(rows, columns, slices)`` and a fastMRI file is
-            ``(slices, H, W)``. Other dtypes are converted to float32.
-        affine: 4x4 voxel-to-world matrix, RAS+ millimetres (identity for npy/npz/png).
-        spacing: Millimetres per voxel along each array axis; derived from the affine's column norms
-            when left empty.
-        format: One of :data:`FORMATS`, the family the data came from.
-        source: File or folder it was read from (``None`` when built in memory).
-        header: The nibabel header (NIfTI), the list of pydicom Datasets in slice order without pixel
-            data (DICOM), the ISMRMRD XML header string (fastMRI) or ``None``.
-        meta: Extra facts, e.g. ``slice_axis`` (the acquisition's slice axis where the file says so,
-            else ``None``), ``key`` (the dataset read from an npz/h5), ``bit_depth`` (PNG).
-    """
-
-    array: np.ndarray
-    affine: np.ndarray = field(default_factory=lambda: np.eye(4))
-    spacing: tuple[float, ...] = ()
-    format: str = "npy"
-    source: Path | None = None
-    header: Any = None
-    meta: dict[str, Any] = field(default_factory=dict)
-
-    def with_array(self, array: np.ndarray) -> Volume:
-        """A volume with new data but this one's geometry, header and metadata (and no source file)."""
-        return Volume(
-            array=array,
-            affine=self.affine,
-            spacing=self.spacing,
-            format=self.format,
-            source=None,
-            header=self.header,
-            meta=dict(self.meta),
-        )
-
-    def __post_init__(self) -> None:
-        array = np.asarray(self.array)
-        if array.ndim not in (2, 3):
-            raise ValueError(f"Volume.array must be 2D or 3D, got shape {array.shape}")
-        if np.iscomplexobj(array):
-            raise ValueError("Volume.array must be real; take the magnitude of complex images first")
-        self.array = array.astype(np.float32, copy=False)
-        affine = np.asarray(self.affine, dtype=np.float64)
-        if affine.shape != (4, 4):
-            raise ValueError(f"Volume.affine must be 4x4, got shape {affine.shape}")
-        self.affine = affine
-        if len(self.spacing) == 0:
-            self.spacing = tuple(float(np.linalg.norm(affine[:3, i])) for i in range(array.ndim))
-        else:
-            self.spacing = tuple(float(s) for s in self.spacing)
-        if len(self.spacing) != array.ndim:
-            raise ValueError(f"Volume.spacing {self.spacing} needs one value per axis of shape {array.shape}")
-        if self.format not in FORMATS:
-            raise ValueError(f"Volume.format {self.format!r} is not one of {', '.join(FORMATS)}")
-        if self.source is not None:
-            self.source = Path(self.source)
-
-
 def read_volume(path: str | Path, *, key: str | None = None) -> Volume:
     """Read a scan, choosing the reader from the extension (a folder is a DICOM series).
 
@@ -163,23 +89,23 @@ def read_volume(path: str | Path, *, key: str | None = None) -> Volume:
     if key is not None and fmt in ("nifti", "npy", "png"):
         raise InputError(f"{path}: `key` {key!r} only applies to npz, fastMRI .h5 and DICOM folders")
     if fmt == "nifti":
-        from artefix.data.io_nifti import read_nifti
+        from artefix.data.io.nifti import read_nifti
 
         volume = read_nifti(path)
     elif fmt == "dicom":
-        from artefix.data.io_dicom import read_dicom
+        from artefix.data.io.dicom import read_dicom
 
         volume = read_dicom(path, key=key)
     elif fmt == "fastmri-h5":
-        from artefix.data.io_fastmri import read_fastmri
+        from artefix.data.io.fastmri import read_fastmri
 
         volume = read_fastmri(path, key=key)
     elif fmt == "png":
-        from artefix.data.io_arrays import read_png
+        from artefix.data.io.arrays import read_png
 
         volume = read_png(path)
     else:
-        from artefix.data.io_arrays import read_numpy
+        from artefix.data.io.arrays import read_numpy
 
         volume = read_numpy(path, fmt, key)
     return check_finite(volume)
@@ -218,19 +144,6 @@ def read_input(source: str | os.PathLike[str], *, key: str | None = None) -> Vol
     return Volume(array=array, affine=np.eye(4), spacing=(1.0, 1.0), format="npy", source=None)
 
 
-def check_finite(volume: Volume) -> Volume:
-    """Raise :class:`InputError` when ``volume.array`` holds NaN or infinite voxels.
-
-    Returns:
-        ``volume`` unchanged, for chaining.
-    """
-    bad = int(volume.array.size - np.count_nonzero(np.isfinite(volume.array)))
-    if bad:
-        name = volume.source if volume.source is not None else "input"
-        raise InputError(f"{name}: {bad} of {volume.array.size} voxels are NaN or infinite; fix or mask them first")
-    return volume
-
-
 def write_volume(volume: Volume, path: str | Path, *, overwrite: bool = False, like: Volume | None = None) -> Path:
     """Write ``volume.array`` in the family given by ``path``'s extension, atomically.
 
@@ -241,7 +154,7 @@ def write_volume(volume: Volume, path: str | Path, *, overwrite: bool = False, l
       its shape must be the header's (up to trailing singleton axes). A reference without a NIfTI header
       gets a fresh header from its affine (codes "scanner" for DICOM, "aligned" otherwise).
     * DICOM (``path`` is a folder: no extension, or ending in a separator) needs a DICOM reference; see
-      :func:`artefix.data.io_dicom.write_dicom`.
+      :func:`artefix.data.io.dicom.write_dicom`.
     * PNG takes one 2D slice, min-max scaled to the full uint16 range (uint8 when the reference is an
       8-bit PNG), so absolute intensities are not kept.
     * ``.npy``/``.npz``/``.h5`` store the float32 array as is.
@@ -268,22 +181,22 @@ def write_volume(volume: Volume, path: str | Path, *, overwrite: bool = False, l
     if not np.all(np.isfinite(array)):
         raise OutputError(f"{path}: refusing to write an array with NaN or infinite values")
     if fmt == "dicom":
-        from artefix.data.io_dicom import write_dicom
+        from artefix.data.io.dicom import write_dicom
 
         with atomic_folder(path) as tmp:
             write_dicom(array, ref, tmp)
         return path
     with atomic_file(path) as tmp:
         if fmt == "nifti":
-            from artefix.data.io_nifti import write_nifti
+            from artefix.data.io.nifti import write_nifti
 
             write_nifti(array, ref, tmp, path)
         elif fmt == "png":
-            from artefix.data.io_arrays import write_png
+            from artefix.data.io.arrays import write_png
 
             write_png(array, ref, tmp, path)
         elif fmt == "fastmri-h5":
-            from artefix.data.io_fastmri import write_fastmri
+            from artefix.data.io.fastmri import write_fastmri
 
             write_fastmri(array, ref, tmp)
         elif fmt == "npz":
@@ -325,16 +238,6 @@ def _output_format(path: Path, folder_hint: bool) -> str:
             f"{path}: unsupported output {suffix}; supported: {', '.join(_OUTPUT_SUFFIXES)} or a folder (DICOM series)"
         )
     return fmt
-
-
-def has_dicom_preamble(path: Path) -> bool:
-    """Whether ``path`` starts with the 128-byte DICOM preamble and the ``DICM`` marker."""
-    try:
-        with open(path, "rb") as f:
-            head = f.read(132)
-    except OSError:
-        return False
-    return len(head) == 132 and head[128:] == b"DICM"
 
 
 def _check_output(path: Path, sources: tuple[Path | None, ...], *, overwrite: bool, folder: bool) -> None:

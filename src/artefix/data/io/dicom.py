@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from artefix.atomic import one_line
-from artefix.data.io import Volume, has_dicom_preamble
+from artefix.data.io.volume import Volume, has_dicom_preamble
 from artefix.errors import InputError, OutputError
 
 log = logging.getLogger(__name__)
