@@ -1,16 +1,20 @@
+from pathlib import Path
+
 import pytest
 import torch
 
 from artefix.models import build_model
 from artefix.models.checkpoint import load_model, read_card, save_model
+from artefix.release.inference import parse_setting, set_inference
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_set_inference_changes_the_setting_and_keeps_every_tensor(script, tmp_path):
-    tool = script("set_inference")
+def test_set_inference_changes_the_setting_and_keeps_every_tensor(tmp_path):
     weights = tmp_path / "m.safetensors"
     save_model(build_model("tiny", seed=2, gates=True, consistency=True), weights, {"name": "m", "notes": "trained"})
     before, _ = load_model(weights)
-    card = tool.set_inference(weights, {"truncation_gate": True, "ensemble": 2}, "why")
+    card = set_inference(weights, {"truncation_gate": True, "ensemble": 2}, "why", root=ROOT)
     after, _ = load_model(weights)  # verifies the new checksum
     assert after.config == before.config
     assert after.policy == before.policy.replace(truncation_gate=True, ensemble=2)
@@ -21,10 +25,9 @@ def test_set_inference_changes_the_setting_and_keeps_every_tensor(script, tmp_pa
     assert card["notes"].endswith(": why") and read_card(weights) == card
 
 
-def test_only_inference_fields_and_json_values_are_accepted(script):
-    tool = script("set_inference")
-    assert tool.parse_setting("noise_snr=[9, 11]") == ("noise_snr", [9, 11])
+def test_only_inference_fields_and_json_values_are_accepted():
+    assert parse_setting("noise_snr=[9, 11]") == ("noise_snr", [9, 11])
     with pytest.raises(SystemExit, match="NAME one of"):
-        tool.parse_setting("base_width=16")
+        parse_setting("base_width=16")
     with pytest.raises(SystemExit, match="must be JSON"):
-        tool.parse_setting("truncation_gate=yes")
+        parse_setting("truncation_gate=yes")
