@@ -244,8 +244,8 @@ def test_a_relative_root_is_taken_from_the_split_files_folder(tmp_path: Path) ->
 
 
 def test_shipped_split_files_hold_no_absolute_path() -> None:
-    configs = Path(__file__).resolve().parents[2] / "configs"
-    shipped = sorted(configs.rglob("*split*.json"))
+    repo = Path(__file__).resolve().parents[2]
+    shipped = sorted(p for top in ("configs", "experiments") for p in (repo / top).rglob("*split*.json"))
     assert len(shipped) >= 3
     for path in shipped:
         doc = json.loads(path.read_text())

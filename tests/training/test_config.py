@@ -6,9 +6,11 @@ import yaml
 from artefix.errors import ArtefixError
 from artefix.losses import ALPHA_PRESETS, DELTA_PRESETS
 from artefix.training.config import ConfigError, TrainConfig, apply_overrides, load_config, save_config
+from artefix.training.pipeline import is_pipeline_file
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIGS = REPO / "configs"
+EXPERIMENTS = REPO / "experiments"
 PAPER = {
     # name: (Table 2 column for alpha, log10 lr, delta preset, heads)
     "mt_lc_brain": ("mt_lc_brain", -3.91, "mt_lc_brain", ("bias", "subsampling", "motion", "noise")),
@@ -328,17 +330,8 @@ def test_release_configs_validate_and_fine_tune_the_stage_1_run():
         assert TrainConfig.from_dict(config.to_dict()) == config
         if path.stem == "mt_lc_brain_stage1":
             continue
-        if path.stem == "mt_lc_brain_gates":  # stage 3: only the detector of stage 2 learns
-            assert config.model.init == str(REPO / "runs" / "mt-lc-brain" / "best.safetensors")
-            assert set(config.model.freeze) == {"image_branch", "kspace_branch"} and config.model.gates
-            assert config.data.level_ranges == {"noise": (-10.0, 10.0)}
-            continue
         if path.stem.endswith("_fitgates"):  # stage 3: the detector refitted to stage 2's residuals as shipped
-            stage2 = load_config(release / path.name.replace("_fitgates", ""))
-            assert config.model.init == str(REPO / "runs" / stage2.name / "best.safetensors")
-            assert config.loss.is_mse == stage2.loss.is_mse and config.data.roots == stage2.data.roots
-            assert set(config.model.freeze) == {"image_branch", "kspace_branch"} and config.loss.fit_gates
-            assert config.model.heads == stage2.model.heads and config.data.artefacts == stage2.data.artefacts
+            _assert_refits_the_detector_of(config, load_config(release / path.name.replace("_fitgates", "")))
             continue
         # every shipped model fine-tunes stage 1 with the same data recipe and the detector
         assert config.model.init == str(REPO / "runs" / "mt-lc-brain-stage1" / "best.safetensors")
@@ -349,6 +342,31 @@ def test_release_configs_validate_and_fine_tune_the_stage_1_run():
         assert single == (len(config.data.artefacts) == 1)
     assert names >= {"mt-lc-brain", "mt-brain", "bias-brain", "subsampling-brain", "motion-brain", "noise-brain"}
     assert "mt-lc-pelvis" in names and "periodic-motion" in load_config(release / "mt_lc_pelvis.yaml").data.artefacts
+
+
+def _assert_refits_the_detector_of(config: TrainConfig, stage2: TrainConfig) -> None:
+    assert config.model.init == str(REPO / "runs" / stage2.name / "best.safetensors")
+    assert config.loss.is_mse == stage2.loss.is_mse and config.data.roots == stage2.data.roots
+    assert set(config.model.freeze) == {"image_branch", "kspace_branch"} and config.loss.fit_gates
+    assert config.model.heads == stage2.model.heads and config.data.artefacts == stage2.data.artefacts
+
+
+def test_experiment_configs_validate_and_use_the_release_data():
+    """Studies that were not shipped (experiments/STUDY/configs/): each config loads from its new folder."""
+    release = CONFIGS / "release"
+    paths = [p for p in sorted(EXPERIMENTS.glob("*/configs/*.yaml")) if not is_pipeline_file(p)]
+    assert {p.parent.parent.name for p in paths} >= {"quiet-heads", "single-task-gate-refit", "detector-only-stage"}
+    for path in paths:
+        config = load_config(path)
+        assert TrainConfig.from_dict(config.to_dict()) == config
+        assert Path(config.data.base) == (REPO.parent / "shared" / "data").absolute()
+        assert config.data.split is not None and Path(config.data.split).is_file(), path
+        if path.stem == "mt_lc_brain_gates":  # stage 3: only the detector of stage 2 learns
+            assert config.model.init == str(REPO / "runs" / "mt-lc-brain" / "best.safetensors")
+            assert set(config.model.freeze) == {"image_branch", "kspace_branch"} and config.model.gates
+            assert config.data.level_ranges == {"noise": (-10.0, 10.0)}
+        elif path.stem.endswith("_fitgates") and (release / path.name.replace("_fitgates", "")).is_file():
+            _assert_refits_the_detector_of(config, load_config(release / path.name.replace("_fitgates", "")))
 
 
 def test_detector_learning_rate_scale():

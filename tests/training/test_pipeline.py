@@ -19,7 +19,7 @@ from artefix.training.pipeline import (
 REPO = Path(__file__).resolve().parents[2]
 TINY = REPO / "configs" / "tiny.yaml"
 WEIGHTS = REPO / "src" / "artefix" / "weights"
-ABLATION = REPO / "configs" / "ablation" / "mt_vs_mt_lc.yaml"
+ABLATION = REPO / "experiments" / "mt-vs-mt-lc" / "configs" / "mt_vs_mt_lc.yaml"
 QUIET = ["trainer.progress_bar=none", "trainer.val_metrics=[mse]", "trainer.max_epochs=1"]
 
 
@@ -144,9 +144,10 @@ def test_each_shipped_model_has_a_pipeline_of_its_stages(card):
     assert configs[-1][1].model.preset == doc["preset"]
 
 
-def test_every_pipeline_file_in_configs_resolves():
-    files = [p for p in sorted((REPO / "configs").rglob("*.yaml")) if is_pipeline_file(p)]
-    assert {p.parent.name for p in files} >= {"pipelines", "ablation"}
+def test_every_pipeline_file_in_configs_and_experiments_resolves():
+    yamls = [p for top in ("configs", "experiments") for p in sorted((REPO / top).rglob("*.yaml"))]
+    files = [p for p in yamls if is_pipeline_file(p)]
+    assert {p.parent.name for p in files} >= {"pipelines"} and ABLATION in files
     for path in files:
         stages = stage_configs(load_pipeline(path), REPO / "runs" / "check")
         assert stages and all(config.name for _, config, _ in stages)
