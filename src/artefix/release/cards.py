@@ -67,19 +67,11 @@ def loss_line(loss: dict) -> str:
 
 
 def inference_line(config: dict) -> str:
-    """The inference steps a model ships with (its card's ``inference``), or ''."""
-    steps = []
-    if config.get("consistency"):
-        steps.append("k-space data consistency of the subsampling head")
-    if config.get("truncation_gate"):
-        steps.append("subsampling head only where a truncated k-space is found")
-    if config.get("bias_smooth"):
-        steps.append(f"smooth bias field (sigma {config['bias_smooth']:g} of the field of view)")
-    if config.get("noise_snr"):
-        lo, hi = config["noise_snr"]
-        steps.append(f"noise head faded out from {lo:g} to {hi:g} dB estimated SNR")
-    if config.get("ensemble", 1) > 1:
-        steps.append(f"self-ensemble of {config['ensemble']}")
+    """The inference steps a model ships with (its card's ``inference``, or a flat card of format 1), or ''."""
+    from artefix.models.dual_domain import split_settings
+    from artefix.models.policy import InferencePolicy
+
+    steps = InferencePolicy.from_dict(split_settings(config)[1]).steps()
     return "- at inference: " + "; ".join(steps) if steps else ""
 
 
