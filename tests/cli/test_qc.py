@@ -277,3 +277,74 @@ def test_a_dicom_folder_of_two_series_gives_two_rows(model_path, tmp_path, monke
     assert all(r["format"] == "dicom" and r["error"] == "" for r in rows)
     _, slices = _read(out / "slices.csv")
     assert [(s["series"], s["slice"]) for s in slices] == [(u, str(z)) for u in uids for z in range(3)]
+
+
+def test_resume_measures_only_what_changed_and_gives_the_same_tables(
+    dataset, model_path, tmp_path, monkeypatch, capsys
+):
+    from artefix.qc import run as qc_run
+
+    out = tmp_path / "qc"
+    assert run([dataset, "--out", out, "--model", model_path], monkeypatch, capsys)[0] == 1
+    first = {name: _read(out / name)[1] for name in ("qc.csv", "slices.csv")}
+    kept = sorted((out / ".artefix-qc").glob("*.json"))
+    assert len(kept) == 2  # the two scans measured without error; the broken one is tried again next time
+
+    measured = []
+    real = qc_run.qc_scan
+
+    def counting(task):
+        measured.append(task[0].given)
+        return real(task)
+
+    monkeypatch.setattr(qc_run, "qc_scan", counting)
+    code, _, err = run([dataset, "--out", out, "--model", model_path], monkeypatch, capsys)
+    assert code == 2 and "--overwrite" in err and not measured  # without --resume the earlier run is kept
+    assert run([dataset, "--out", out, "--model", model_path, "--resume"], monkeypatch, capsys)[0] == 1
+    assert [Path(g).name for g in measured] == ["sub-03_T1w.nii.gz"]  # only the scan without a kept result
+    for name, rows in first.items():
+        again = _read(out / name)[1]
+        assert [{k: v for k, v in r.items() if k != "seconds"} for r in again] == [
+            {k: v for k, v in r.items() if k != "seconds"} for r in rows
+        ]
+
+    measured.clear()  # a changed scan, and another option, are measured again
+    changed = dataset / "sub-01" / "anat" / "sub-01_T1w.nii.gz"
+    _save(_volume(9, 40.0), changed)
+    assert run([dataset, "--out", out, "--model", model_path, "--resume"], monkeypatch, capsys)[0] == 1
+    assert sorted(Path(g).name for g in measured) == ["sub-01_T1w.nii.gz", "sub-03_T1w.nii.gz"]
+    measured.clear()
+    args = [dataset, "--out", out, "--model", model_path, "--resume", "--snr-scope", "slice"]
+    assert run(args, monkeypatch, capsys)[0] == 1
+    assert len(measured) == 3
+
+
+def test_an_interrupted_run_resumes_from_the_scans_it_finished(dataset, model_path, tmp_path, monkeypatch, capsys):
+    from artefix.qc import run as qc_run
+
+    out = tmp_path / "qc"
+    real = qc_run.qc_scan
+    calls = []
+
+    def dies_on_the_second_scan(task):
+        calls.append(task[0].given)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(task)
+
+    monkeypatch.setattr(qc_run, "qc_scan", dies_on_the_second_scan)
+    with pytest.raises(KeyboardInterrupt):
+        qc_run.run_qc(qc_run_refs(dataset), out, spec=qc_run.ModelSpec(str(model_path)), options=qc_run.QCOptions())
+    assert not (out / "qc.csv").exists() and len(list((out / ".artefix-qc").glob("*.json"))) == 1
+    calls.clear()
+    monkeypatch.setattr(qc_run, "qc_scan", lambda task: (calls.append(task[0].given), real(task))[1])
+    result = qc_run.run_qc(
+        qc_run_refs(dataset), out, spec=qc_run.ModelSpec(str(model_path)), options=qc_run.QCOptions(), resume=True
+    )
+    assert len(calls) == 2 and len(result.rows) == 3 and (out / "qc.csv").is_file()
+
+
+def qc_run_refs(dataset):
+    from artefix.qc.discover import discover
+
+    return discover([str(dataset)])

@@ -95,6 +95,13 @@ def qc_command(
     thumbnails: Annotated[int, typer.Option(min=0, max=8, help="Worst slices per scan drawn in index.html.")] = 3,
     device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
     overwrite: Annotated[bool, typer.Option(help="Replace the outputs of an earlier run in --out.")] = False,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            help="Take the scans an earlier (or interrupted) run in --out already measured with the same model "
+            "and options, measure only the others, and replace the outputs."
+        ),
+    ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary table.")] = False,
 ) -> None:
     """Score every scan for bias field, subsampling, motion and noise, with its SNR and measured k-space.
@@ -114,7 +121,7 @@ def qc_command(
     limits = resolve_thresholds(parse_thresholds(threshold))
     if scheduler is not None and jobs != 1:
         raise InputError("--jobs and --scheduler exclude each other: the cluster's workers check the scans")
-    check_qc_outputs(out, overwrite=overwrite)
+    check_qc_outputs(out, overwrite=overwrite or resume)
     refs = discover(inputs, derivatives=derivatives)
     if not refs:
         raise InputError(f"no scans found in {', '.join(inputs)}")
@@ -131,6 +138,7 @@ def qc_command(
             scheduler=scheduler,
             overwrite=overwrite,
             progress=lambda result: progress.advance(task),
+            resume=resume,
         )
     if not quiet:
         _print_summary(run, Console())

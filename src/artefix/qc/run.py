@@ -19,6 +19,7 @@ from typing import Any
 from artefix.atomic import check_outputs, one_line, output_transaction
 from artefix.correction.spec import ModelSpec, loaded_model
 from artefix.errors import ArtefixError, OutputError
+from artefix.qc import cache
 from artefix.qc.discover import ScanRef
 from artefix.qc.measure import WORST_SLICES, ScanQC, measure_volume, resolve_thresholds, slice_image
 from artefix.qc.table import (
@@ -172,6 +173,7 @@ def run_qc(
     scheduler: Any = None,
     overwrite: bool = False,
     progress: Callable[[ScanResult], None] | None = None,
+    resume: bool = False,
 ) -> QCRun:
     """Check every scan and write the QC outputs into the folder ``out`` (created when missing).
 
@@ -185,7 +187,11 @@ def run_qc(
         scheduler: A Dask scheduler's address or ``distributed.Client`` to run the scans on instead
             (:func:`artefix.parallel.run_dask`; the outputs are the same as a local run's).
         overwrite: Replace earlier outputs in ``out``.
-        progress: Called in this process with each scan's result as it completes.
+        progress: Called in this process with each scan's result as it completes (or is taken from an
+            earlier run).
+        resume: Take every scan an earlier run in ``out`` measured (same file, model and options) from
+            there and measure only the others (:mod:`artefix.qc.cache`); the outputs are replaced. Each
+            scan measured now is kept there too, whether or not ``resume`` is given.
 
     Returns:
         The :class:`QCRun` (outputs written even when some scans failed).
@@ -198,21 +204,34 @@ def run_qc(
     spec = spec or ModelSpec()
     options = options or QCOptions()
     limits = resolve_thresholds(thresholds)
-    out = check_qc_outputs(out, overwrite=overwrite)
+    out = check_qc_outputs(out, overwrite=overwrite or resume)
     _, card, _ = loaded_model(spec)  # a bad model or device is an error for the whole run, before any scan
+    keys = [cache.scan_key(ref, str(card.get("sha256") or spec.model), options) for ref in refs]
     results: list[ScanResult | None] = [None] * len(refs)
+    if resume:
+        for i, (ref, key) in enumerate(zip(refs, keys, strict=True)):
+            results[i] = cache.load(out, key, ref) if key is not None else None
+        kept = [r for r in results if r is not None]
+        log.info("%d of %d scans taken from the earlier run in %s", len(kept), len(refs), out)
+        for result in kept:
+            if progress is not None:
+                progress(result)
+    todo = [i for i, r in enumerate(results) if r is None]
 
-    def done(i: int, result: ScanResult) -> None:
+    def done(j: int, result: ScanResult) -> None:
+        i = todo[j]
         results[i] = result
+        if keys[i] is not None:
+            cache.save(out, keys[i], result)
         if progress is not None:
             progress(result)
 
-    def lost(i: int, reason: str) -> None:
-        done(i, ScanResult(refs[i], error=reason))
+    def lost(j: int, reason: str) -> None:
+        done(j, ScanResult(refs[todo[j]], error=reason))
 
     from artefix.parallel import dask_client, run_tasks
 
-    tasks = [(ref, spec, options) for ref in refs]
+    tasks = [(refs[i], spec, options) for i in todo]
     with dask_client(scheduler) as client:  # connected before anything is written
         run_tasks(qc_scan, tasks, jobs=jobs, scheduler=client, on_result=done, on_lost=lost)
     final = [r if r is not None else ScanResult(refs[i], error="not run") for i, r in enumerate(results)]
