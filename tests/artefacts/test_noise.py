@@ -191,3 +191,14 @@ def test_params_are_plain_scalars_and_json_serialisable() -> None:
     params = NoiseParams(snr_db=np.float32(-2.5), seed=np.int64(4))
     assert json.loads(json.dumps(params_to_dict(params))) == {"snr_db": -2.5, "seed": 4, "artefact": "noise"}
     assert type(params.snr_db) is float and type(params.seed) is int
+
+
+def test_the_paper_evaluation_snrs_and_measure_snr_db_edges():
+    from artefix.artefacts.noise import SEVERITY_LEVELS, measure_snr_db
+
+    assert SEVERITY_LEVELS == (5.0, 0.0, -5.0)  # PAPER_SPEC: SNR 5, 0, -5 dB
+    noise = np.random.default_rng(1).normal(size=(8, 8))
+    assert measure_snr_db(np.zeros((8, 8)), noise) == -math.inf
+    ones = np.ones((8, 8))  # mean |K| exactly 1: an ordinary signal, not the zero-signal edge
+    assert measure_snr_db(ones, ones + noise) == pytest.approx(20 * math.log10(1 / noise.std()))
+    assert measure_snr_db(ones, ones) == math.inf

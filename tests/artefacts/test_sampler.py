@@ -150,3 +150,35 @@ def test_level_ranges_are_validated(ranges, message):
         check_level_ranges(ranges)
     with pytest.raises(ValueError, match=message):
         sample_training_corruption(np.random.default_rng(0), (32, 32), severity_fraction=1.0, level_ranges=ranges)
+
+
+def test_registry_entries_are_frozen_and_hold_the_paper_levels():
+    import dataclasses
+
+    from artefix.artefacts.sampler import get_spec
+
+    spec = get_spec("noise")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        spec.severities = (1.0,)
+    paper = {"bias": (0.05, 0.1, 0.2), "subsampling": (2.0, 3.0, 4.0), "motion": (0.25, 0.125, 0.05)}
+    paper["noise"] = (5.0, 0.0, -5.0)  # PAPER_SPEC "Evaluation severities"
+    for name, levels in paper.items():
+        assert get_spec(name).severities == levels
+
+
+def test_level_ranges_refuse_non_numbers_in_one_line_and_accept_a_single_level():
+    from artefix.artefacts.sampler import check_level_ranges
+
+    with pytest.raises(ValueError, match="two finite numbers"):
+        check_level_ranges({"noise": ("low", 5.0)})
+    with pytest.raises(ValueError, match="two finite numbers"):
+        check_level_ranges({"noise": (float("nan"), 5.0)})
+    assert check_level_ranges({"noise": (3.0, 3.0)}) == {"noise": (3.0, 3.0)}  # low == high: one fixed level
+
+
+def test_sample_composition_takes_the_severities_by_keyword():
+    from artefix.artefacts.sampler import sample_composition
+
+    rng = np.random.default_rng(0)
+    params = sample_composition(["noise", "bias"], rng, (16, 16), severities=[0.0, 0.1], random_order=False)
+    assert [p.name for p in params] == ["noise", "bias"] and params[0].snr_db == 0.0

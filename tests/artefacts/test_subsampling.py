@@ -405,3 +405,33 @@ def test_real_slice_resolution_loss_grows_with_acceleration(shared_data):
     # real anatomy has most energy at low frequencies: a smaller centred window loses more
     assert errors == sorted(errors) and errors[0] > 0
     assert errors[-1] < 0.5
+
+
+def test_mask_shapes_are_two_positive_integers_of_any_integer_type():
+    params = SubsamplingParams(kind="equispaced", acceleration=2.0, center_fraction=0.08)
+    shape = (np.int64(16), np.int64(12))  # NumPy integers, as array shapes and arithmetic give them
+    assert subsampling_mask(params, shape).shape == (16, 12)
+    assert subsampling_mask(params, (1, 12)).shape == (1, 12)  # one row is a valid (if odd) image
+    with pytest.raises(ValueError, match="two positive integers"):
+        subsampling_mask(params, (16, 12, 3))
+
+
+def test_at_least_one_line_and_one_pixel_survive_any_acceleration():
+    params = SubsamplingParams(kind="centred", acceleration=100.0, center_fraction=0.01)
+    mask = subsampling_mask(params, (8, 8))
+    assert mask.any()
+    assert np.asarray(sub.centre_crop_kspace_image(np.ones((6, 6)), 100.0)).shape == (1, 1)
+
+
+def test_centre_band_error_names_the_largest_allowed_fraction():
+    with pytest.raises(ValueError, match=r"1/acceleration = 0\.25:"):
+        SubsamplingParams(kind="random", acceleration=4.0, center_fraction=0.5)
+
+
+def test_severity_levels_below_1_are_refused_and_mask_names_compare_by_value():
+    rng = np.random.default_rng(0)
+    with pytest.raises(ValueError, match="finite number >= 1"):
+        sub.subsampling_params_for_severity(0.5, (16, 16), rng)
+    name = "".join(["cen", "tred"])  # equal to "centred" but another object
+    params = sub.subsampling_params_for_severity(2.0, (16, 16), rng, mask=name)
+    assert params.kind == "centred" and params.center_fraction == 0.5
