@@ -13,15 +13,26 @@ import pytest
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
-@pytest.fixture(scope="session")
-def shared_data() -> Path:
-    """Path of ``../shared/data``; skips where absent, fails where ``ARTEFIX_REQUIRE_SHARED_DATA=1``."""
-    if SHARED_DATA.is_dir():
-        return SHARED_DATA
-    reason = f"real MRI data not found at {SHARED_DATA}"
+def _require_shared(path: Path, what: str) -> Path:
+    """The folder ``path`` where it exists; otherwise skip, or fail where ``ARTEFIX_REQUIRE_SHARED_DATA=1``."""
+    if path.is_dir():
+        return path
+    reason = f"{what} not found at {path}"
     if os.environ.get("ARTEFIX_REQUIRE_SHARED_DATA") == "1":
         pytest.fail(f"{reason} but ARTEFIX_REQUIRE_SHARED_DATA=1")
     pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """Path of ``../shared/data``; skips where absent, fails where ``ARTEFIX_REQUIRE_SHARED_DATA=1``."""
+    return _require_shared(SHARED_DATA, "real MRI data")
+
+
+@pytest.fixture(scope="session")
+def require_shared() -> Callable[[Path, str], Path]:
+    """``require_shared(path, what)``: the same rule as ``shared_data`` for other external files."""
+    return _require_shared
 
 
 def _wait_for(condition: Callable[[], bool], proc: subprocess.Popen, what: str, timeout: float = 120.0) -> None:

@@ -251,6 +251,7 @@ def test_registry():
     assert list(BASELINES) == [
         "n4",
         "n4-paper",
+        "bfc",
         "zero-filled",
         "bicubic",
         "tv-sr",
@@ -264,6 +265,7 @@ def test_registry():
     assert experiments == {
         "n4": "bias",
         "n4-paper": "bias",
+        "bfc": "bias",
         "zero-filled": "subsampling",
         "bicubic": "subsampling",
         "tv-sr": "subsampling",
@@ -284,7 +286,7 @@ def test_registry():
     }
     assert BASELINES["tv-paper"].func is tv_paper and BASELINES["tv"].func is tv
     assert [n for n, b in BASELINES.items() if b.tune] == ["tv"]
-    for name in ("zero-filled", "bicubic", "tv-sr", "tv", "tv-paper"):
+    for name in ("bfc", "zero-filled", "bicubic", "tv-sr", "tv", "tv-paper"):
         assert available(name)
     with pytest.raises(ValueError, match="unknown baseline"):
         available("unires")

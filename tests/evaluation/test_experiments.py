@@ -137,7 +137,7 @@ def test_plan_methods_rows_chains_and_skips(monkeypatch):
     )
     assert [m.name for m in plan["noise"]] == ["input", "cad", "noise-m", "mt"]
     assert plan["noise"][1].settings == (("conductance", 2.0),)
-    assert [m.name for m in plan["bias"]] == ["input", "n4", "n4-paper", "bias-m", "mt"]
+    assert [m.name for m in plan["bias"]] == ["input", "n4", "n4-paper", "bfc", "bias-m", "mt"]
     rows = {m.name: m for m in plan["noise+bias"]}
     assert list(rows) == ["input", "noise-m", "bias-m", "bias-m>noise-m", "noise-m>bias-m", "mt"]
     assert rows["bias-m>noise-m"].parts == ("bias-m", "noise-m")
@@ -277,10 +277,10 @@ def test_evaluate_bias_subsampling_motion_end_to_end(volume, models):
         tune_slices=1,
         progress=lambda d, t: calls.append((d, t)),
     )
-    assert result.methods["bias"] == ("input", "n4", "n4-paper", "bias-tiny", "mt-tiny")
+    assert result.methods["bias"] == ("input", "n4", "n4-paper", "bfc", "bias-tiny", "mt-tiny")
     assert result.methods["subsampling"] == ("input", "zero-filled", "bicubic", "tv-sr", "mt-tiny")
     assert result.methods["motion"] == ("input", "tv", "tv-paper", "mt-tiny")
-    runs = 2 * 3 * (5 + 5 + 4)
+    runs = 2 * 3 * (6 + 5 + 4)
     assert calls[-1] == (runs, runs) and calls[0] == (0, runs)
     assert len(result.per_slice) == runs * len(METRICS)
     assert result.summary == summarise_rows(result.per_slice, result.methods, result.severities)
@@ -302,7 +302,7 @@ def test_evaluate_bias_subsampling_motion_end_to_end(volume, models):
     mean = {(r["experiment"], r["severity"], r["method"], r["metric"]): r["mean"] for r in result.summary}
     assert mean[("bias", 0.05, "input", "ssim")] > mean[("motion", 0.05, "input", "ssim")]
     assert {r["model"] for r in result.residuals} == {"mt-tiny", "bias-tiny"}
-    assert [len(ex_.images) for ex_ in result.examples["bias"]] == [6, 6, 6]
+    assert [len(ex_.images) for ex_ in result.examples["bias"]] == [7, 7, 7]
 
 
 def test_evaluate_rejects_bad_arguments(volume, models, tmp_path):

@@ -10,6 +10,7 @@ Submodules (imported on demand, nothing heavy is loaded here):
   ``foreground_mask``, ``compute_metrics`` and the ``METRICS`` orientation table.
 * :mod:`artefix.evaluation.baselines`: the classical methods per experiment (N4ITK, zero-filled,
   bicubic, TV super-resolution, TV denoising, curvature anisotropic diffusion, BM3D), each in the
-  paper's setting and in a tuned variant, and the ``BASELINES`` registry.
+  paper's setting and in a tuned variant, the paper's implicitly trained bias CNN (``bfc``), and the
+  ``BASELINES`` registry.
 * :mod:`artefix.evaluation.stats`: ``friedman``, ``nemenyi``, ``bold_group`` and ``summarise``.
 """

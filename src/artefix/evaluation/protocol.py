@@ -56,8 +56,9 @@ TUNE_SLICES = 3
 
 METHOD_NOTES: MappingProxyType[str, str] = MappingProxyType(
     {
-        "bias": "The paper's second bias baseline, the implicitly trained bias-field CNN, is not published (no "
-        "package, no weights); it is left out rather than imitated.",
+        "bias": "`bfc` is the paper's second bias baseline, the implicitly trained bias-field CNN (Simko et al., "
+        "MIDL 2022), with the authors' published weights (MIT) ported to torch; it works on 256x256 slices, so "
+        "other sizes are resized to 256x256 and its field back.",
         "subsampling": "UniRes (the paper's third super-resolution baseline) is not on PyPI; `tv-sr` "
         "(TV-regularised super-resolution with the exact k-space-crop forward model) stands in for it. "
         "`zero-filled` equals `input` here: the corrupted image is the zero-filled reconstruction.",
