@@ -1,9 +1,12 @@
 """Throughput of the artefact simulators against the floor of a k-space pipeline.
 
 Prints a Markdown table: slices per second for a 320x320 slice (one slice and a batch of 32) for each
-artefact, the floor (FFT -> elementwise op -> inverse FFT -> magnitude) and the ratio time/floor. Rigid
-motion is compared with segments x (warp + FFT) instead, since it must warp and transform the image
-once per motion segment. Also a 256x256x160 volume processed slice-wise through ``artefix.simulate``.
+artefact, the floor (FFT -> elementwise op -> inverse FFT -> magnitude) and the ratio time/floor. Every
+slice of a batch gets its own draw of the parameters, as in training, so each is corrupted on its own (one
+draw applied to the whole batch would share one bias field among 32 slices). Rigid motion is compared with
+segments x (warp + FFT) instead, since it must warp and transform the image once per motion segment (the
+mean number of segments over the batch's draws). Also a 256x256x160 volume processed slice-wise through
+``artefix.simulate``.
 
 Usage: ``python benchmarks/simulation.py [--threads 1] [--repeats 20]``
 """
@@ -50,6 +53,11 @@ def warp_fft_once(x: torch.Tensor) -> torch.Tensor:
     return fft2c(F.grid_sample(x[:, None], grid, align_corners=False)[:, 0])
 
 
+def corrupt_each(x: torch.Tensor, draws: list[object]) -> list[torch.Tensor]:
+    """Corrupt slice ``i`` of ``x`` (B, H, W) with ``draws[i]``, each on its own, as training does."""
+    return [to_output(apply_params(x[i : i + 1], p), "magnitude") for i, p in enumerate(draws)]
+
+
 def main() -> None:
     """Run the benchmark and print the table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -76,11 +84,11 @@ def main() -> None:
             ("periodic-motion", 70.0),
             ("motion", None),
         ):
-            params = make_params(name, rng, (320, 320), severity)
-            seconds = best_time(lambda p=params, x=x: to_output(apply_params(x, p), "magnitude"), args.repeats) / batch
+            draws = [make_params(name, rng, (320, 320), severity) for _ in range(batch)]  # one per slice
+            seconds = best_time(lambda d=draws, x=x: corrupt_each(x, d), args.repeats) / batch
             if name == "motion":
-                n_seg = len(params.segments)
-                ref, ref_name = n_seg * warp, f"{n_seg} x (warp+FFT)"
+                n_seg = float(np.mean([len(p.segments) for p in draws]))
+                ref, ref_name = n_seg * warp, f"{n_seg:.3g} x (warp+FFT)"
             else:
                 ref, ref_name = floor, "floor"
             print(
