@@ -376,7 +376,7 @@ def test_failure_while_writing_removes_what_the_run_wrote(env, nifti, tmp_path, 
 
 @pytest.mark.slow
 def test_a_failed_overwrite_puts_every_replaced_output_back(env, nifti, tmp_path, monkeypatch, capsys):
-    import artefix.report as report_module
+    import artefix.correction.report as report_module
 
     args = [nifti, tmp_path / "out.nii.gz", "--residuals", tmp_path / "res", "--report", tmp_path / "r.html"]
     assert run(args, monkeypatch, capsys)[0] == 0

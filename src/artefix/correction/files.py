@@ -271,7 +271,7 @@ def correct_file(
                 timings=timings,
             )
             if report_path is not None:
-                from artefix.report import write_report
+                from artefix.correction.report import write_report
 
                 write_report(run, volume, result.volume, overwrite=overwrite)
         del result

@@ -3,7 +3,7 @@
 :class:`CorrectionRecord` holds per-slice numbers (mean |residual| per head, detector scores, the k-space
 window the data-consistency step found, the estimated SNR the noise gate saw) and a few snapshots of the
 largest corrections; its methods turn them into the flags, sentences and JSON summary that ``artefix correct``
-prints and :mod:`artefix.report` renders.
+prints and :mod:`artefix.correction.report` renders.
 """
 
 from __future__ import annotations

@@ -12,12 +12,12 @@ import pytest
 
 import artefix
 from artefix.correction import correct_file
+from artefix.correction.report import orthogonal_planes, write_report
 from artefix.data.io import Volume
 from artefix.errors import OutputError
 from artefix.models import build_model
 from artefix.models.checkpoint import save_model
 from artefix.models.registry import WEIGHTS_ENV
-from artefix.report import orthogonal_planes, write_report
 
 HEADS = ("bias", "subsampling", "motion", "noise")
 
@@ -77,7 +77,7 @@ def test_json_matches_residual_volumes(corrected):
 
 
 def test_report_refuses_existing_files_and_leaves_nothing(corrected, tmp_path, monkeypatch):
-    import artefix.report as report
+    import artefix.correction.report as report
 
     run, data = corrected
     before = Volume(data)
@@ -142,7 +142,7 @@ def test_gated_model_reports_its_detection_scores(tmp_path, monkeypatch):
 
 
 def test_difference_and_residual_maps_have_a_colour_scale(corrected):
-    from artefix.report import largest_corrections_figure
+    from artefix.correction.report import largest_corrections_figure
 
     run, _ = corrected
     fig = largest_corrections_figure(run)
@@ -152,7 +152,7 @@ def test_difference_and_residual_maps_have_a_colour_scale(corrected):
 
 
 def test_a_single_slice_gets_bars_and_one_plane_not_a_point_and_slivers(tmp_path, monkeypatch):
-    from artefix.report import residual_profile_figure
+    from artefix.correction.report import residual_profile_figure
 
     weights = tmp_path / "weights"
     weights.mkdir()
@@ -171,7 +171,7 @@ def test_a_single_slice_gets_bars_and_one_plane_not_a_point_and_slivers(tmp_path
 
 
 def test_the_model_card_is_summarised_in_words_with_the_json_folded_away(corrected):
-    from artefix.report import card_facts
+    from artefix.correction.report import card_facts
 
     run, _ = corrected
     text = run.report.read_text()
