@@ -162,10 +162,10 @@ def test_bad_arguments_are_one_line_errors_with_exit_2(dataset, model_path, tmp_
     # an earlier run's outputs are kept unless --overwrite
     scan = dataset / "sub-01" / "anat" / "sub-01_T1w.nii.gz"
     assert run([scan, "--out", out, "--model", model_path], monkeypatch, capsys)[0] == 0
-    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
     code, _, err = run([scan, "--out", out, "--model", model_path], monkeypatch, capsys)
     assert code == 2 and "--overwrite" in err
-    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
     code, _, err = run(
         [scan, "--out", out, "--model", model_path, "--overwrite", "--threshold", "0"], monkeypatch, capsys
     )
