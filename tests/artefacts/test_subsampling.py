@@ -435,3 +435,19 @@ def test_severity_levels_below_1_are_refused_and_mask_names_compare_by_value():
     name = "".join(["cen", "tred"])  # equal to "centred" but another object
     params = sub.subsampling_params_for_severity(2.0, (16, 16), rng, mask=name)
     assert params.kind == "centred" and params.center_fraction == 0.5
+
+
+@pytest.mark.parametrize("kind", ["random", "equispaced"])
+def test_exact_line_count_when_one_or_no_line_lies_outside_the_centre_band(kind):
+    one_outer = SubsamplingParams(kind=kind, acceleration=3.2, center_fraction=0.25, pe_axis=-1, seed=3)
+    assert subsampling_mask(one_outer, (8, 16))[0].sum() == 5  # round(16 / 3.2) = 5: the band of 4 and one more
+    none_outer = SubsamplingParams(kind=kind, acceleration=4.0, center_fraction=0.25, pe_axis=-1, seed=3)
+    lines = subsampling_mask(none_outer, (8, 16))[0]
+    assert lines.sum() == 4 and lines[6:10].all()  # the centre band alone
+
+
+def test_a_pe_axis_other_than_rows_or_columns_is_refused():
+    rng = np.random.default_rng(0)
+    for bad in (0, 1, True):
+        with pytest.raises(ValueError, match="pe_axis must be -2, -1 or None"):
+            sub.sample_subsampling_params(rng, (16, 16), pe_axis=bad)
