@@ -11,7 +11,8 @@ from artefix.cli.train import DATA_ROOT_HELP, SET_HELP
 
 STORAGE_HELP = (
     "Study storage shared by all workers: sqlite:///study.db (default: DIR/study.db), "
-    "postgresql://user:pw@host/db, mysql+pymysql://..., or journal:/shared/path/study.log."
+    "postgresql://user:pw@host/db (pip install 'artefix[postgres]'), mysql+pymysql://..., "
+    "or journal:/shared/path/study.log."
 )
 
 
@@ -43,7 +44,7 @@ def tune_command(
     import lightning  # noqa: F401 (configures its loggers on import; quieten them afterwards)
 
     from artefix.training.config import load_config
-    from artefix.training.tune import tune
+    from artefix.training.tune import mask_url, tune
 
     cfg = load_config(config, overrides or (), data_root=data_root)
     out_dir = out if out is not None else Path("runs") / f"tune-{cfg.name}"
@@ -56,5 +57,5 @@ def tune_command(
     typer.echo(
         f"study {result.study_name!r}: {result.n_trials} trials ({result.n_complete} complete, "
         f"{result.n_pruned} pruned), best {cfg.trainer.monitor} {best}\n"
-        f"best configuration: {result.best_config}\nstorage: {result.storage}"
+        f"best configuration: {result.best_config}\nstorage: {mask_url(result.storage)}"
     )

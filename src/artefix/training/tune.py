@@ -19,7 +19,9 @@ workers, on one machine or many: they share the study through its storage.
 
 Storage: by default ``DIR/study.db`` (SQLite, no server). Workers on several machines share one study
 through a database URL (``postgresql://user:pass@host/db``, ``mysql+pymysql://...``) or an Optuna journal
-file on a shared file system (``journal:/shared/study.log``). A study is created on first use and
+file on a shared file system (``journal:/shared/study.log``). ``postgresql://`` uses whichever driver is
+installed: psycopg 3 (``pip install 'artefix[postgres]'``) or psycopg2; passwords in URLs are masked in
+every message. A study is created on first use and
 continued afterwards (interrupted studies resume; trials of killed workers are marked failed after
 their heartbeat stops, RDB storages only). The best trial so far is written as a ready-to-train
 configuration ``DIR/best_config.yaml`` after every worker finishes.
@@ -28,9 +30,13 @@ configuration ``DIR/best_config.yaml`` after every worker finishes.
 from __future__ import annotations
 
 import csv
+import importlib
 import json
 import logging
 import math
+import os
+import re
+import socket
 import time
 import warnings
 from collections.abc import Iterator, Sequence
@@ -51,6 +57,8 @@ __all__ = [
     "TuneResult",
     "default_storage",
     "make_storage",
+    "mask_url",
+    "storage_url",
     "suggest_config",
     "tune",
 ]
@@ -62,6 +70,10 @@ DELTA_RANGE: tuple[float, float] = (0.0, 1.0)
 HEARTBEAT_S = 60
 GRACE_S = 180
 STORAGE_ATTEMPTS = 5
+POSTGRES_MISSING = "`storage` postgresql://... needs a PostgreSQL driver: pip install 'artefix[postgres]'"
+# scheme://user:PASSWORD@ (greedy up to the last "@": an unescaped "@" in a password is still masked).
+_URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][\w+.-]*://[^:/@\s'\"]*):(?P<password>[^\s'\"]*)@")
+_QUERY_PASSWORD = re.compile(r"(?P<head>[?&]password=)[^&\s'\"]*", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -70,7 +82,7 @@ class TuneResult:
 
     Attributes:
         study_name: The study.
-        storage: Its storage URL.
+        storage: Its storage URL as given (it may hold a password: print :func:`mask_url` of it).
         n_trials: Trials in the study (all states).
         n_complete: Completed trials.
         n_pruned: Pruned trials.
@@ -94,16 +106,71 @@ def default_storage(out_dir: Path) -> str:
     return f"sqlite:///{(Path(out_dir).absolute() / 'study.db').as_posix()}"
 
 
+def mask_url(text: str) -> str:
+    """``text`` (a URL, or a message that quotes one) with the password of every URL in it as ``***``."""
+    text = _URL_PASSWORD.sub(lambda m: f"{m['head']}:***@", text)
+    return _QUERY_PASSWORD.sub(lambda m: f"{m['head']}***", text)
+
+
+def _redact(text: str, url: str) -> str:
+    """``text`` without the password of ``url``: in every URL, and anywhere else (a driver may quote it alone).
+
+    Passwords shorter than four characters are masked in URLs only (replacing every "a" would garble the text).
+    """
+    from urllib.parse import unquote
+
+    text = mask_url(text)
+    found = _URL_PASSWORD.match(url)
+    if found:
+        for secret in {found["password"], unquote(found["password"])}:
+            if len(secret) >= 4:
+                text = text.replace(secret, "***")
+    return text
+
+
+def _importable(module: str) -> bool:
+    """Whether ``module`` imports (psycopg 3 without a libpq, for one, is installed but does not)."""
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        return False
+    return True
+
+
+def storage_url(url: str) -> str:
+    """The SQLAlchemy URL that opens ``url`` with the installed PostgreSQL driver.
+
+    SQLAlchemy reads ``postgresql://`` as psycopg2; where only psycopg 3 is installed (the ``postgres``
+    extra), the URL becomes ``postgresql+psycopg://``. Other URLs, and those that name a driver
+    (``postgresql+psycopg2://``), stay as they are.
+
+    Raises:
+        InputError: A ``postgresql://`` URL without psycopg 3 or psycopg2 installed.
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme.lower() != "postgresql":
+        return url
+    if _importable("psycopg2"):
+        return url
+    if _importable("psycopg"):
+        return f"postgresql+psycopg://{rest}"
+    raise InputError(POSTGRES_MISSING)
+
+
 def make_storage(url: str) -> Any:
     """An Optuna storage for ``url``.
 
     Args:
         url: ``journal:PATH`` (journal file, e.g. on NFS), or an SQLAlchemy URL (``sqlite:///file.db``,
-            ``postgresql://...``, ``mysql+pymysql://...``).
+            ``postgresql://...`` (see :func:`storage_url`), ``mysql+pymysql://...``).
 
     Returns:
         A ``JournalStorage`` or an ``RDBStorage`` with a heartbeat (trials of killed workers fail after
         :data:`GRACE_S` seconds instead of staying "running"); SQLite waits up to 60 s for a lock.
+
+    Raises:
+        InputError: The storage cannot be opened, or a ``postgresql://`` URL lacks a driver (``pip install
+            'artefix[postgres]'``). Messages never show the URL's password.
     """
     import optuna
 
@@ -113,6 +180,7 @@ def make_storage(url: str) -> Any:
         path = Path(url[len("journal:") :]).expanduser()
         path.parent.mkdir(parents=True, exist_ok=True)
         return JournalStorage(JournalFileBackend(str(path)))
+    given, url = url, storage_url(url)
     kwargs: dict[str, Any] = {}
     if url.startswith("sqlite:"):
         kwargs["engine_kwargs"] = {"connect_args": {"timeout": 60}}
@@ -125,11 +193,17 @@ def make_storage(url: str) -> Any:
         except Exception as exc:  # SQLAlchemy raises many kinds (bad URL, missing driver, unreachable server)
             attempt += 1
             # Workers that start together on a new database race to create its tables; another attempt
-            # finds them (SQLite files are also locked during the set-up, see _init_lock).
-            if type(exc).__name__ in ("IntegrityError", "OperationalError") and attempt < STORAGE_ATTEMPTS:
+            # finds them (SQLite files are also locked during the set-up, see _init_lock; PostgreSQL says
+            # 'type "studydirection" already exists', a ProgrammingError).
+            kind = type(exc).__name__
+            racing = kind in ("IntegrityError", "OperationalError") or (
+                kind == "ProgrammingError" and "already exists" in str(exc)
+            )
+            if racing and attempt < STORAGE_ATTEMPTS:
                 time.sleep(0.2 * attempt)
                 continue
-            raise InputError(f"cannot open the study storage {url!r}: {type(exc).__name__}: {one_line(exc)}") from None
+            message = f"cannot open the study storage {given!r}: {type(exc).__name__}: {one_line(exc)}"
+            raise InputError(_redact(message, given)) from None
 
 
 @contextmanager
@@ -353,6 +427,7 @@ def tune(
         run_dir = trials_dir / f"trial-{trial.number:04d}"
         pruning = _pruning_callback(trial, config.trainer.monitor)
         trial.set_user_attr("run_dir", str(run_dir))
+        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
         result = fit(trial_config, run_dir, callbacks=[pruning, *callbacks], quiet=True)
         trial.set_user_attr("epochs", result.epochs)
         trial.set_user_attr("best_epoch", result.best_epoch)
