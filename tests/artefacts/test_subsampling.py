@@ -451,3 +451,9 @@ def test_a_pe_axis_other_than_rows_or_columns_is_refused():
     for bad in (0, 1, True):
         with pytest.raises(ValueError, match="pe_axis must be -2, -1 or None"):
             sub.sample_subsampling_params(rng, (16, 16), pe_axis=bad)
+
+
+@pytest.mark.parametrize("kind", ["random", "equispaced"])
+def test_at_least_one_pe_line_is_sampled_whatever_the_acceleration(kind):
+    params = SubsamplingParams(kind=kind, acceleration=100.0, center_fraction=0.01, pe_axis=-1, seed=1)
+    assert subsampling_mask(params, (8, 8))[0].sum() == 1  # round(8 / 100) = 0 lines, raised to one
