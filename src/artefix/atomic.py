@@ -151,7 +151,11 @@ def atomic_folder(path: Path) -> Iterator[Path]:
         yield tmp
         if path.exists():
             aside = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
-            os.replace(path, aside / path.name)
+            try:
+                os.replace(path, aside / path.name)
+            except OSError:
+                shutil.rmtree(aside, ignore_errors=True)  # still empty: `path` was not moved
+                raise
             try:
                 os.replace(tmp, path)
             except OSError:
@@ -201,6 +205,12 @@ def output_transaction(targets: Iterable[Path]) -> Iterator[None]:
                 except OSError as exc:
                     raise OutputError(f"{path}: cannot move the existing output aside ({one_line(exc)})") from exc
                 aside.append((path, backup))
+    except BaseException:
+        # Nothing was written yet: what is at a target now is a previous output not moved aside, kept as it is.
+        for path, backup in reversed(aside):
+            os.rename(backup, path)
+        raise
+    try:
         yield
     except BaseException:
         for path in paths:
