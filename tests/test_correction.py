@@ -413,3 +413,16 @@ def test_flagging_ignores_corrections_negligible_against_the_slice_contrast():
     record = CorrectionRecord(HEADS, HEADS, 2, (4, 4, 9), (4, 4), values, np.zeros(9), std, ())
     assert record.flagged() == dict.fromkeys(HEADS, ())
     assert record.flagged(min_fraction=0.001)["motion"] == (4,)
+
+
+def test_a_policy_carries_the_head_selection_and_the_options_override_it(tiny):
+    vol = _volume(seed=6)
+    chosen = tiny.policy.with_options(only=["noise"], strength={"noise": 0.5}, snr_scope="slice")
+    by_policy = correct_volume(vol, tiny, policy=chosen)
+    by_options = correct_volume(vol, tiny, only=["noise"], strength={"noise": 0.5}, snr_scope="slice")
+    np.testing.assert_array_equal(by_policy.volume.array, by_options.volume.array)
+    assert by_policy.record.applied == ("noise",) and by_policy.record.strength == {"noise": 0.5}
+    overridden = correct_volume(vol, tiny, policy=chosen, only=["bias"], strength={})
+    assert overridden.record.applied == ("bias",) and overridden.record.strength == {}
+    with pytest.raises(InputError, match="`strength` names noise, which `only` leaves out"):
+        correct_volume(vol, tiny, policy=chosen, only=["bias"])

@@ -1,3 +1,5 @@
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -472,3 +474,25 @@ def test_legacy_flat_settings_split_into_architecture_and_policy():
         ModelConfig.from_dict({"ensemble": 2})
     with pytest.raises(ValueError, match="unknown inference setting"):
         InferencePolicy.from_dict({"gates": True})
+
+
+def test_the_policy_holds_the_head_selection_strengths_and_snr_scope():
+    policy = InferencePolicy().with_options(only=["noise", "bias"], strength={"noise": 0.5}, snr_scope="slice")
+    assert policy.only == ("noise", "bias") and policy.strengths == {"noise": 0.5} and policy.snr_scope == "slice"
+    assert InferencePolicy.from_dict(policy.to_dict()) == policy
+    assert "noise residual at 50%" in policy.steps() and "only noise, bias applied" in policy.steps()
+    for bad, words in (
+        ({"strength": {"noise": 1.5}}, "`strength`: noise=1.5 must be a number from 0 to 1"),
+        ({"only": ["bias"], "strength": {"noise": 0.5}}, "`strength` names noise, which `only` leaves out"),
+        ({"snr_scope": "volume"}, "snr_scope must be one of scan, slice"),
+    ):
+        with pytest.raises(ValueError, match=re.escape(words)):
+            InferencePolicy().with_options(**bad)
+    model = _gated()
+    x = _noisy_and_clean()
+    with torch.no_grad():
+        full = model(x)
+        chosen = model(x, policy=model.policy.with_options(only=["noise", "bias"], strength={"noise": 0.5}))
+    weights = torch.tensor([1.0 if h == "bias" else 0.5 if h == "noise" else 0.0 for h in ALL_HEADS])
+    torch.testing.assert_close(chosen.output, apply_residuals(x, full.residuals, weights, ALL_HEADS))
+    torch.testing.assert_close(chosen.residuals, full.residuals)  # all residuals are still returned

@@ -14,6 +14,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from artefix.models.policy import SNR_SCOPES as SNR_SCOPES  # the one definition, re-exported
+
 FLAG_MADS = 3.0
 """A slice is flagged for an artefact when its mean |residual| exceeds the median over the volume's
 slices by more than this many (normal-consistent) median absolute deviations..."""
@@ -22,7 +24,6 @@ FLAG_MIN_FRACTION = 0.01
 """...and is at least this fraction of the slice's standard deviation: a head that changes every slice by
 a negligible amount has outliers too, which are not worth a reader's attention."""
 
-SNR_SCOPES: tuple[str, ...] = ("scan", "slice")
 """What the noise gate's SNR describes: the whole scan (the median of its slices) or each slice alone."""
 
 

@@ -216,7 +216,7 @@ def correct_volume(
     scratch_dir: Path | None = None,
     top_k: int = 3,
     progress: Callable[[int, int], None] | None = None,
-    snr_scope: str = "scan",
+    snr_scope: str | None = None,
     policy: InferencePolicy | None = None,
 ) -> CorrectionResult:
     """Correct every slice of ``volume`` with ``model`` and map the result back to the input's units.
@@ -240,12 +240,14 @@ def correct_volume(
             memory (the caller removes it).
         top_k: Number of largest-correction slices kept as snapshots for the report.
         progress: Called as ``progress(slices_done, slices_total)`` after each batch.
-        snr_scope: With a noise gate (``InferencePolicy.noise_snr``): ``"scan"`` (default) gates
+        snr_scope: With a noise gate (``InferencePolicy.noise_snr``): ``"scan"`` (the policy's default) gates
             every slice on the scan's SNR, the median of the slices' estimates (:func:`scan_snr_db`), so
             the noise correction is the same throughout a scan; ``"slice"`` gates each slice on its own
-            estimate (as ``artefix evaluate`` does for its independent slices).
+            estimate (as ``artefix evaluate`` does for its independent slices). None: the policy's.
         policy: The inference policy (:class:`~artefix.models.policy.InferencePolicy`: gates, data
-            consistency, self-ensemble, priors); None uses the model's own (its card's).
+            consistency, self-ensemble, priors, heads, strengths, SNR scope); None uses the model's own (its
+            card's). ``only``, ``strength`` and ``snr_scope``, when given, replace the policy's
+            (:meth:`~artefix.models.policy.InferencePolicy.with_options`); the record holds the policy used.
 
     Returns:
         :class:`CorrectionResult`.
@@ -260,19 +262,21 @@ def correct_volume(
         raise ValueError(f"batch_size must be a positive integer or None, got {batch_size!r}")
     if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 0:
         raise ValueError(f"top_k must be a non-negative integer, got {top_k!r}")
-    if snr_scope not in SNR_SCOPES:
+    if snr_scope is not None and snr_scope not in SNR_SCOPES:
         raise ValueError(f"snr_scope must be one of {', '.join(SNR_SCOPES)}, got {snr_scope!r}")
     check_finite(volume)
     heads = _head_names(model)
-    own = policy if policy is not None else getattr(model, "policy", None)  # None: a module without policies
-    policy = model_policy(model, policy)
-    if isinstance(only, str):
-        only = [only]
+    own = policy is not None or getattr(model, "policy", None) is not None  # False: a module without policies
     try:
-        weights = head_weights(None if only is None else list(only), heads)
+        policy = model_policy(model, policy).with_options(only=only, strength=strength, snr_scope=snr_scope)
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+    snr_scope = policy.snr_scope
+    try:
+        weights = head_weights(None if policy.only is None else list(policy.only), heads)
     except ValueError as exc:
         raise InputError(f"`only`: {exc}") from None
-    weights = weights * _strength_weights(strength, heads, weights)
+    weights = weights * _strength_weights(policy.strengths, heads, weights)
     applied = tuple(h for h, m in zip(heads, weights.tolist(), strict=True) if m)
     factors = {h: float(m) for h, m in zip(heads, weights.tolist(), strict=True) if m and m != 1.0}
     slice_axis, src, mean, std, constant, work = slice_stack(volume, axis, matrix, min_side=2, purpose="correct")
@@ -311,7 +315,7 @@ def correct_volume(
             if snr is not None:
                 gate_snr = torch.from_numpy(np.full(idx.size, scan_snr) if scan_snr is not None else snr[idx])
                 gate_snr = gate_snr.to(device=device, dtype=torch.float32)
-            y, r, scores = correct_batch(model, batch, mu, sigma, weights, work, gate_snr, own)
+            y, r, scores = correct_batch(model, batch, mu, sigma, weights, work, gate_snr, policy if own else None)
             if detection is not None:
                 detection[idx] = scores.float().cpu().numpy()
             if window is not None:

@@ -536,7 +536,8 @@ class DualDomainModel(nn.Module):
 
         Args:
             x: Input slices ``u``, shape ``(B, 1, H, W)``, float, Z-normalised per slice as in the paper.
-            heads: Which residuals to add (see :data:`HeadSelection`); ``None`` adds all of them.
+            heads: Which residuals to add (see :data:`HeadSelection`); ``None``: the policy's heads and
+                strengths (all heads in full by default).
             snr_db: ``(B,)`` SNRs in dB for the noise gate instead of the slices' own (see :meth:`infer`).
             policy: The inference steps (default :attr:`policy`).
 
@@ -545,4 +546,14 @@ class DualDomainModel(nn.Module):
             detector's scores ``(B, K)`` (None without a detector).
         """
         p, scores = self.infer(x, snr_db, policy)
+        if heads is None:
+            heads = self._selection(self.acting_policy(policy))
         return ModelOutput(apply_residuals(x, p, heads, self.head_names), p, scores)
+
+    def _selection(self, policy: InferencePolicy) -> torch.Tensor | None:
+        """The policy's head weights ``(K,)`` (its heads times their strengths), None for all heads in full."""
+        if policy.only is None and not policy.strength:
+            return None
+        weights = head_weights(None if policy.only is None else list(policy.only), self.head_names)
+        factors = policy.strengths
+        return weights * torch.tensor([factors.get(h, 1.0) for h in self.head_names], dtype=weights.dtype)

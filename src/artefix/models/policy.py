@@ -18,10 +18,12 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+SNR_SCOPES: tuple[str, ...] = ("scan", "slice")
+"""Where the noise gate reads the SNR: the scan's (the median of its slices') or each slice's own."""
 ENSEMBLES: tuple[int, ...] = (1, 2, 4, 8)
 """Self-ensemble sizes: the first ``n`` of the image's dihedral transforms
 (:func:`artefix.models.dual_domain.dihedral`)."""
@@ -59,6 +61,13 @@ class InferencePolicy:
         noise_snr: ``(lo, hi)`` in dB; the noise residual (and the detector's noise score) is weighted by
             :func:`artefix.models.priors.snr_gate` of the input's estimated SNR: full below ``lo``, off
             above ``hi``. None turns it off.
+        only: The heads whose residuals are added (the paper's selective correction, ``--only``); None adds
+            every head of the model. A head the model lacks is refused where the policy meets the model.
+        strength: ``(head, factor)`` pairs, factor in ``[0, 1]``, that scale a head's residual
+            (``--strength``, a partial correction); heads not named keep 1. A head named with a factor above 0
+            must be among ``only``.
+        snr_scope: Where the noise gate reads the SNR of a volume's slices: ``"scan"`` (the median of the
+            slices' estimates, the same for every slice of a scan) or ``"slice"`` (each slice's own).
 
     Raises:
         ValueError: On construction, for any value outside the ranges above.
@@ -70,6 +79,9 @@ class InferencePolicy:
     ensemble: int = 1
     bias_smooth: float = 0.0
     noise_snr: tuple[float, float] | None = None
+    only: tuple[str, ...] | None = None
+    strength: tuple[tuple[str, float], ...] = ()
+    snr_scope: str = "scan"
 
     def __post_init__(self) -> None:
         for name in ("gated", "consistency", "truncation_gate"):
@@ -87,6 +99,30 @@ class InferencePolicy:
             if len(snr) != 2 or not all(_is_number(v) for v in snr) or not (snr[0] < snr[1]):
                 raise ValueError(f"noise_snr must be None or two numbers lo < hi (dB), got {self.noise_snr!r}")
             object.__setattr__(self, "noise_snr", (float(snr[0]), float(snr[1])))
+        self._check_selection()
+
+    def _check_selection(self) -> None:
+        """Validate and normalise ``only``, ``strength`` and ``snr_scope`` (in the words of their options)."""
+        if self.only is not None:
+            only = (self.only,) if isinstance(self.only, str) else tuple(self.only)
+            if not all(isinstance(h, str) for h in only):
+                raise ValueError(f"`only` must name heads, got {self.only!r}")
+            object.__setattr__(self, "only", only)
+        pairs = self.strength.items() if isinstance(self.strength, Mapping) else self.strength
+        factors: dict[str, float] = {}
+        for pair in pairs:
+            head, value = pair
+            if not isinstance(head, str):
+                raise ValueError(f"`strength` must map head names to factors, got {self.strength!r}")
+            if not _is_number(value) or not 0.0 <= float(value) <= 1.0:
+                raise ValueError(f"`strength`: {head}={value!r} must be a number from 0 to 1")
+            factors[head] = float(value)
+        for head, value in factors.items():
+            if value > 0 and self.only is not None and head not in self.only:
+                raise ValueError(f"`strength` names {head}, which `only` leaves out")
+        object.__setattr__(self, "strength", tuple(sorted(factors.items())))
+        if self.snr_scope not in SNR_SCOPES:
+            raise ValueError(f"snr_scope must be one of {', '.join(SNR_SCOPES)}, got {self.snr_scope!r}")
 
     @property
     def has_priors(self) -> bool:
@@ -105,8 +141,13 @@ class InferencePolicy:
         if self.noise_snr is not None:
             lo, hi = self.noise_snr
             steps.append(f"noise head faded out from {lo:g} to {hi:g} dB estimated SNR")
+        if self.noise_snr is not None and self.snr_scope == "slice":
+            steps.append("the noise gate reads each slice's own SNR")
         if self.ensemble > 1:
             steps.append(f"self-ensemble of {self.ensemble}")
+        if self.only is not None:
+            steps.append("only " + (", ".join(self.only) or "no head") + " applied")
+        steps += [f"{head} residual at {factor:.0%}" for head, factor in self.strength if factor != 1.0]
         return steps
 
     def replace(self, **changes: Any) -> InferencePolicy:
@@ -124,21 +165,52 @@ class InferencePolicy:
         """The same policy with the physics priors off (the heads as trained)."""
         return self.replace(bias_smooth=0.0, noise_snr=None)
 
-    def with_options(self, *, ensemble: int | None = None, priors: bool = True, gates: bool = True) -> InferencePolicy:
-        """The policy a user's options make of this one (a card's): the command line's three switches.
+    def with_options(
+        self,
+        *,
+        ensemble: int | None = None,
+        priors: bool = True,
+        gates: bool = True,
+        only: Sequence[str] | str | None = None,
+        strength: Mapping[str, float] | None = None,
+        snr_scope: str | None = None,
+    ) -> InferencePolicy:
+        """The policy a user's options make of this one (a card's): the command line's switches.
 
         Args:
             ensemble: Self-ensemble size instead of this policy's (None keeps it).
             priors: False turns the physics priors off.
             gates: False applies every residual in full.
+            only: The heads to apply instead of this policy's (None keeps them).
+            strength: Head -> factor instead of this policy's (None keeps them).
+            snr_scope: ``"scan"`` or ``"slice"`` instead of this policy's (None keeps it).
+
+        Raises:
+            ValueError: For an invalid value, in the words of its option.
         """
-        policy = self if ensemble is None else self.replace(ensemble=ensemble)
+        changes: dict[str, Any] = {}
+        if ensemble is not None:
+            changes["ensemble"] = ensemble
+        if only is not None:
+            changes["only"] = (only,) if isinstance(only, str) else tuple(only)
+        if strength is not None:
+            changes["strength"] = tuple(strength.items())
+        if snr_scope is not None:
+            changes["snr_scope"] = snr_scope
+        policy = self.replace(**changes) if changes else self
         policy = policy if priors else policy.without_priors()
         return policy if gates else policy.replace(gated=False)
 
+    @property
+    def strengths(self) -> dict[str, float]:
+        """``strength`` as a mapping (head -> factor)."""
+        return dict(self.strength)
+
     def to_dict(self) -> dict[str, Any]:
-        """JSON-friendly dict (tuples become lists), the inverse of :meth:`from_dict`."""
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+        """JSON-friendly dict (tuples become lists, ``strength`` a mapping), the inverse of :meth:`from_dict`."""
+        d = {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+        d["strength"] = dict(self.strength)
+        return d
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> InferencePolicy:
@@ -150,7 +222,10 @@ class InferencePolicy:
         unknown = sorted(set(data) - set(FIELDS))
         if unknown:
             raise ValueError(f"unknown inference setting(s) {unknown}; expected some of {list(FIELDS)}")
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+        kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+        if isinstance(kwargs.get("strength"), Mapping):
+            kwargs["strength"] = tuple(kwargs["strength"].items())
+        return cls(**kwargs)
 
 
 FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(InferencePolicy))
