@@ -554,3 +554,33 @@ def test_quiet_heads_penalises_the_ungated_residuals_of_absent_artefacts_only():
     quiet.model.load_state_dict(base.model.state_dict())  # the same batch-norm statistics
     with torch.no_grad():
         assert quiet.eval()._loss(batch)[0].total == base.eval()._loss(batch)[0].total  # training only
+
+
+def test_a_config_extends_another_and_overrides_it_key_by_key(tmp_path):
+    (tmp_path / "base").mkdir()
+    (tmp_path / "base" / "parent.yaml").write_text(
+        "name: parent\nseed: 3\nmodel: {preset: tiny, gates: true}\n"
+        "data: {base: data, roots: [a, b], split: split.json, artefacts: [bias, noise]}\ntrainer: {max_epochs: 7}\n"
+    )
+    (tmp_path / "child.yaml").write_text(
+        "extends: base/parent.yaml\nname: child\nmodel: {heads: [noise]}\ndata: {artefacts: [noise]}\n"
+    )
+    config = load_config(tmp_path / "child.yaml")
+    assert (config.name, config.seed, config.trainer.max_epochs) == ("child", 3, 7)
+    assert config.model.preset == "tiny" and config.model.gates and config.model.heads == ("noise",)
+    assert config.data.artefacts == ("noise",) and config.data.roots == ("a", "b")  # a list replaces, keys merge
+    assert config.data.base == str(tmp_path / "base" / "data")  # the parent's paths against the parent's folder
+    assert config.data.split == str(tmp_path / "base" / "split.json")
+
+
+def test_extends_refuses_a_loop_and_a_value_that_is_not_a_file(tmp_path):
+    (tmp_path / "a.yaml").write_text("extends: b.yaml\nname: a\n")
+    (tmp_path / "b.yaml").write_text("extends: a.yaml\nname: b\n")
+    with pytest.raises(ConfigError, match=r"`extends` loops \(a.yaml -> b.yaml -> a.yaml\)"):
+        load_config(tmp_path / "a.yaml")
+    (tmp_path / "c.yaml").write_text("extends: [a.yaml]\n")
+    with pytest.raises(ConfigError, match="`extends` must name a config file"):
+        load_config(tmp_path / "c.yaml")
+    (tmp_path / "d.yaml").write_text("extends: missing.yaml\n")
+    with pytest.raises(ConfigError, match="missing.yaml: config file not found"):
+        load_config(tmp_path / "d.yaml")

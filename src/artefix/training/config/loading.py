@@ -114,6 +114,53 @@ def read_yaml(path: Path) -> Any:
         raise ConfigError(f"{path}: invalid YAML ({one_line(exc)})") from None
 
 
+EXTENDS_KEY = "extends"
+"""A config file may start from another: ``extends: base.yaml`` (relative to the file), whose mappings it
+overrides key by key (a list or a value replaces the base's whole)."""
+
+
+def _read_mapping(path: Path) -> dict[str, Any]:
+    raw = read_yaml(path)
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: a config file must hold a YAML mapping, got {type(raw).__name__}")
+    return raw
+
+
+def _extends_chain(path: Path) -> list[tuple[Path, dict[str, Any]]]:
+    """``[(file, mapping without extends)]`` from ``path`` up through the files it extends.
+
+    Raises:
+        ConfigError: A file that cannot be read, an ``extends`` that is not a path, or a loop.
+    """
+    chain: list[tuple[Path, dict[str, Any]]] = []
+    seen: list[Path] = []
+    current: Path | None = path
+    while current is not None:
+        key = current.absolute().resolve()
+        if key in seen:
+            loop = " -> ".join(p.name for p in [*seen, key])
+            raise ConfigError(f"{path}: `extends` loops ({loop})")
+        seen.append(key)
+        raw = dict(_read_mapping(current))
+        parent = raw.pop(EXTENDS_KEY, None)
+        chain.append((current, raw))
+        if parent is not None and (not isinstance(parent, str) or not parent):
+            raise ConfigError(f"{current}: `extends` must name a config file, got {parent!r}")
+        current = None if parent is None else Path(_resolve(parent, current.parent.absolute()))
+    return chain
+
+
+def _merge(base: Mapping[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
+    """``base`` with ``top`` laid over it: mappings merged key by key, anything else replaced."""
+    out = dict(base)
+    for key, value in top.items():
+        below = out.get(key)
+        out[key] = _merge(below, value) if isinstance(below, dict) and isinstance(value, dict) else value
+    return out
+
+
 def load_config(
     path: str | Path,
     overrides: Iterable[str] = (),
@@ -137,21 +184,23 @@ def load_config(
     Returns:
         The validated :class:`TrainConfig`, with absolute ``data.base`` / ``data.split`` paths.
 
+    A file that ``extends`` another (:data:`EXTENDS_KEY`) is laid over it, each file's relative paths
+    resolved against its own folder.
+
     Raises:
-        ConfigError: Missing or unreadable file, invalid YAML, unknown keys or bad values.
+        ConfigError: Missing or unreadable file, invalid YAML, an ``extends`` loop, unknown keys or bad values.
     """
     path = Path(path).expanduser()
-    raw = read_yaml(path)
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: a config file must hold a YAML mapping, got {type(raw).__name__}")
+    chain = _extends_chain(path)
     first = list(first)
     extra = list(overrides)
     if data_root is not None:
         extra.insert(0, f"data.base={data_root}")
     base_given = any(item.split("=", 1)[0].strip() == "data.base" for item in [*first, *extra])
-    raw = _resolve_paths(raw, path.parent.absolute(), base_given=base_given)
+    base_given = base_given or any(isinstance(r.get("data"), dict) and r["data"].get("base") for _, r in chain)
+    raw: dict[str, Any] = {}
+    for file, layer in reversed(chain):  # the furthest base first, each file's paths against its own folder
+        raw = _merge(raw, _resolve_paths(layer, file.parent.absolute(), base_given=base_given))
     raw = apply_overrides(raw, first, first_cwd)
     raw = apply_overrides(raw, extra, cwd)
     return TrainConfig.from_dict(raw, source=str(path))
