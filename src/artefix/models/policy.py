@@ -201,6 +201,14 @@ class InferencePolicy:
         policy = policy if priors else policy.without_priors()
         return policy if gates else policy.replace(gated=False)
 
+    def around_network(self) -> InferencePolicy:
+        """This policy without the head selection, strengths and SNR scope.
+
+        What is left are the steps a network pass applies (what an exported graph fixes), which the three
+        correction-level settings do not change.
+        """
+        return self.replace(only=None, strength=(), snr_scope="scan")
+
     @property
     def strengths(self) -> dict[str, float]:
         """``strength`` as a mapping (head -> factor)."""
