@@ -15,7 +15,11 @@ For every artefact x severity and every head's score, the AUC is that of the cor
 against the same slices clean (negatives): 0.5 is chance, 1 a perfect detector, below 0.5 a score that
 falls when the artefact is there. The column ``-SNR`` is the AUC of the negated estimated SNR
 (:func:`artefix.models.priors.estimated_snr_db`, what the noise gate reads). A second table gives the median
-score, SNR and noise-gate weight per condition. It only measures: nothing here is asserted.
+score, SNR and noise-gate weight per condition. A third gives the error of the severity estimates that
+``artefix qc`` reports, against the severity applied: the estimated SNR at each noise level (within 1.5 dB?)
+and the estimated acceleration ``1 / sqrt(rows x columns of k-space measured)`` rounded to a whole factor at
+each subsampling level (the right class?) and on the clean slices (1: no truncation found). It only measures:
+nothing here is asserted.
 
 Usage: ``python benchmarks/detection_auc.py [DATA ...] [--model mt-lc-brain] [--seed 20261125]`` where
 ``DATA`` are scan files or folders (default: the bench built into a temporary folder).
@@ -25,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import math
 import sys
 import tempfile
 import time
@@ -89,23 +94,26 @@ def corrupted(s: EvalSlice, condition: Condition, seed: int) -> np.ndarray:
 
 @torch.no_grad()
 def score(model: Any, card: dict[str, Any], image: np.ndarray, spacing: Sequence[float]) -> np.ndarray:
-    """One slice's ``(K + 2,)`` numbers: the ``K`` scores of ``detect``, the noise head's detector score before
-    the SNR gate (one pass, :meth:`DualDomainModel.gate_scores`) and the estimated SNR in dB; NaN for a
-    constant slice."""
+    """One slice's ``(K + 3,)`` numbers: the ``K`` scores of ``detect``, the noise head's detector score before
+    the SNR gate (one pass, :meth:`DualDomainModel.gate_scores`), the estimated SNR in dB and the estimated
+    acceleration (``artefix qc``'s); NaN for a constant slice."""
+    from artefix.qc.measure import kspace_fractions
+
     batch = torch.from_numpy(np.ascontiguousarray(image, np.float32))[None]
     mean, std, constant = slice_moments(batch.numpy())
     if constant[0]:
-        return np.full(len(model.head_names) + 2, np.nan)
+        return np.full(len(model.head_names) + 3, np.nan)
     shape = working_shape(tuple(image.shape), spacing, card.get("matrix"))
     u = model_input(batch, torch.from_numpy(mean), torch.from_numpy(std), shape)
     x = u.unsqueeze(1).contiguous()
     scores = model.detect(x)[0].double().numpy()
     ungated = float(model.gate_scores(x)[0, model.head_names.index("noise")]) if "noise" in model.head_names else np.nan
-    return np.concatenate([scores, [ungated, float(estimated_snr_db(u)[0])]])
+    rows, cols = (float(v) for v in kspace_fractions(u)[0])
+    return np.concatenate([scores, [ungated, float(estimated_snr_db(u)[0]), 1.0 / math.sqrt(rows * cols)]])
 
 
 def collect(slices: Sequence[EvalSlice], model: Any, card: dict[str, Any], seed: int) -> dict[Condition, np.ndarray]:
-    """Condition -> ``(N, K + 2)`` :func:`score` rows over the slices."""
+    """Condition -> ``(N, K + 3)`` :func:`score` rows over the slices."""
     return {c: np.stack([score(model, card, corrupted(s, c, seed), s.spacing) for s in slices]) for c in conditions()}
 
 
@@ -125,6 +133,7 @@ def tables(
         folders: Each slice's folder (source), for the SNR table; None leaves it out.
     """
     k = len(heads)
+    snr_col = k + 1
     names = [*heads, "noise ungated"]
     clean = results[CLEAN]
     lines = [
@@ -134,9 +143,9 @@ def tables(
     for (experiment, severity), rows in results.items():
         if experiment == "clean":
             continue
-        keep = np.isfinite(clean[:, -1]) & np.isfinite(rows[:, -1])
+        keep = np.isfinite(clean[:, snr_col]) & np.isfinite(rows[:, snr_col])
         cells = [_fmt(auc(clean[keep, j], rows[keep, j])) for j in range(k + 1)]
-        cells.append(_fmt(auc(-clean[keep, -1], -rows[keep, -1])))
+        cells.append(_fmt(auc(-clean[keep, snr_col], -rows[keep, snr_col])))
         lines.append(f"| {experiment} | {severity:g} | {int(keep.sum())} | " + " | ".join(cells) + " |")
     lines += [
         "",
@@ -145,12 +154,12 @@ def tables(
     ]
     for (experiment, severity), rows in results.items():
         name = experiment if severity is None else f"{experiment} {severity:g}"
-        rows = rows[np.isfinite(rows[:, -1])]
+        rows = rows[np.isfinite(rows[:, snr_col])]
         medians = [_fmt(float(np.median(rows[:, j])) if len(rows) else np.nan) for j in range(k + 1)]
-        snr = float(np.median(rows[:, -1])) if len(rows) else float("nan")
+        snr = float(np.median(rows[:, snr_col])) if len(rows) else float("nan")
         weight = "-"
         if gate is not None and len(rows):
-            weight = _fmt(float(np.median(snr_gate(torch.from_numpy(rows[:, -1]), *gate).numpy())))
+            weight = _fmt(float(np.median(snr_gate(torch.from_numpy(rows[:, snr_col]), *gate).numpy())))
         lines.append(f"| {name} | " + " | ".join(medians) + f" | {_fmt(snr, 1)} | {weight} |")
     if folders is not None:
         noise = [c for c in results if c[0] in ("clean", "noise")]
@@ -163,8 +172,33 @@ def tables(
         where = np.asarray(folders)
         for folder in sorted(set(folders)):
             pick = where == folder
-            cells = [_fmt(float(np.nanmedian(results[c][pick, -1])), 1) for c in noise]
+            cells = [_fmt(float(np.nanmedian(results[c][pick, snr_col])), 1) for c in noise]
             lines.append(f"| {folder} | {int(pick.sum())} | " + " | ".join(cells) + " |")
+    return "\n".join([*lines, "", severity_table(results, k)])
+
+
+def severity_table(results: dict[Condition, np.ndarray], k: int) -> str:
+    """The severity estimates against the severities applied: SNR (within 1.5 dB) and acceleration class."""
+    lines = [
+        "| condition | n | estimate | median | mean absolute error | right within tolerance |",
+        "|---|---|---|---|---|---|",
+    ]
+    for (experiment, severity), rows in results.items():
+        if experiment == "noise":
+            est = rows[np.isfinite(rows[:, k + 1]), k + 1]
+            err = np.abs(est - severity)
+            cells = ["SNR dB", _fmt(float(np.median(est)), 1), _fmt(float(err.mean()), 1) + " dB"]
+            cells.append(f"{np.mean(err <= 1.5):.0%} within 1.5 dB")
+        elif experiment in ("subsampling", "clean"):
+            est = rows[np.isfinite(rows[:, k + 2]), k + 2]
+            target = 1.0 if severity is None else severity
+            err = np.abs(est - target)
+            cells = ["acceleration", _fmt(float(np.median(est)), 2), _fmt(float(err.mean()), 2)]
+            cells.append(f"{np.mean(np.round(est) == target):.0%} in class x{target:g}")
+        else:
+            continue
+        name = experiment if severity is None else f"{experiment} {severity:g}"
+        lines.append(f"| {name} | {est.size} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
