@@ -169,7 +169,8 @@ def correct_file(
         InputError: Unreadable input, bad model, bad options (one-line message).
         OutputError: Unsafe or failed output (one-line message); nothing is left behind.
     """
-    from artefix.models.registry import DEFAULT_MODEL, check_device, load_named_model
+    from artefix.correction.spec import ModelSpec
+    from artefix.models.registry import check_device
 
     start = time.perf_counter()
     input_path, output_path = Path(input).expanduser(), Path(os.fspath(output)).expanduser()
@@ -191,7 +192,7 @@ def correct_file(
         if residual_dir.exists() and not residual_dir.is_dir():
             raise OutputError(f"{residual_dir}: exists and is not a folder")
         check_writable(residual_dir, residual_dir if residual_dir.is_dir() else residual_dir.parent)
-    dev = check_device(device)
+    check_device(device)  # before any reading: a bad device is a one-line error at once
     if snr_scope not in SNR_SCOPES:
         raise InputError(f"`snr_scope` must be one of {', '.join(SNR_SCOPES)}, got {snr_scope!r}")
     if runtime not in RUNTIMES:
@@ -207,11 +208,7 @@ def correct_file(
     _check_family(volume, output_path, "OUTPUT")
 
     t0 = time.perf_counter()
-    net, card = load_named_model(model if model is not None else DEFAULT_MODEL, device=dev)
-    try:
-        policy = net.policy.with_options(ensemble=ensemble, priors=priors, gates=gates)
-    except ValueError as exc:
-        raise InputError(f"`ensemble`: {exc}") from None
+    net, card, policy = ModelSpec(model, device, ensemble, priors, gates).load()
     if runtime == "onnx":
         from artefix.models.onnx_runtime import OnnxModel
 

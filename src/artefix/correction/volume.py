@@ -32,7 +32,7 @@ from artefix.correction.record import SNR_SCOPES, CorrectionRecord, SliceSnapsho
 from artefix.data.io import Volume, check_finite
 from artefix.data.slices import resolve_axis
 from artefix.errors import InputError
-from artefix.models.dual_domain import consistent_head, head_weights
+from artefix.models.dual_domain import consistent_head, selection_weights
 from artefix.models.policy import InferencePolicy
 
 
@@ -158,23 +158,6 @@ def auto_batch_size(work_shape: Sequence[int], device: torch.device | str) -> in
     return max(1, min(8, CPU_BATCH_PIXELS // pixels))
 
 
-def _strength_weights(
-    strength: Mapping[str, float] | None, heads: Sequence[str], selected: torch.Tensor
-) -> torch.Tensor:
-    """Per-head factors ``(K,)`` from ``--strength`` (1 for heads not named), validated against ``--only``."""
-    factors = torch.ones(len(heads), dtype=selected.dtype)
-    for head, value in (strength or {}).items():
-        if head not in heads:
-            raise InputError(f"`strength`: the model has no {head!r} head; it has {', '.join(heads)}")
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= float(value) <= 1.0:
-            raise InputError(f"`strength`: {head}={value!r} must be a number from 0 to 1")
-        k = list(heads).index(head)
-        if float(value) > 0 and not selected[k]:
-            raise InputError(f"`strength` names {head}, which `only` leaves out")
-        factors[k] = float(value)
-    return factors
-
-
 def _allocate(shape: tuple[int, ...], scratch_dir: Path | None, name: str) -> np.ndarray:
     if scratch_dir is None:
         return np.zeros(shape, dtype=np.float32)
@@ -273,10 +256,9 @@ def correct_volume(
         raise InputError(str(exc)) from None
     snr_scope = policy.snr_scope
     try:
-        weights = head_weights(None if policy.only is None else list(policy.only), heads)
+        weights = selection_weights(policy, heads)
     except ValueError as exc:
-        raise InputError(f"`only`: {exc}") from None
-    weights = weights * _strength_weights(policy.strengths, heads, weights)
+        raise InputError(str(exc)) from None
     applied = tuple(h for h, m in zip(heads, weights.tolist(), strict=True) if m)
     factors = {h: float(m) for h, m in zip(heads, weights.tolist(), strict=True) if m and m != 1.0}
     slice_axis, src, mean, std, constant, work = slice_stack(volume, axis, matrix, min_side=2, purpose="correct")

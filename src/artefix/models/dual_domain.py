@@ -268,6 +268,24 @@ def apply_residuals(
     return znorm(v) if normalize else v
 
 
+def selection_weights(policy: InferencePolicy, head_names: Sequence[str]) -> torch.Tensor:
+    """Per-head weights ``(K,)`` of a policy's head selection and strengths for a model with ``head_names``.
+
+    Raises:
+        ValueError: A head in ``policy.only`` or ``policy.strength`` that the model lacks, in the options' words.
+    """
+    try:
+        weights = head_weights(None if policy.only is None else list(policy.only), head_names)
+    except ValueError as exc:
+        raise ValueError(f"`only`: {exc}") from None
+    factors = torch.ones_like(weights)
+    for head, value in policy.strength:
+        if head not in head_names:
+            raise ValueError(f"`strength`: the model has no {head!r} head; it has {', '.join(head_names)}")
+        factors[list(head_names).index(head)] = value
+    return weights * factors
+
+
 def consistent_head(head_names: Sequence[str], policy: InferencePolicy) -> int | None:
     """Channel of the subsampling residual that data consistency constrains (``None``: no such step)."""
     if not policy.consistency or "subsampling" not in head_names:
@@ -554,6 +572,4 @@ class DualDomainModel(nn.Module):
         """The policy's head weights ``(K,)`` (its heads times their strengths), None for all heads in full."""
         if policy.only is None and not policy.strength:
             return None
-        weights = head_weights(None if policy.only is None else list(policy.only), self.head_names)
-        factors = policy.strengths
-        return weights * torch.tensor([factors.get(h, 1.0) for h in self.head_names], dtype=weights.dtype)
+        return selection_weights(policy, self.head_names)
