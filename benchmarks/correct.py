@@ -35,7 +35,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from artefix.correction import auto_batch_size, correct_file, correct_volume
+from artefix.correction import (
+    ExecutionSettings,
+    InferenceOptions,
+    OutputSpec,
+    auto_batch_size,
+    correct_file,
+    correct_volume,
+)
 from artefix.data.io import Volume, write_volume
 from artefix.data.samples import load_sample
 from artefix.models import build_model
@@ -156,10 +163,9 @@ def main() -> None:
                 src,
                 tmp / "out.nii",
                 model=weights,
-                residuals=tmp / "res",
-                batch_size=args.batch,
-                ensemble=args.ensemble,
-                priors=not args.no_priors,
+                inference=InferenceOptions(ensemble=args.ensemble, priors=not args.no_priors),
+                outputs=OutputSpec(residuals=tmp / "res"),
+                execution=ExecutionSettings(batch_size=args.batch),
             )
             file_seconds = time.perf_counter() - t0
 

@@ -13,7 +13,7 @@ from artefix.errors import InputError
 
 
 class Runtime(str, Enum):
-    """``--runtime``: what runs the model (``artefix.correction.files.RUNTIMES``)."""
+    """``--runtime``: what runs the model (``artefix.correction.options.RUNTIMES``)."""
 
     torch = "torch"
     onnx = "onnx"
@@ -210,22 +210,21 @@ def correct_command(
 
     from artefix.atomic import one_line
     from artefix.cli.progress import progress_bar
-    from artefix.correction import correct_file
+    from artefix.correction import ExecutionSettings, InferenceOptions, OutputSpec, correct_file
     from artefix.errors import ArtefixError
 
-    settings = {  # what one scan and many scans are corrected with alike
-        "model": model,
-        "only": parse_only(only),
-        "strength": parse_strength(strength),
-        "ensemble": ensemble,
-        "priors": priors,
-        "gates": gates,
-        "snr_scope": snr_scope.value,
-        "axis": axis,
-        "batch_size": batch_size,
-        "device": device,
-        "overwrite": overwrite,
-    }
+    heads, factors = parse_only(only), parse_strength(strength)
+
+    def inference() -> InferenceOptions:  # what one scan and many scans are corrected with alike
+        return InferenceOptions.create(
+            only=heads,
+            strength=factors,
+            ensemble=ensemble,
+            priors=priors,
+            gates=gates,
+            snr_scope=snr_scope.value,
+        )
+
     if out_dir is not None:  # many scans (artefix.cli.correct_bulk)
         from artefix.cli.correct_bulk import bulk_correct
 
@@ -237,7 +236,12 @@ def correct_command(
         bulk_correct(
             paths,
             out_dir,
-            **settings,
+            model=model,
+            inference=inference(),
+            axis=axis,
+            batch_size=batch_size,
+            device=device,
+            overwrite=overwrite,
             jobs=jobs,
             scheduler=scheduler,
             only_flagged=only_flagged,
@@ -252,6 +256,7 @@ def correct_command(
     if len(paths) != 2:
         raise InputError(f"give INPUT and OUTPUT (got {len(paths)} paths), or INPUT... --out-dir DIR for many scans")
     input, output = paths
+    options, outputs = inference(), OutputSpec(residuals=residuals, report=report, overwrite=overwrite)
     progress, err_console = progress_bar("correcting", "slices", quiet)
     with progress:
         task = progress.add_task("correct", total=None)
@@ -259,16 +264,10 @@ def correct_command(
         def update(done: int, total: int) -> None:
             progress.update(task, completed=done, total=total)
 
+        execution = ExecutionSettings(device=device, batch_size=batch_size, runtime=runtime.value, progress=update)
         try:
             run = correct_file(
-                input,
-                output,
-                **settings,
-                residuals=residuals,
-                report=report,
-                key=key,
-                progress=update,
-                runtime=runtime.value,
+                input, output, model=model, inference=options, outputs=outputs, execution=execution, axis=axis, key=key
             )
         except ArtefixError:
             raise

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from artefix.errors import InputError, cli_words
+
+if TYPE_CHECKING:
+    from artefix.correction.options import InferenceOptions
 
 
 def bulk_correct(
@@ -15,12 +19,7 @@ def bulk_correct(
     out_dir: Path,
     *,
     model: str | None,
-    only: Sequence[str] | None,
-    strength: Mapping[str, float] | None,
-    ensemble: int | None,
-    priors: bool,
-    gates: bool,
-    snr_scope: str,
+    inference: InferenceOptions,
     axis: int | None,
     batch_size: int | None,
     device: str,
@@ -32,6 +31,8 @@ def bulk_correct(
     quiet: bool,
 ) -> None:
     """Run :func:`artefix.correction.bulk.run_bulk` with a progress bar over scans and a summary table.
+
+    ``inference`` is what every scan is corrected with (the single-scan path takes the same value).
 
     Raises:
         InputError: No scans found, or an error of :func:`~artefix.correction.bulk.run_bulk` (exit 2).
@@ -57,10 +58,8 @@ def bulk_correct(
         run = run_bulk(
             refs,
             out_dir,
-            spec=ModelSpec(model, device, ensemble, priors, gates),
-            options=CorrectionOptions.create(
-                only=only, strength=strength, axis=axis, batch_size=batch_size, snr_scope=snr_scope
-            ),
+            spec=ModelSpec.of(model, device, inference),
+            options=CorrectionOptions.of(inference, axis=axis, batch_size=batch_size),
             jobs=jobs,
             scheduler=scheduler,
             overwrite=overwrite,

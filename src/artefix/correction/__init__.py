@@ -5,6 +5,8 @@
 * :mod:`artefix.correction.volume`: :func:`correct_volume`, a whole :class:`~artefix.data.io.Volume`
   streamed in slice batches, with a QC record.
 * :mod:`artefix.correction.record`: :class:`CorrectionRecord`, that QC record and its summaries.
+* :mod:`artefix.correction.options`: what :func:`correct_file` is asked to do: :class:`InferenceOptions`
+  (laid over the model card's inference policy), :class:`OutputSpec`, :class:`ExecutionSettings`.
 * :mod:`artefix.correction.files`: :func:`correct_file`, file in, file(s) out, atomically.
 
 Example:
@@ -18,6 +20,7 @@ Example:
 
 from artefix.correction.core import correct_batch, scan_snr_db, slice_moments, working_shape
 from artefix.correction.files import CorrectionRun, correct_file, output_suffix, residual_paths
+from artefix.correction.options import ExecutionSettings, InferenceOptions, OutputSpec
 from artefix.correction.record import FLAG_MADS, FLAG_MIN_FRACTION, SNR_SCOPES, CorrectionRecord, SliceSnapshot
 from artefix.correction.volume import CorrectionResult, auto_batch_size, correct_volume
 
@@ -28,6 +31,9 @@ __all__ = [
     "CorrectionRecord",
     "CorrectionResult",
     "CorrectionRun",
+    "ExecutionSettings",
+    "InferenceOptions",
+    "OutputSpec",
     "SliceSnapshot",
     "auto_batch_size",
     "correct_batch",

@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from artefix.atomic import atomic_file, one_line, output_transaction
+from artefix.correction.options import InferenceOptions
 from artefix.correction.spec import ModelSpec, loaded_model
 from artefix.errors import ArtefixError, InputError, OutputError
 from artefix.qc.discover import ScanRef, is_dicom_file
@@ -86,7 +87,7 @@ class CorrectionOptions:
         batch_size: int | None = None,
         snr_scope: str = "scan",
     ) -> CorrectionOptions:
-        """Build from the arguments of :func:`~artefix.correction.files.correct_file`."""
+        """Build from a list of heads and a mapping of strengths."""
         return cls(
             None if only is None else tuple(only),
             None if strength is None else tuple(sorted((k, float(v)) for k, v in strength.items())),
@@ -94,6 +95,16 @@ class CorrectionOptions:
             batch_size,
             snr_scope,
         )
+
+    @classmethod
+    def of(
+        cls, inference: InferenceOptions, *, axis: int | None = None, batch_size: int | None = None
+    ) -> CorrectionOptions:
+        """The per-scan part of ``inference`` (heads, strengths, SNR scope) with the slicing settings.
+
+        The rest of ``inference`` (self-ensemble, priors, gates) goes with the model: :meth:`ModelSpec.of`.
+        """
+        return cls(inference.only, inference.strength, axis, batch_size, inference.snr_scope)
 
 
 @dataclass(frozen=True)

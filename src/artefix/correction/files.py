@@ -20,21 +20,19 @@ from __future__ import annotations
 import os
 import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from artefix.atomic import check_outputs, check_writable, one_line, output_transaction, same_path
-from artefix.correction.record import SNR_SCOPES, CorrectionRecord
-from artefix.correction.volume import correct_volume
+from artefix.correction.options import ExecutionSettings, InferenceOptions, OutputSpec, grouped_options
+from artefix.correction.record import CorrectionRecord
+from artefix.correction.volume import CorrectionResult, correct_volume
 from artefix.data.io import Volume, is_sample, read_input, write_volume
 from artefix.errors import InputError, OutputError
 
 _FILE_SUFFIXES = (".nii.gz", ".nii", ".npy", ".npz", ".h5", ".hdf5", ".png")
-REPORT_SUFFIXES = (".html", ".htm")
-RUNTIMES = ("torch", "onnx")
-"""``runtime`` of :func:`correct_file` (``artefix correct --runtime``): what runs the model."""
 
 
 @dataclass
@@ -116,21 +114,12 @@ def correct_file(
     output: str | Path,
     *,
     model: str | Path | None = None,
-    only: Sequence[str] | None = None,
-    strength: Mapping[str, float] | None = None,
-    ensemble: int | None = None,
-    priors: bool = True,
-    gates: bool = True,
-    snr_scope: str = "scan",
-    residuals: str | Path | None = None,
-    report: str | Path | None = None,
+    inference: InferenceOptions | None = None,
+    outputs: OutputSpec | None = None,
+    execution: ExecutionSettings | None = None,
     axis: int | None = None,
-    batch_size: int | None = None,
-    device: str = "cpu",
-    overwrite: bool = False,
     key: str | None = None,
-    progress: Callable[[int, int], None] | None = None,
-    runtime: str = "torch",
+    **keywords: Any,
 ) -> CorrectionRun:
     """Correct a scan file and write the corrected scan (plus residuals, report and JSON summary).
 
@@ -139,28 +128,19 @@ def correct_file(
             ``sample:NAME``, a built-in sample slice (:func:`artefix.data.io.read_input`).
         output: Output path, see the module docstring for families.
         model: Shipped model name or ``.safetensors`` path (default :data:`DEFAULT_MODEL`).
-        only: Heads to apply (None: all of the model's heads).
-        strength: Head -> factor in ``[0, 1]`` for a partial correction (:func:`correct_volume`).
-        ensemble: Self-ensemble size (1, 2, 4 or 8 dihedral transforms per slice) instead of the model
-            card's (``ModelConfig.ensemble``): 1 is the fastest, 8 the most accurate.
-        priors: Keep the model's physics priors (``ModelConfig.bias_smooth``, ``ModelConfig.noise_snr``,
-            :mod:`artefix.models.priors`); False runs the heads as trained (e.g. to denoise a clean scan).
-        gates: Let the model's artefact detector weight each residual (``ModelConfig.gates``); False applies
-            each one in full (``InferencePolicy.gated`` false), for a scan known to have
-            an artefact the detector scores low; its scores are still reported.
-        snr_scope: ``"scan"``: the noise gate sees the scan's SNR (the median of its slices) on every slice;
-            ``"slice"``: each slice's own (:func:`~artefix.correction.volume.correct_volume`).
-        residuals: Folder for the residual volumes (created if missing; its parent must exist).
-        report: ``.html`` QC report path; the JSON summary goes next to it (``.json``).
+        inference: How the model is applied (:class:`~artefix.correction.options.InferenceOptions`: heads,
+            strengths, self-ensemble, priors, gates, SNR scope), laid over its card's policy; None: the
+            defaults.
+        outputs: What is written besides ``output`` (:class:`~artefix.correction.options.OutputSpec`: residual
+            volumes, QC report, overwrite); None: nothing else, and no existing output is replaced.
+        execution: Device, batch size, runtime and progress callback
+            (:class:`~artefix.correction.options.ExecutionSettings`); None: the defaults (CPU, PyTorch).
         axis: Slice axis (default: the header's acquisition axis, else the last).
-        batch_size: Slices per model call (None: :func:`~artefix.correction.volume.auto_batch_size`).
-        device: ``cpu`` or ``cuda`` (``cuda:1``, ...).
-        overwrite: Replace existing outputs.
         key: Which array/series to read from a multi-array input (npz key, h5 dataset, SeriesInstanceUID).
-        progress: ``progress(done, total)`` callback, in slices.
-        runtime: ``"torch"`` (default) or ``"onnx"``: the model's correction runs in ONNX Runtime
-            (:class:`artefix.models.onnx_runtime.OnnxModel`, exported once per slice size; needs
-            ``pip install 'artefix[export]'``).
+        **keywords: The older form, one keyword per choice (``only=``, ``strength=``, ``ensemble=``,
+            ``priors=``, ``gates=``, ``snr_scope=``, ``residuals=``, ``report=``, ``overwrite=``, ``device=``,
+            ``batch_size=``, ``runtime=``, ``progress=``): each builds the attribute of the same name of
+            ``inference``, ``outputs`` or ``execution`` (:func:`~artefix.correction.options.grouped_options`).
 
     Returns:
         The :class:`CorrectionRun`.
@@ -168,36 +148,37 @@ def correct_file(
     Raises:
         InputError: Unreadable input, bad model, bad options (one-line message).
         OutputError: Unsafe or failed output (one-line message); nothing is left behind.
+        TypeError: An unknown keyword, or an older keyword beside the object it belongs to.
+
+    Example:
+        >>> from artefix.correction import InferenceOptions, OutputSpec, correct_file
+        >>> run = correct_file(                                                     # doctest: +SKIP
+        ...     "scan.nii.gz", "corrected.nii.gz",
+        ...     inference=InferenceOptions(only=["noise"], strength={"noise": 0.5}),
+        ...     outputs=OutputSpec(report="qc.html", residuals="residuals"),
+        ... )
     """
     from artefix.correction.spec import ModelSpec
     from artefix.models.registry import check_device
 
+    inference, outputs, execution = grouped_options(keywords, inference=inference, outputs=outputs, execution=execution)
     start = time.perf_counter()
     input_path, output_path = Path(input).expanduser(), Path(os.fspath(output)).expanduser()
-    report_path = Path(report).expanduser() if report is not None else None
-    residual_dir = Path(residuals).expanduser() if residuals is not None else None
+    report_path, summary, residual_dir = outputs.report, outputs.summary, outputs.residuals
     inputs = [] if is_sample(input_path) else [input_path]
     if inputs and not input_path.exists():
         raise InputError(f"{input_path}: no such file or folder")
     output_suffix(output_path)
-    early = [output_path]
-    if report_path is not None:
-        if report_path.suffix.lower() not in REPORT_SUFFIXES:
-            raise OutputError(f"{report_path}: the report must be an .html file")
-        early += [report_path, report_path.with_suffix(".json")]
-    check_outputs(early, overwrite=overwrite, inputs=inputs, folder_ok=_is_folder)
+    early = [output_path, *(p for p in (report_path, summary) if p is not None)]
+    check_outputs(early, overwrite=outputs.overwrite, inputs=inputs, folder_ok=_is_folder)
     if residual_dir is not None:
         if not residual_dir.parent.is_dir():
             raise OutputError(f"{residual_dir}: its parent folder {residual_dir.parent} does not exist")
         if residual_dir.exists() and not residual_dir.is_dir():
             raise OutputError(f"{residual_dir}: exists and is not a folder")
         check_writable(residual_dir, residual_dir if residual_dir.is_dir() else residual_dir.parent)
-    check_device(device)  # before any reading: a bad device is a one-line error at once
-    if snr_scope not in SNR_SCOPES:
-        raise InputError(f"`snr_scope` must be one of {', '.join(SNR_SCOPES)}, got {snr_scope!r}")
-    if runtime not in RUNTIMES:
-        raise InputError(f"`runtime` must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
-    if runtime == "onnx":
+    check_device(execution.device)  # before any reading: a bad device is a one-line error at once
+    if execution.runtime == "onnx":
         from artefix.models.onnx_runtime import check_onnx_runtime
 
         check_onnx_runtime()
@@ -208,68 +189,62 @@ def correct_file(
     _check_family(volume, output_path, "OUTPUT")
 
     t0 = time.perf_counter()
-    net, card, policy = ModelSpec(model, device, ensemble, priors, gates).load()
-    if runtime == "onnx":
+    net, card, card_policy = ModelSpec(model, execution.device).load()
+    policy = inference.policy(card_policy)
+    if execution.runtime == "onnx":
         from artefix.models.onnx_runtime import OnnxModel
 
-        net = OnnxModel(net, policy)
+        net = OnnxModel(net, policy.around_network())  # the graph fixes what a network pass applies
     timings["load_model"] = time.perf_counter() - t0
     heads = tuple(net.head_names)
     res_paths = residual_paths(output_path, residual_dir, heads) if residual_dir is not None else {}
     if res_paths:
         if residual_dir is not None and residual_dir.is_dir():
-            check_outputs(list(res_paths.values()), overwrite=overwrite, inputs=inputs, folder_ok=_is_folder)
+            check_outputs(list(res_paths.values()), overwrite=outputs.overwrite, inputs=inputs, folder_ok=_is_folder)
         for path in res_paths.values():
             if any(same_path(path, other) for other in early):
                 raise OutputError(f"{path}: a residual volume would overwrite another output")
 
+    run = CorrectionRun(input_path, output_path, res_paths, report_path, summary, card, timings=timings)
     with tempfile.TemporaryDirectory(prefix="artefix-residuals-") as scratch:
         t0 = time.perf_counter()
         result = correct_volume(
             volume,
             net,
-            only=only,
-            strength=strength,
             axis=axis,
-            batch_size=batch_size,
+            batch_size=execution.batch_size,
             matrix=card.get("matrix"),
             keep_residuals=bool(res_paths),
             scratch_dir=Path(scratch) if res_paths else None,
-            progress=progress,
-            snr_scope=snr_scope,
+            progress=execution.progress,
             policy=policy,
         )
         timings["correct"] = time.perf_counter() - t0
-
-        t0 = time.perf_counter()
-        summary = report_path.with_suffix(".json") if report_path is not None else None
-        targets = [output_path, *res_paths.values(), *(p for p in (report_path, summary) if p is not None)]
-        if residual_dir is not None and not residual_dir.exists():
-            targets.append(residual_dir)  # made by this run: removed again should it fail
-        with output_transaction(targets):
-            write_volume(result.volume, output_path, overwrite=overwrite, like=volume)
-            if residual_dir is not None and not residual_dir.exists():
-                try:
-                    residual_dir.mkdir()
-                except OSError as exc:
-                    raise OutputError(f"{residual_dir}: cannot create the residual folder ({one_line(exc)})") from exc
-            for head, path in res_paths.items():
-                write_volume(result.residuals[head], path, overwrite=overwrite, like=volume)
-            timings["write"] = time.perf_counter() - t0
-            timings["total"] = time.perf_counter() - start
-            run = CorrectionRun(
-                input=input_path,
-                output=output_path,
-                residual_paths=res_paths,
-                report=report_path,
-                summary=summary,
-                model_card=card,
-                record=result.record,
-                timings=timings,
-            )
-            if report_path is not None:
-                from artefix.correction.report import write_report
-
-                write_report(run, volume, result.volume, overwrite=overwrite)
+        run.record = result.record
+        _write(run, volume, result, outputs, start)
         del result
     return run
+
+
+def _write(run: CorrectionRun, volume: Volume, result: CorrectionResult, outputs: OutputSpec, start: float) -> None:
+    """Write ``run``'s corrected volume, residuals and report as one transaction (adds its write timings)."""
+    t0 = time.perf_counter()
+    residual_dir, res_paths = outputs.residuals, run.residual_paths
+    targets = [run.output, *res_paths.values(), *(p for p in (run.report, run.summary) if p is not None)]
+    if residual_dir is not None and not residual_dir.exists():
+        targets.append(residual_dir)  # made by this run: removed again should it fail
+    with output_transaction(targets):
+        write_volume(result.volume, run.output, overwrite=outputs.overwrite, like=volume)
+        if residual_dir is not None and not residual_dir.exists():
+            try:
+                residual_dir.mkdir()
+            except OSError as exc:
+                raise OutputError(f"{residual_dir}: cannot create the residual folder ({one_line(exc)})") from exc
+        for head, path in res_paths.items():
+            write_volume(result.residuals[head], path, overwrite=outputs.overwrite, like=volume)
+        run.timings["write"] = time.perf_counter() - t0
+        run.timings["total"] = time.perf_counter() - start
+        if run.report is not None:
+            from artefix.correction.report import write_report
+
+            write_report(run, volume, result.volume, overwrite=outputs.overwrite)

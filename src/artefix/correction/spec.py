@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from artefix.correction.options import InferenceOptions
 from artefix.models.policy import InferencePolicy
 
 _CACHE: dict[tuple[Any, ...], tuple[torch.nn.Module, dict[str, Any], InferencePolicy]] = {}
@@ -39,6 +40,15 @@ class ModelSpec:
     ensemble: int | None = None
     priors: bool = True
     gates: bool = True
+
+    @classmethod
+    def of(cls, model: str | None, device: str, inference: InferenceOptions) -> ModelSpec:
+        """The spec of ``model`` on ``device`` with the self-ensemble, priors and gates of ``inference``.
+
+        The rest of ``inference`` (heads, strengths, SNR scope) is applied per scan
+        (:meth:`artefix.correction.bulk.CorrectionOptions.of`).
+        """
+        return cls(model, device, inference.ensemble, inference.priors, inference.gates)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly fields."""
