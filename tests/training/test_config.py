@@ -584,3 +584,55 @@ def test_extends_refuses_a_loop_and_a_value_that_is_not_a_file(tmp_path):
     (tmp_path / "d.yaml").write_text("extends: missing.yaml\n")
     with pytest.raises(ConfigError, match="missing.yaml: config file not found"):
         load_config(tmp_path / "d.yaml")
+
+
+def _leaves(mapping: dict, prefix: str = "") -> dict:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}`` (lists are leaves)."""
+    out = {}
+    for key, value in mapping.items():
+        if isinstance(value, dict) and value:
+            out.update(_leaves(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def _extending_configs() -> list[Path]:
+    paths = [*CONFIGS.rglob("*.yaml"), *EXPERIMENTS.glob("*/configs/*.yaml")]
+    return sorted(p for p in paths if not is_pipeline_file(p) and "extends" in (yaml.safe_load(p.read_text()) or {}))
+
+
+@pytest.mark.parametrize("path", _extending_configs(), ids=lambda p: str(p.relative_to(REPO)))
+def test_a_config_that_extends_another_lists_only_what_differs(path):
+    """Every key a file sets beside ``extends`` changes the resolved value of its base (no copies left behind)."""
+    layer = yaml.safe_load(path.read_text())
+    base = _leaves(load_config(path.parent / layer.pop("extends")).to_dict())
+    resolved = _leaves(load_config(path).to_dict())
+    same = [key for key in _leaves(layer) if key != "name" and resolved.get(key) == base.get(key)]
+    assert not same, f"{path.name} repeats its base's {same}"
+
+
+def test_the_default_models_stages_differ_where_their_files_say():
+    """Stage 2 extends stage 1 and stage 3 stage 2 (configs/release): what each changes, key by key."""
+    release = CONFIGS / "release"
+    stage1, stage2, stage3 = (
+        _leaves(load_config(release / f"{name}.yaml").to_dict())
+        for name in ("mt_lc_brain_stage1", "mt_lc_brain", "mt_lc_brain_fitgates")
+    )
+
+    def changed(a: dict, b: dict) -> set:
+        return {key for key in a.keys() | b.keys() if a.get(key) != b.get(key)}
+
+    data_budget = {"data.batch_size", "data.num_workers"}
+    assert changed(stage1, stage2) == {
+        *("name", "seed", "model.init", "model.gates", "loss.detection", "optimizer.log10_lr", "optimizer.schedule"),
+        *("optimizer.bn_momentum", "optimizer.detector_lr_scale", "data.fit", "data.clean_fraction"),
+        *("data.severity_fraction", "data.cache_size", *data_budget, "trainer.max_epochs", "trainer.patience"),
+        *("trainer.limit_train_batches", "trainer.accelerator", "trainer.cpu_threads"),
+    }
+    assert changed(stage2, stage3) == {
+        *("name", "seed", "model.init", "model.consistency", "model.truncation_gate", "model.bias_smooth"),
+        *("model.noise_snr", "model.freeze", "loss.alpha", "loss.all_heads", "loss.detection", "loss.fit_gates"),
+        *("loss.gate_criterion", "optimizer.bn_momentum", "optimizer.detector_lr_scale", *data_budget),
+        *("trainer.max_epochs", "trainer.monitor", "trainer.keep", "trainer.limit_train_batches"),
+    }
