@@ -16,10 +16,11 @@ against the same slices clean (negatives): 0.5 is chance, 1 a perfect detector, 
 falls when the artefact is there. The column ``-SNR`` is the AUC of the negated estimated SNR
 (:func:`artefix.models.priors.estimated_snr_db`, what the noise gate reads). A second table gives the median
 score, SNR and noise-gate weight per condition. A third gives the error of the severity estimates that
-``artefix qc`` reports, against the severity applied: the estimated SNR at each noise level (within 1.5 dB?)
-and the estimated acceleration ``1 / sqrt(rows x columns of k-space measured)`` rounded to a whole factor at
-each subsampling level (the right class?) and on the clean slices (1: no truncation found). It only measures:
-nothing here is asserted.
+``artefix qc`` reports, against the severity applied: the estimated SNR at each noise level (within 1.5 dB?;
+:func:`artefix.models.snr.noise_corrected_snr_db` of the corrupted slice as it is, next to the noise gate's
+reading, which ``artefix qc`` reported before) and the estimated acceleration ``1 / sqrt(rows x columns of
+k-space measured)`` rounded to a whole factor at each subsampling level (the right class?) and on the clean
+slices (1: no truncation found). It only measures: nothing here is asserted.
 
 Usage: ``python benchmarks/detection_auc.py [DATA ...] [--model mt-lc-brain] [--seed 20261125]`` where
 ``DATA`` are scan files or folders (default: the bench built into a temporary folder).
@@ -52,6 +53,7 @@ from artefix.evaluation.experiments import (
 )
 from artefix.models.priors import estimated_snr_db, snr_gate
 from artefix.models.registry import DEFAULT_MODEL, load_named_model
+from artefix.models.snr import noise_corrected_snr_db
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_SEED = 20261125
@@ -94,26 +96,27 @@ def corrupted(s: EvalSlice, condition: Condition, seed: int) -> np.ndarray:
 
 @torch.no_grad()
 def score(model: Any, card: dict[str, Any], image: np.ndarray, spacing: Sequence[float]) -> np.ndarray:
-    """One slice's ``(K + 3,)`` numbers: the ``K`` scores of ``detect``, the noise head's detector score before
-    the SNR gate (one pass, :meth:`DualDomainModel.gate_scores`), the estimated SNR in dB and the estimated
-    acceleration (``artefix qc``'s); NaN for a constant slice."""
+    """One slice's ``(K + 4,)`` numbers: the ``K`` scores of ``detect``, the noise head's detector score before
+    the SNR gate (one pass, :meth:`DualDomainModel.gate_scores`), the noise gate's SNR in dB, the estimated
+    acceleration and the noise-corrected SNR in dB (``artefix qc``'s); NaN for a constant slice."""
     from artefix.qc.measure import kspace_fractions
 
     batch = torch.from_numpy(np.ascontiguousarray(image, np.float32))[None]
     mean, std, constant = slice_moments(batch.numpy())
     if constant[0]:
-        return np.full(len(model.head_names) + 3, np.nan)
+        return np.full(len(model.head_names) + 4, np.nan)
     shape = working_shape(tuple(image.shape), spacing, card.get("matrix"))
     u = model_input(batch, torch.from_numpy(mean), torch.from_numpy(std), shape)
     x = u.unsqueeze(1).contiguous()
     scores = model.detect(x)[0].double().numpy()
     ungated = float(model.gate_scores(x)[0, model.head_names.index("noise")]) if "noise" in model.head_names else np.nan
     rows, cols = (float(v) for v in kspace_fractions(u)[0])
-    return np.concatenate([scores, [ungated, float(estimated_snr_db(u)[0]), 1.0 / math.sqrt(rows * cols)]])
+    corrected = float(noise_corrected_snr_db(batch)[0])
+    return np.concatenate([scores, [ungated, float(estimated_snr_db(u)[0]), 1.0 / math.sqrt(rows * cols), corrected]])
 
 
 def collect(slices: Sequence[EvalSlice], model: Any, card: dict[str, Any], seed: int) -> dict[Condition, np.ndarray]:
-    """Condition -> ``(N, K + 3)`` :func:`score` rows over the slices."""
+    """Condition -> ``(N, K + 4)`` :func:`score` rows over the slices."""
     return {c: np.stack([score(model, card, corrupted(s, c, seed), s.spacing) for s in slices]) for c in conditions()}
 
 
@@ -178,26 +181,42 @@ def tables(
 
 
 def severity_table(results: dict[Condition, np.ndarray], k: int) -> str:
-    """The severity estimates against the severities applied: SNR (within 1.5 dB) and acceleration class."""
+    """The severity estimates against the severities applied: SNR (within 1.5 dB) and acceleration class.
+
+    SNR rows: ``SNR dB`` is the estimate ``artefix qc`` reports (noise-corrected), ``gate SNR dB`` the noise gate's
+    reading (what it reported before); the mean error is signed (bias), then the mean absolute error.
+    """
     lines = [
-        "| condition | n | estimate | median | mean absolute error | right within tolerance |",
-        "|---|---|---|---|---|---|",
+        "| condition | n | estimate | median | mean error | mean absolute error | right within tolerance |",
+        "|---|---|---|---|---|---|---|",
     ]
     for (experiment, severity), rows in results.items():
+        name = experiment if severity is None else f"{experiment} {severity:g}"
         if experiment == "noise":
-            est = rows[np.isfinite(rows[:, k + 1]), k + 1]
-            err = np.abs(est - severity)
-            cells = ["SNR dB", _fmt(float(np.median(est)), 1), _fmt(float(err.mean()), 1) + " dB"]
-            cells.append(f"{np.mean(err <= 1.5):.0%} within 1.5 dB")
-        elif experiment in ("subsampling", "clean"):
+            for label, col in (("SNR dB", k + 3), ("gate SNR dB", k + 1)):
+                est = rows[np.isfinite(rows[:, col]), col]
+                err = est - severity
+                cells = [
+                    label,
+                    _fmt(float(np.median(est)), 1),
+                    f"{err.mean():+.1f} dB",
+                    _fmt(float(np.abs(err).mean()), 1),
+                ]
+                cells.append(f"{np.mean(np.abs(err) <= 1.5):.0%} within 1.5 dB")
+                lines.append(f"| {name} | {est.size} | " + " | ".join(cells) + " |")
+            continue
+        if experiment == "clean":
+            est = rows[np.isfinite(rows[:, k + 3]), k + 3]
+            cells = ["SNR dB", _fmt(float(np.median(est)), 1), "-", "-", f"min {_fmt(float(est.min()), 1)} dB"]
+            lines.append(f"| {name} | {est.size} | " + " | ".join(cells) + " |")
+        if experiment in ("subsampling", "clean"):
             est = rows[np.isfinite(rows[:, k + 2]), k + 2]
             target = 1.0 if severity is None else severity
             err = np.abs(est - target)
-            cells = ["acceleration", _fmt(float(np.median(est)), 2), _fmt(float(err.mean()), 2)]
+            cells = ["acceleration", _fmt(float(np.median(est)), 2), "-", _fmt(float(err.mean()), 2)]
             cells.append(f"{np.mean(np.round(est) == target):.0%} in class x{target:g}")
         else:
             continue
-        name = experiment if severity is None else f"{experiment} {severity:g}"
         lines.append(f"| {name} | {est.size} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

@@ -19,6 +19,7 @@ from artefix.cli import main
 from artefix.models import build_model
 from artefix.models.checkpoint import load_model, save_model
 from artefix.models.priors import estimated_snr_db
+from artefix.models.snr import noise_corrected_snr_db
 
 HEADS = ("bias", "subsampling", "motion", "noise")
 
@@ -80,15 +81,15 @@ def _read(path: Path) -> tuple[list[str], list[dict[str, str]]]:
         return list(reader.fieldnames or []), list(reader)
 
 
-def _expected_slices(model_path: Path, scan: Path) -> tuple[np.ndarray, np.ndarray]:
-    """Per-slice detector scores ``(N, 4)`` and SNRs, computed here from the model directly."""
+def _expected_slices(model_path: Path, scan: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-slice detector scores ``(N, 4)``, gate SNRs and estimated SNRs, computed here from the model directly."""
     net, _ = load_model(model_path)
     stack = torch.from_numpy(np.moveaxis(np.asarray(nib.load(scan).dataobj, dtype=np.float32), 2, 0).copy())
     u = (stack - stack.mean(dim=(1, 2), keepdim=True)) / stack.std(dim=(1, 2), keepdim=True, correction=0)
     with torch.no_grad():
         snr = estimated_snr_db(u)
         scores = net.eval().detect(u[:, None], snr_db=torch.full((u.shape[0],), float(snr.median())))
-    return scores.numpy(), snr.numpy()
+    return scores.numpy(), snr.numpy(), noise_corrected_snr_db(stack).numpy()
 
 
 def test_qc_of_a_bids_dataset(dataset, model_path, tmp_path, monkeypatch, capsys, caplog):
@@ -110,12 +111,13 @@ def test_qc_of_a_bids_dataset(dataset, model_path, tmp_path, monkeypatch, capsys
     _, slices = _read(out / "slices.csv")
     scans = ("sub-01/anat/sub-01_T1w.nii.gz", "sub-02/ses-1/anat/sub-02_ses-1_T2w.nii.gz")
     for row, scan in zip(rows[:2], scans, strict=True):
-        scores, snr = _expected_slices(model_path, dataset / scan)
+        scores, snr, corrected = _expected_slices(model_path, dataset / scan)
         assert row["error"] == "" and int(row["slices"]) == int(row["counted_slices"]) == len(scores)
         for k, head in enumerate(HEADS):
             assert float(row[head]) == pytest.approx(np.percentile(scores[:, k], 90), rel=1e-4, abs=1e-5)
             assert row[f"{head}_flag"] == str(float(row[head]) >= 0.5)
-        assert float(row["snr_db"]) == pytest.approx(float(np.median(snr)), rel=1e-4)
+        assert float(row["gate_snr_db"]) == pytest.approx(float(np.median(snr)), rel=1e-4)
+        assert float(row["snr_db"]) == pytest.approx(float(np.median(corrected)), rel=1e-4)
         assert float(row["acceleration"]) == pytest.approx(1.0) and row["kspace_rows"] == "1"
         assert row["flags"] == ";".join(h for h in HEADS if row[f"{h}_flag"] == "True")
         worst = [int(z) for z in row["worst_slices"].split(";")]
@@ -124,8 +126,10 @@ def test_qc_of_a_bids_dataset(dataset, model_path, tmp_path, monkeypatch, capsys
         assert [int(s["slice"]) for s in mine] == list(range(len(scores)))
         for k, head in enumerate(HEADS):
             np.testing.assert_allclose([float(s[head]) for s in mine], scores[:, k], rtol=1e-4, atol=1e-5)
-        np.testing.assert_allclose([float(s["snr_db"]) for s in mine], snr, rtol=1e-4)
+        np.testing.assert_allclose([float(s["gate_snr_db"]) for s in mine], snr, rtol=1e-4)
+        np.testing.assert_allclose([float(s["snr_db"]) for s in mine], corrected, rtol=1e-4)
     assert float(rows[0]["snr_db"]) > float(rows[1]["snr_db"])  # the second scan is much noisier
+    assert float(rows[0]["gate_snr_db"]) > float(rows[1]["gate_snr_db"])
     html = (out / "index.html").read_text()
     assert html.count("data:image/png;base64,") == 6  # 3 worst slices of each scan read
     assert not re.search(r"""(?:src|href)=["']?(?:https?:)?//""", html)  # self-contained
@@ -186,7 +190,7 @@ def test_two_worker_processes_give_the_same_tables(dataset, model_path, tmp_path
         for x, y in zip(a, b, strict=True):
             assert x.keys() == y.keys()
             for key in x.keys() - {"seconds"}:
-                if key in (*HEADS, "snr_db") and x[key]:
+                if key in (*HEADS, "snr_db", "gate_snr_db") and x[key]:
                     assert float(x[key]) == pytest.approx(float(y[key]), rel=1e-4, abs=1e-6)
                 else:
                     assert x[key] == y[key], key
@@ -279,18 +283,11 @@ def test_a_dicom_folder_of_two_series_gives_two_rows(model_path, tmp_path, monke
     assert [(s["series"], s["slice"]) for s in slices] == [(u, str(z)) for u in uids for z in range(3)]
 
 
-def test_resume_measures_only_what_changed_and_gives_the_same_tables(
-    dataset, model_path, tmp_path, monkeypatch, capsys
-):
+def _count_measured(monkeypatch) -> list[str]:
+    """Record the scans ``artefix qc`` measures from now on (the list fills as it runs)."""
     from artefix.qc import run as qc_run
 
-    out = tmp_path / "qc"
-    assert run([dataset, "--out", out, "--model", model_path], monkeypatch, capsys)[0] == 1
-    first = {name: _read(out / name)[1] for name in ("qc.csv", "slices.csv")}
-    kept = sorted((out / ".artefix-qc").glob("*.json"))
-    assert len(kept) == 2  # the two scans measured without error; the broken one is tried again next time
-
-    measured = []
+    measured: list[str] = []
     real = qc_run.qc_scan
 
     def counting(task):
@@ -298,6 +295,20 @@ def test_resume_measures_only_what_changed_and_gives_the_same_tables(
         return real(task)
 
     monkeypatch.setattr(qc_run, "qc_scan", counting)
+    return measured
+
+
+def test_resume_measures_only_what_changed_and_gives_the_same_tables(
+    dataset, model_path, tmp_path, monkeypatch, capsys
+):
+
+    out = tmp_path / "qc"
+    assert run([dataset, "--out", out, "--model", model_path], monkeypatch, capsys)[0] == 1
+    first = {name: _read(out / name)[1] for name in ("qc.csv", "slices.csv")}
+    kept = sorted((out / ".artefix-qc").glob("*.json"))
+    assert len(kept) == 2  # the two scans measured without error; the broken one is tried again next time
+
+    measured = _count_measured(monkeypatch)
     code, _, err = run([dataset, "--out", out, "--model", model_path], monkeypatch, capsys)
     assert code == 2 and "--overwrite" in err and not measured  # without --resume the earlier run is kept
     assert run([dataset, "--out", out, "--model", model_path, "--resume"], monkeypatch, capsys)[0] == 1
@@ -317,6 +328,29 @@ def test_resume_measures_only_what_changed_and_gives_the_same_tables(
     args = [dataset, "--out", out, "--model", model_path, "--resume", "--snr-scope", "slice"]
     assert run(args, monkeypatch, capsys)[0] == 1
     assert len(measured) == 3
+
+
+def test_resume_measures_again_what_an_older_version_kept(dataset, model_path, tmp_path, monkeypatch, capsys):
+    """Entries of an earlier cache format (the gate's SNR under ``snr_db``, no ``gate_snr``) are not reused."""
+    import json
+
+    from artefix.qc import cache
+
+    out = tmp_path / "qc"
+    assert run([dataset, "--out", out, "--model", model_path], monkeypatch, capsys)[0] == 1
+    first = _read(out / "qc.csv")[1]
+    for entry in (out / cache.CACHE_DIR).glob("*.json"):
+        doc = json.loads(entry.read_text())
+        doc["format"] = 1
+        doc["qc"]["snr_db"] = doc["qc"].pop("gate_snr")  # what version 1 kept
+        entry.write_text(json.dumps(doc))
+    measured = _count_measured(monkeypatch)
+    assert run([dataset, "--out", out, "--model", model_path, "--resume"], monkeypatch, capsys)[0] == 1
+    assert len(measured) == 3  # nothing taken from the old entries
+    again = _read(out / "qc.csv")[1]
+    assert [r["snr_db"] for r in again] == [r["snr_db"] for r in first]
+    assert [r["gate_snr_db"] for r in again] == [r["gate_snr_db"] for r in first]
+    assert all(r["snr_db"] != r["gate_snr_db"] for r in again[:2])
 
 
 def test_an_interrupted_run_resumes_from_the_scans_it_finished(dataset, model_path, tmp_path, monkeypatch, capsys):

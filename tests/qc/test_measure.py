@@ -11,6 +11,7 @@ from artefix.data.io import Volume
 from artefix.errors import InputError
 from artefix.models import build_model
 from artefix.models.priors import estimated_snr_db
+from artefix.models.snr import noise_corrected_snr_db
 from artefix.qc.measure import HEADS, SCAN_PERCENTILE, ScanQC, measure_volume, resolve_thresholds
 
 
@@ -47,9 +48,13 @@ def test_scores_are_the_detectors_with_the_noise_gate_on_the_scans_snr():
         snr = estimated_snr_db(u).double().numpy()
         scan_snr = float(np.median(snr))
         expected = net.detect(u[:, None], snr_db=torch.full((6,), scan_snr)).numpy()
-    np.testing.assert_allclose(qc.snr_db, snr, rtol=1e-5)
+    np.testing.assert_allclose(qc.gate_snr, snr, rtol=1e-5)
     np.testing.assert_allclose(qc.detection, expected, rtol=1e-5, atol=1e-6)
-    assert qc.gate_snr_db == pytest.approx(scan_snr) and qc.snr() == pytest.approx(scan_snr)
+    assert qc.gate_snr_db == pytest.approx(scan_snr) and qc.scan_gate_snr() == pytest.approx(scan_snr)
+    # the reported SNR: the noise-corrected estimate of each native slice, the scan's the counted slices' median
+    corrected = noise_corrected_snr_db(torch.from_numpy(stack)).double().numpy()
+    np.testing.assert_allclose(qc.snr_db, corrected, rtol=1e-5)
+    assert qc.snr() == pytest.approx(float(np.median(corrected)))
     assert np.ptp(qc.detection[:, 2]) > 0.05  # the scores do vary: the comparison means something
     assert 0.05 < qc.detection[:, 3].max() < 0.9  # the noise score, scaled down by the gate at the scan's SNR
     per_slice = measure_volume(volume, net, snr_scope="slice")
@@ -59,7 +64,7 @@ def test_scores_are_the_detectors_with_the_noise_gate_on_the_scans_snr():
     # the numbers artefix correct records for the same scan
     record = correct_volume(volume, net).record
     np.testing.assert_allclose(qc.detection, record.detection, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(qc.snr_db, record.snr_db, rtol=1e-5)
+    np.testing.assert_allclose(qc.gate_snr, record.snr_db, rtol=1e-5)
     # the scan's score: the 90th percentile over the counted slices (here all of them hold anatomy)
     assert qc.counted().all()
     for k, head in enumerate(HEADS):
@@ -72,6 +77,7 @@ def test_constant_and_empty_slices_are_not_counted_and_worst_slices_rank_by_the_
     data[..., 4] = np.random.default_rng(3).random((40, 36)) * 0.5  # no anatomy: scored, but not counted
     qc = measure_volume(Volume(data, meta={"slice_axis": 2}), _model())
     assert np.isnan(qc.detection[0]).all() and np.isnan(qc.snr_db[0]) and qc.constant.tolist()[0]
+    assert np.isnan(qc.gate_snr[0])
     assert np.isfinite(qc.detection[4]).all() and not qc.foreground[4]
     assert qc.counted().tolist() == [False, True, True, True, False]
     counted = qc.detection[1:4]
@@ -108,6 +114,7 @@ def test_flags_follow_the_thresholds_and_a_model_without_a_detector_gives_no_sco
         work_shape=(4, 4),
         detection=np.array([[0.1, 0.6, 0.3, 0.5], [0.1, 0.6, 0.3, 0.5]]),
         snr_db=np.array([20.0, 22.0]),
+        gate_snr=np.array([25.0, 27.0]),
         kspace=np.ones((2, 2)),
         constant=np.zeros(2, bool),
         foreground=np.ones(2, bool),

@@ -239,22 +239,26 @@ class CorrectionRecord:
         return "detection scores shown, not applied (--no-gates): each applied correction in full"
 
     def snr_sentence(self) -> str:
-        """One line on the estimated SNR and what the noise gate did; "" for a model without the gate."""
+        """One line on the SNR the noise gate read and what it did; "" for a model without the gate.
+
+        That reading (:func:`artefix.models.priors.estimated_snr_db`) is 2-7 dB above the SNR of the paper's noise
+        artefact (its ``S`` includes the noise); ``artefix qc`` reports the noise-corrected estimate as ``snr_db``.
+        """
         summary = self.snr_summary()
         if not summary or summary["median_db"] is None:
             return ""
         lo, hi = summary["noise_gate_db"]
         fade = f"the noise correction fades out from {lo:g} to {hi:g} dB (a scan's own noise is kept)"
         if self.strength_of("noise") == 0:  # left out (--only): the gate's state would mislead
-            return f"estimated SNR median {summary['median_db']:.1f} dB; the noise correction was not applied"
+            return f"noise gate's SNR median {summary['median_db']:.1f} dB; the noise correction was not applied"
         if summary["scope"] == "scan" and summary["scan_db"] is not None:
             snr = summary["scan_db"]
             weight = float(np.nanmax(self.noise_gate_weights()))  # the same for every slice
             state = "off" if weight < 0.005 else "full" if weight > 0.995 else f"at {weight:.0%}"
-            return f"estimated SNR {snr:.1f} dB (median of the slices, used for the whole scan); {fade}: {state}"
+            return f"noise gate's SNR {snr:.1f} dB (median of the slices, used for the whole scan); {fade}: {state}"
         off = len(summary["noise_off_slices"])
         median = summary["median_db"]
-        return f"estimated SNR median {median:.1f} dB, per slice; {fade}: off in {off} of {self.n_slices} slices"
+        return f"noise gate's SNR median {median:.1f} dB, per slice; {fade}: off in {off} of {self.n_slices} slices"
 
     def _detection_of(self, k: int) -> dict[str, Any]:
         if self.detection is None:

@@ -35,7 +35,9 @@ log = logging.getLogger(__name__)
 
 CACHE_DIR = ".artefix-qc"
 """The folder in the QC output folder that holds one entry per measured scan."""
-FORMAT = 1
+FORMAT = 2
+"""Version of an entry's layout; an entry of another version is measured again (2: the noise-corrected ``snr_db``
+and the gate's ``gate_snr``, where 1 had only the gate's reading under ``snr_db``)."""
 
 
 def cache_dir(out: Path) -> Path:
@@ -97,6 +99,7 @@ def save(out: Path, key: str, result: ScanResult) -> None:
             "work_shape": list(qc.work_shape),
             "detection": None if qc.detection is None else qc.detection.tolist(),
             "snr_db": qc.snr_db.tolist(),
+            "gate_snr": qc.gate_snr.tolist(),
             "kspace": qc.kspace.tolist(),
             "constant": qc.constant.astype(bool).tolist(),
             "foreground": qc.foreground.astype(bool).tolist(),
@@ -129,6 +132,7 @@ def load(out: Path, key: str, ref: ScanRef) -> ScanResult | None:
             work_shape=(int(q["work_shape"][0]), int(q["work_shape"][1])),
             detection=_array(q["detection"]),
             snr_db=_array(q["snr_db"]),
+            gate_snr=_array(q["gate_snr"]),
             kspace=_array(q["kspace"]),
             constant=np.asarray(q["constant"], dtype=bool),
             foreground=np.asarray(q["foreground"], dtype=bool),

@@ -217,7 +217,9 @@ def _row_html(row: Mapping[str, Any], thumbs: Mapping[int, str]) -> str:
         flag = " flag" if row.get(f"{head}_flag") else ""
         cells.append(f'<td class="num{flag}" data-v="{v}"{_score_style(row.get(head))}>{text}</td>')
     v, text = _num(row.get("snr_db"), 1)
-    cells.append(f'<td class="num" data-v="{v}">{text}</td>')
+    gate = row.get("gate_snr_db")
+    gate_title = "" if gate is None else f' title="the noise gate read {gate:.1f} dB"'
+    cells.append(f'<td class="num" data-v="{v}"{gate_title}>{text}</td>')
     v, text = _num(row.get("acceleration"), 2)
     rows_cols = ""
     if row.get("kspace_rows") is not None:
@@ -278,7 +280,8 @@ def render_dashboard(
     header = (
         '<tr><th data-key="path" data-type="text">path</th>'
         + "".join(f'<th data-key="{h}" data-type="num">{h}</th>' for h in HEADS)
-        + '<th data-key="snr_db" data-type="num" title="estimated SNR (paper definition), dB">SNR dB</th>'
+        + '<th data-key="snr_db" data-type="num" title="estimated SNR of the noise, dB (hover a value: what the '
+        'noise gate read)">SNR dB</th>'
         + '<th data-key="acceleration" data-type="num" title="1 / sqrt(fraction of k-space rows x columns '
         'measured)">accel.</th>'
         + '<th data-key="flags" data-type="text">flags</th><th>worst slices</th>'

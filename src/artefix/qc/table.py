@@ -5,8 +5,10 @@
 * ``path``: the scan's path as given (the input as typed, joined with the path below it);
 * ``bias``, ``subsampling``, ``motion``, ``noise``: scan-level artefact scores in ``[0, 1]``, higher = more
   likely present (:mod:`artefix.qc.measure`: the 90th percentile of the counted slices' detector scores);
-* ``snr_db``: the noise gate's estimated SNR in dB; ``kspace_rows``, ``kspace_cols``: measured fractions of k-space;
-  ``acceleration``: ``1 / sqrt(rows * cols)``;
+* ``snr_db``: the estimated SNR in dB of the paper's noise artefact (:func:`artefix.models.snr.noise_corrected_snr_db`,
+  the median of the counted slices); ``gate_snr_db``: the SNR the noise gate reads (paper's definition with the
+  noisy image's ``S``, 2-7 dB higher; :mod:`artefix.qc.measure`); ``kspace_rows``, ``kspace_cols``: measured
+  fractions of k-space; ``acceleration``: ``1 / sqrt(rows * cols)``;
 * ``bias_flag`` ... ``noise_flag``: score at least its threshold; ``flagged``: any of them; ``flags``: the
   flagged artefacts, ``;``-separated;
 * ``worst_slices``: ``;``-separated slice indices, worst first; ``slices``, ``counted_slices``;
@@ -37,6 +39,7 @@ SCAN_COLUMNS: tuple[str, ...] = (
     "path",
     *HEADS,
     "snr_db",
+    "gate_snr_db",
     "kspace_rows",
     "kspace_cols",
     "acceleration",
@@ -61,12 +64,17 @@ SLICE_COLUMNS: tuple[str, ...] = (
     "slice",
     *HEADS,
     "snr_db",
+    "gate_snr_db",
     "kspace_rows",
     "kspace_cols",
     "foreground",
     "constant",
     "counted",
 )
+
+
+NUMBERS = ("snr_db", "gate_snr_db", "kspace_rows", "kspace_cols", "acceleration", "seconds")
+"""The float columns besides the scores."""
 
 
 def _finite(value: float | None) -> float | None:
@@ -103,6 +111,7 @@ def scan_row(
     row.update({f"{h}_flag": flags[h] for h in HEADS})
     row.update(
         snr_db=_finite(qc.snr()),
+        gate_snr_db=_finite(qc.scan_gate_snr()),
         kspace_rows=None if fraction is None else fraction[0],
         kspace_cols=None if fraction is None else fraction[1],
         acceleration=_finite(qc.acceleration()),
@@ -130,6 +139,7 @@ def slice_rows(ref: ScanRef, qc: ScanQC) -> list[dict[str, Any]]:
             row[head] = value
         row.update(
             snr_db=_finite(qc.snr_db[z]),
+            gate_snr_db=_finite(qc.gate_snr[z]),
             kspace_rows=_finite(qc.kspace[z, 0]),
             kspace_cols=_finite(qc.kspace[z, 1]),
             foreground=bool(qc.foreground[z]),
@@ -176,7 +186,7 @@ def write_parquet(path: Path, rows: Sequence[Mapping[str, Any]], columns: Sequen
 
     types = {"path": pa.string(), "slices": pa.int64(), "counted_slices": pa.int64(), "slice_axis": pa.int64()}
     for column in columns:
-        if column in HEADS or column in ("snr_db", "kspace_rows", "kspace_cols", "acceleration", "seconds"):
+        if column in HEADS or column in NUMBERS:
             types[column] = pa.float64()
         elif column.endswith("_flag") or column == "flagged":
             types[column] = pa.bool_()
