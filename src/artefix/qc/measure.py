@@ -37,7 +37,10 @@ more than 5 % of the slice above 10 % of the volume's 99th percentile; every non
   correct`` would apply at least half of that correction);
 * the *worst slices* are the counted slices with the highest score of any artefact.
 
-Motion severity and bias-field amplitude have no estimator yet; only their scores are reported.
+Motion severity and bias-field amplitude have no estimator: only their scores are reported. The candidates
+tried (a fast N4's log-field span, a robust quadratic fit; k-space line consistency for the clean centre band)
+did not tell the paper's levels from clean slices on the brain split's validation slices
+(``benchmarks/severity_probe.py``; numbers in ``docs/usage/datasets.md``).
 """
 
 from __future__ import annotations
