@@ -498,3 +498,148 @@ def test_torch_metrics_are_re_exported_from_their_old_path() -> None:
     for name in ("quality_deficit", "ssim_torch", "vifp_torch", "_filter_valid", "_gaussian_window"):
         assert getattr(artefix.losses, name) is getattr(torch_metrics, name), name
     assert {"quality_deficit", "ssim_torch", "vifp_torch"} <= set(artefix.losses.__all__)
+
+
+# ------------------------------------------------------------------- input forms and their limits
+
+
+def test_two_and_three_dimensional_inputs_are_batches_of_single_images() -> None:
+    x, y = rand((3, 1, 9, 8), 34), rand((3, 1, 9, 8), 35)
+    loss = ConvolutionalLoss("mt_lc_brain")
+    torch.testing.assert_close(loss(x[:, 0], y[:, 0]), loss(x, y), rtol=1e-14, atol=0)
+    torch.testing.assert_close(loss(x[0, 0], y[0, 0]), loss(x[:1], y[:1]), rtol=1e-14, atol=0)
+    torch.testing.assert_close(loss.terms(x[:, 0], y[:, 0]), loss.terms(x, y), rtol=1e-14, atol=0)
+    assert kernel_responses(x[0, 0]).shape == (1, 9, 5, 4)
+    assert kernel_responses(x[:, 0]).shape == (3, 9, 5, 4)
+    torch.testing.assert_close(kernel_responses(x[:, 0]), kernel_responses(x), rtol=0, atol=0)
+    torch.testing.assert_close(conv_loss(x[:, 0], y[:, 0], "L5"), conv_loss(x, y, "L5"), rtol=1e-14, atol=0)
+    torch.testing.assert_close(conv_loss(x[0, 0], y[0, 0], "PT"), conv_loss(x[:1], y[:1], "PT"), rtol=1e-14, atol=0)
+
+
+def test_the_smallest_image_is_5x5_along_both_axes() -> None:
+    x, y = rand((2, 1, 5, 5), 36), rand((2, 1, 5, 5), 37)
+    assert kernel_responses(x).shape == (2, 9, 1, 1)
+    np.testing.assert_allclose(ConvolutionalLoss("mse").terms(x, y).numpy(), loop_terms(x.numpy(), y.numpy(), True))
+    for shape in ((2, 1, 5, 4), (2, 1, 4, 5), (5, 4), (4, 5)):
+        with pytest.raises(ValueError, match="at least 5x5"):
+            ConvolutionalLoss()(torch.zeros(shape), torch.zeros(shape))
+        with pytest.raises(ValueError, match="at least 5x5"):
+            kernel_responses(torch.zeros(shape))
+        with pytest.raises(ValueError, match="at least 5x5"):
+            conv_loss(torch.zeros(shape), torch.zeros(shape), "E")
+
+
+def test_inputs_that_are_not_real_floating_tensors_raise() -> None:
+    for bad in (torch.zeros(8, 8, dtype=torch.int64), torch.zeros(8, 8, dtype=torch.bool), torch.zeros(8)):
+        with pytest.raises(ValueError, match=r"real floating \(B, 1, H, W\) tensor"):
+            kernel_responses(bad)
+    with pytest.raises(ValueError, match="must be a torch.Tensor, got ndarray"):
+        kernel_responses(np.zeros((8, 8)))  # type: ignore[arg-type]
+    ints = torch.ones(1, 1, 8, 8, dtype=torch.int32)
+    with pytest.raises(ValueError, match=r"y must be a real floating"):
+        conv_loss(torch.zeros(1, 1, 8, 8), ints, torch.ones(3, 3))
+
+
+def test_conv_loss_refuses_a_kernel_that_is_not_a_name_or_a_2d_tensor() -> None:
+    x = torch.zeros(1, 1, 8, 8)
+    with pytest.raises(ValueError, match=r"2D tensor \(kh, kw\), got \(1, 3, 3\)"):
+        conv_loss(x, x, torch.ones(1, 3, 3))
+    with pytest.raises(ValueError, match=r"2D tensor \(kh, kw\), got \(9,\)"):
+        conv_loss(x, x, torch.ones(9))
+    with pytest.raises(ValueError, match=r"2D tensor \(kh, kw\), got list"):
+        conv_loss(x, x, [[1.0]])  # type: ignore[arg-type]
+
+
+def test_conv_loss_needs_the_image_as_large_as_the_kernel_along_both_axes() -> None:
+    tall, wide = torch.ones(5, 1), torch.ones(1, 5)
+    for kernel in (tall, wide):
+        for shape in ((1, 1, 4, 8), (1, 1, 8, 4)):
+            with pytest.raises(ValueError, match="at least 5x5"):
+                conv_loss(torch.zeros(shape), torch.zeros(shape), kernel)
+    x, y = rand((1, 1, 5, 5), 38), rand((1, 1, 5, 5), 39)
+    expected = ((x - y)[0, 0].sum(dim=0) ** 2).mean()
+    torch.testing.assert_close(conv_loss(x, y, tall), expected, rtol=1e-12, atol=0)
+
+
+# ------------------------------------------------------------------------- multi-task: refusals
+
+
+@pytest.mark.parametrize("shape", [(2, 3), (2, 5), (1, 4), (3, 4), (2, 4, 1)])
+def test_a_mask_of_the_wrong_shape_raises(shape: tuple[int, ...]) -> None:
+    v, u, p = torch.zeros(2, 1, 8, 8), torch.zeros(2, 1, 8, 8), torch.zeros(2, 4, 8, 8)
+    with pytest.raises(ValueError, match=r"or a mask of shape \(2, 4\)"):
+        MultiTaskLoss()(v, u, p, torch.ones(shape, dtype=torch.bool))
+
+
+def test_a_float_or_boolean_index_is_read_as_a_mask() -> None:
+    v, u, p = rand((2, 1, 8, 8), 40), rand((2, 1, 8, 8), 41), rand((2, 4, 8, 8), 42)
+    for index in (torch.tensor([1.0, 0.0]), torch.tensor([True, False])):
+        with pytest.raises(ValueError, match="mask of shape"):
+            MultiTaskLoss()(v, u, p, index)
+    one_hot = torch.tensor([[0.0, 1.0, 0.0, 0.0], [0.0, 0.0, 0.0, 1.0]])
+    torch.testing.assert_close(MultiTaskLoss()(v, u, p, one_hot), MultiTaskLoss()(v, u, p, torch.tensor([1, 3])))
+
+
+@pytest.mark.parametrize("value", [2.0, -1.0, 0.5])
+def test_a_mask_holds_only_0_and_1(value: float) -> None:
+    v, u, p = torch.zeros(2, 1, 8, 8), torch.zeros(2, 1, 8, 8), torch.zeros(2, 4, 8, 8)
+    mask = torch.zeros(2, 4)
+    mask[1, 2] = value
+    with pytest.raises(ValueError, match="only 0 and 1"):
+        MultiTaskLoss()(v, u, p, mask)
+
+
+def test_residuals_must_be_four_dimensional_and_alpha_finite() -> None:
+    v, u = torch.zeros(2, 1, 8, 8), torch.zeros(2, 1, 8, 8)
+    for shape in ((2, 4, 8), (2, 4, 8, 8, 1)):
+        with pytest.raises(ValueError, match=r"residuals must have shape \(B, n, H, W\)"):
+            MultiTaskLoss()(v, u, torch.zeros(shape), torch.tensor([0, 1]))
+    for alpha in (float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="alpha must be finite"):
+            MultiTaskLoss(alpha=alpha)
+    assert MultiTaskLoss(alpha=0).alpha == 0.0
+
+
+def test_a_scalar_index_raises() -> None:
+    v, u, p = torch.zeros(1, 1, 8, 8), torch.zeros(1, 1, 8, 8), torch.zeros(1, 4, 8, 8)
+    with pytest.raises(ValueError, match=r"integer indices of shape \(1,\)"):
+        MultiTaskLoss()(v, u, p, torch.tensor(2))
+
+
+def test_kernels_takes_its_dtype_and_device_by_keyword() -> None:
+    assert torch.equal(kernels(normalise=False)[1, 0, 1:4, 1:4], torch.tensor(TABLE1["PT"], dtype=torch.float32))
+    with pytest.raises(TypeError):
+        kernels(True, torch.float64)  # type: ignore[misc]
+
+
+def test_residuals_with_no_head_are_refused() -> None:
+    v, u, p = torch.zeros(2, 1, 8, 8), torch.zeros(2, 1, 8, 8), torch.zeros(2, 0, 8, 8)
+    with pytest.raises(ValueError, match="artefact_index is required for residuals with 0 heads"):
+        MultiTaskLoss()(v, u, p)
+    with pytest.raises(ValueError, match=r"must lie in \[0, 0\)"):
+        MultiTaskLoss()(v, u, p, torch.tensor([0, 0]))
+
+
+def test_images_of_different_shapes_raise_whichever_is_larger() -> None:
+    small, large = torch.zeros(1, 1, 8, 8), torch.zeros(1, 1, 8, 9)
+    for x, y in ((small, large), (large, small), (small, torch.zeros(2, 1, 8, 8)), (torch.zeros(2, 1, 8, 8), small)):
+        with pytest.raises(ValueError, match="same shape"):
+            ConvolutionalLoss()(x, y)
+        with pytest.raises(ValueError, match="same shape"):
+            conv_loss(x, y, "E")
+
+
+def test_an_index_past_the_last_head_raises() -> None:
+    v, u, p = torch.zeros(2, 1, 8, 8), torch.zeros(2, 1, 8, 8), torch.zeros(2, 4, 8, 8)
+    for index in ([0, 5], [9, 1], [-2, 0]):
+        with pytest.raises(ValueError, match=r"must lie in \[0, 4\)"):
+            MultiTaskLoss()(v, u, p, torch.tensor(index))
+
+
+@pytest.mark.parametrize("which", ["target", "corrupted"])
+@pytest.mark.parametrize("shape", [(2, 1, 8, 7), (2, 1, 7, 8), (1, 1, 8, 8), (2, 0, 8, 8), (3, 1, 8, 8)])
+def test_target_and_input_must_match_the_residuals_smaller_or_larger(which: str, shape: tuple[int, ...]) -> None:
+    images = {"target": torch.zeros(2, 1, 8, 8), "corrupted": torch.zeros(2, 1, 8, 8)}
+    images[which] = torch.zeros(shape)
+    with pytest.raises(ValueError, match=rf"{which} must have shape \(2, 1, 8, 8\)"):
+        MultiTaskLoss()(images["target"], images["corrupted"], torch.zeros(2, 4, 8, 8), torch.tensor([0, 1]))
