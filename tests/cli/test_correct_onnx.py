@@ -42,11 +42,13 @@ def volume(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
+    """Tiny models, one strided level and one convolution a block: each onnx run exports its graph, in half the time."""
     folder = tmp_path_factory.mktemp("weights")
     plain = folder / "plain.safetensors"
-    save_model(build_model("tiny", seed=5), plain, card={"description": "tiny test"})
+    small = {"depth": 1, "convs_per_block": 1}
+    save_model(build_model("tiny", seed=5, **small), plain, card={"description": "tiny test"})
     gated = folder / "gated.safetensors"
-    model = build_model("tiny", seed=7, gates=True, consistency=True, noise_snr=(10.0, 40.0))
+    model = build_model("tiny", seed=7, gates=True, consistency=True, noise_snr=(10.0, 40.0), **small)
     save_model(model, gated, card={"description": "tiny test, gates and SNR gate"})
     return {"plain": plain, "gated": gated}
 
