@@ -9,6 +9,7 @@ from artefix.data.samples import SAMPLE_NAMES, load_sample
 from artefix.fft import fft2c
 from artefix.models import build_model
 from artefix.models.consistency import measured_window, mirrored, project_unmeasured
+from artefix.models.policy import InferencePolicy
 
 
 def _truncated(image, factor):
@@ -282,3 +283,46 @@ def test_truncation_gate_needs_consistency_and_is_saved(tmp_path):
         build_model("tiny", consistency=True, truncation_gate=1)
     save_model(build_model("tiny", seed=1, consistency=True, truncation_gate=True), tmp_path / "m.safetensors")
     assert load_model(tmp_path / "m.safetensors")[0].policy.truncation_gate
+
+
+def test_motion_open_opens_the_motion_gate_only_where_nothing_is_truncated():
+    """``motion_open`` (t, g) makes the motion gate ``max(s, min(g, g s / t))`` on untruncated slices only."""
+    model = build_model("tiny", seed=1, gates=True, consistency=True).eval()
+    motion = model.head_names.index("motion")
+    others = [i for i in range(len(model.head_names)) if i != motion]
+    clean = load_sample("brain-t1")
+    x = _as_stack(np.stack([clean, _truncated(clean, 3.0)]))[:, None]
+    with torch.no_grad():
+        model.detector.score.bias[motion] = -2.0  # a low motion score, as the shipped detector gives
+        raw = float(model.gate_scores(x)[0, motion])
+        base = model(x)
+        ungated = model.ungated_residuals(x)
+    assert measured_window(x[:1, 0]).all() and not measured_window(x[1:, 0]).all()
+    assert 0.05 < raw < 0.95  # the tiny model's score lets every branch below be told apart
+    for (score, gate), expected in [
+        ((raw / 0.5, 0.8), 0.4),  # on the ramp: the score is 1/2 of the way up to 0.8
+        ((raw / 2, 0.8), 0.8),  # past the ramp: held at the gate
+        ((raw / 2, raw / 2), raw),  # a gate below the score keeps the score
+    ]:
+        policy = model.policy.replace(motion_open=(score, gate))
+        with torch.no_grad():
+            opened = model(x, policy=policy)
+            detected = model.detect(x, policy=policy)
+        torch.testing.assert_close(opened.scores[0, motion], torch.tensor(expected), rtol=0, atol=1e-6)
+        torch.testing.assert_close(detected, opened.scores, rtol=0, atol=1e-6)  # detect() reports that gate
+        torch.testing.assert_close(opened.residuals[0, motion], expected * ungated[0, motion], rtol=0, atol=1e-5)
+        assert torch.equal(opened.scores[1], base.scores[1]) and torch.equal(opened.residuals[1], base.residuals[1])
+        assert torch.equal(opened.residuals[:, others], base.residuals[:, others])
+    model.train()
+    with torch.no_grad():
+        assert torch.equal(model(x, policy=policy).residuals, model(x).residuals)  # eval mode only
+
+
+@pytest.mark.parametrize("bad", [0.5, (0, 0.5), (0.5, 0.0), (-0.1, 0.5), (0.5, 1.5), ("0.5", 0.5), (True, 0.5), (0.1,)])
+def test_motion_open_is_a_score_and_a_gate_in_the_unit_interval(bad):
+    with pytest.raises(ValueError, match=r"motion_open must be None or \(score, gate\) in \(0, 1\]"):
+        InferencePolicy(motion_open=bad)
+    policy = InferencePolicy(motion_open=[0.015, 1])
+    assert policy.motion_open == (0.015, 1.0) and not InferencePolicy().steps()
+    assert policy.steps() == ["motion gate opened to 1 from a detector score of 0.015 (k-space not truncated)"]
+    assert InferencePolicy.from_dict(policy.to_dict()) == policy

@@ -88,11 +88,13 @@ SHIPPED_SHAPE = (2, 1, 64, 56)
 
 @pytest.fixture(scope="module")
 def shipped(tmp_path_factory):
-    """A model shipped with model.consistency, model.bias_smooth and model.noise_snr; its exports for 64x56 slices.
+    """A model with consistency, bias_smooth, noise_snr and motion_open; its exports for 64x56 slices.
 
-    One export serves the two tests below, which each feed it the input that exercises their step.
+    One export serves the two tests below, which each feed it the input that exercises their step
+    (``motion_open`` (0.5, 1) lifts the untrained detector's motion score of 0.95 to 1 on untruncated slices).
     """
-    model = build_model("tiny", seed=0, gates=True, consistency=True, bias_smooth=0.1, noise_snr=(9.0, 12.0), **SMALL)
+    policy = {"bias_smooth": 0.1, "noise_snr": (9.0, 12.0), "motion_open": (0.5, 1.0)}
+    model = build_model("tiny", seed=0, gates=True, consistency=True, **policy, **SMALL)
     return model, _Exports(model, SHIPPED_SHAPE, tmp_path_factory.mktemp("shipped"))
 
 
@@ -128,7 +130,7 @@ def test_exports_keep_the_self_ensemble(tmp_path):
 
 @pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:DeprecationWarning")
 def test_exports_keep_the_physics_priors(shipped):
-    """A model shipped with model.bias_smooth and model.noise_snr exports with both."""
+    """A model shipped with bias_smooth, noise_snr and motion_open (an untruncated input) exports with them."""
     model, exports = shipped
     h, w = SHIPPED_SHAPE[2:]
     yy, xx = torch.meshgrid(torch.linspace(-1, 1, h), torch.linspace(-1, 1, w), indexing="ij")
@@ -138,5 +140,7 @@ def test_exports_keep_the_physics_priors(shipped):
     with torch.no_grad():
         eager = model.eval()(x)
         plain = model.eval().residuals(x, policy=model.policy.without_priors())
+        shut = model.residuals(x, policy=model.policy.replace(motion_open=None))
     assert not torch.allclose(plain, eager.residuals, atol=1e-4)  # the priors are exercised
+    assert not torch.allclose(shut, eager.residuals, atol=1e-4)  # and the opened motion gate
     _assert_exports_match(exports, x, eager.residuals)

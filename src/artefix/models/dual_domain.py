@@ -513,10 +513,24 @@ class DualDomainModel(nn.Module):
             y = self.kspace_branch(torch.stack([k.real, k.imag], dim=1))
             y = y.reshape(y.shape[0], -1, 2, y.shape[-2], y.shape[-1])
             out = out + ifft2c(torch.complex(y[:, :, 0], y[:, :, 1])).real
-        scores = None if self.detector is None else self.detector(xp)
+        scores = None if self.detector is None else self._scores(xp, x, policy)
         if scores is not None and policy.gated:
             out = out * scores[:, :, None, None]
         return self._consistent(out[..., top : top + h, left : left + w], x, policy), scores
+
+    def _scores(self, xp: torch.Tensor, x: torch.Tensor, policy: InferencePolicy) -> torch.Tensor:
+        """The detector's scores ``(B, K)`` for ``xp``, the padded ``x`` (both ``(B, 1, H, W)``).
+
+        In eval mode :attr:`InferencePolicy.motion_open` opens the motion gate where ``x``'s k-space is not
+        found truncated.
+        """
+        scores = self.detector(xp)
+        if self.training or policy.motion_open is None or "motion" not in self.head_names:
+            return scores
+        i, (score, gate) = self.head_names.index("motion"), policy.motion_open
+        opened = torch.maximum(scores[:, i], (scores[:, i] * (gate / score)).clamp(max=gate))
+        motion = torch.where(truncated(measured_window(x[:, 0])), scores[:, i], opened)
+        return torch.cat([scores[:, :i], motion[:, None], scores[:, i + 1 :]], dim=1)
 
     def gate_scores(self, x: torch.Tensor) -> torch.Tensor:
         """The detector's scores ``(B, K)`` for one pass, as they gate :meth:`ungated_residuals` (no SNR gate).
@@ -540,7 +554,7 @@ class DualDomainModel(nn.Module):
             return None
         policy = self.acting_policy(policy)
         n = policy.ensemble
-        scores = sum(self.detector(self._pad(dihedral(x, k))[0]) for k in range(n)) / n
+        scores = sum(self._scores(self._pad(dihedral(x, k))[0], dihedral(x, k), policy) for k in range(n)) / n
         return self._weighted(scores, x, policy, self._noise_gate(x, snr_db, policy))
 
     def forward(

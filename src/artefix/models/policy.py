@@ -68,6 +68,14 @@ class InferencePolicy:
             must be among ``only``.
         snr_scope: Where the noise gate reads the SNR of a volume's slices: ``"scan"`` (the median of the
             slices' estimates, the same for every slice of a scan) or ``"slice"`` (each slice's own).
+        motion_open: ``(score, gate)``, each in ``(0, 1]``, or None: opens the motion gate on slices whose
+            k-space is not found truncated. It rises linearly with the detector's motion score ``s`` from 0
+            to ``gate`` at ``score`` and stays there, never below the score itself:
+            ``max(s, min(gate, gate * s / score))``. For a model whose motion scores stay low on moved scans
+            (gates fitted to leave clean scans alone); a ``gate`` below 1 keeps the full correction for the
+            slices the detector is sure of, as a full one costs mildly moved slices detail. Truncated slices
+            keep their score: the ringing of a truncated k-space is what the motion head mistakes for
+            ghosts, and there the subsampling head acts.
 
     Raises:
         ValueError: On construction, for any value outside the ranges above.
@@ -82,6 +90,7 @@ class InferencePolicy:
     only: tuple[str, ...] | None = None
     strength: tuple[tuple[str, float], ...] = ()
     snr_scope: str = "scan"
+    motion_open: tuple[float, float] | None = None
 
     def __post_init__(self) -> None:
         for name in ("gated", "consistency", "truncation_gate"):
@@ -94,6 +103,11 @@ class InferencePolicy:
         if not _is_number(self.bias_smooth) or not (0 <= self.bias_smooth <= 1):
             raise ValueError(f"bias_smooth must be a number in [0, 1], got {self.bias_smooth!r}")
         object.__setattr__(self, "bias_smooth", float(self.bias_smooth))
+        if self.motion_open is not None:
+            pair = tuple(self.motion_open) if isinstance(self.motion_open, (list, tuple)) else ()
+            if len(pair) != 2 or not all(_is_number(v) and 0 < v <= 1 for v in pair):
+                raise ValueError(f"motion_open must be None or (score, gate) in (0, 1], got {self.motion_open!r}")
+            object.__setattr__(self, "motion_open", (float(pair[0]), float(pair[1])))
         if self.noise_snr is not None:
             snr = tuple(self.noise_snr) if isinstance(self.noise_snr, (list, tuple)) else ()
             if len(snr) != 2 or not all(_is_number(v) for v in snr) or not (snr[0] < snr[1]):
@@ -136,6 +150,9 @@ class InferencePolicy:
             steps.append("k-space data consistency of the subsampling head")
         if self.truncation_gate:
             steps.append("subsampling head only where a truncated k-space is found")
+        if self.motion_open is not None:
+            score, gate = self.motion_open
+            steps.append(f"motion gate opened to {gate:g} from a detector score of {score:g} (k-space not truncated)")
         if self.bias_smooth:
             steps.append(f"smooth bias field (sigma {self.bias_smooth:g} of the field of view)")
         if self.noise_snr is not None:
