@@ -47,10 +47,13 @@ def test_tables_from_the_shipped_detector_on_two_slices(bench):
     ]
     results = bench.collect(slices, model, card, seed=1)
     assert list(results) == bench.conditions() and len(results) == 13
-    assert all(rows.shape == (2, len(model.head_names) + 3) and np.isfinite(rows).all() for rows in results.values())
+    assert all(rows.shape == (2, len(model.head_names) + 4) and np.isfinite(rows).all() for rows in results.values())
     text = bench.tables(results, model.head_names, model.policy.noise_snr, ["a", "a"])
     assert text.count("\n| noise | ") == 3 and "| a | 2 |" in text
     # the severity estimates: the clean disc is measured edge to edge (class x1); x2 keeps about half of each axis
-    assert "| clean | 2 | acceleration | 1.00 | 0.00 | 100% in class x1 |" in text
-    assert "| subsampling 2 | 2 | acceleration | 1.94 | 0.06 | 100% in class x2 |" in text
-    assert text.count("within 1.5 dB |") == 3 and text.count("| acceleration |") == 4
+    assert "| clean | 2 | acceleration | 1.00 | - | 0.00 | 100% in class x1 |" in text
+    assert "| subsampling 2 | 2 | acceleration | 1.94 | - | 0.06 | 100% in class x2 |" in text
+    assert "| clean | 2 | SNR dB | 240.0 | - | - | min 240.0 dB |" in text  # no noise at all: the finite cap
+    # each noise level twice: the noise-corrected SNR that qc reports and the gate's, which reads higher
+    assert text.count("within 1.5 dB |") == 6 and text.count("| gate SNR dB |") == 3
+    assert text.count("| acceleration |") == 4
