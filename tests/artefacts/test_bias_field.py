@@ -9,8 +9,10 @@ import numpy as np
 import pytest
 import torch
 
+from artefix.artefacts import bias_field as bias_module
 from artefix.artefacts.base import params_to_dict
 from artefix.artefacts.bias_field import (
+    SEVERITY_LEVELS,
     BiasFieldParams,
     apply_bias_field,
     bias_field,
@@ -19,6 +21,7 @@ from artefix.artefacts.bias_field import (
     gaussian_random_field,
     sample_bias_field_params,
 )
+from artefix.artefacts.sampler import get_spec
 
 
 def _image(shape: tuple[int, ...], dtype: np.dtype = np.float64, seed: int = 0) -> np.ndarray:
@@ -89,8 +92,43 @@ def test_random_field_shape_dtype_and_validation() -> None:
     assert field.shape == (20, 30) and field.dtype == torch.float32
     with pytest.raises(ValueError, match="length_scale"):
         gaussian_random_field((8, 8), 0.0, seed=1)
-    with pytest.raises(ValueError, match="grid_shape"):
-        gaussian_random_field((0, 8), 2.0, seed=1)
+    for grid in ((0, 8), (8, 0)):
+        with pytest.raises(ValueError, match="grid_shape"):
+            gaussian_random_field(grid, 2.0, seed=1)
+    # one-pixel lines are grids too (each side >= 1)
+    for grid in ((1, 1), (5, 1), (1, 5)):
+        assert gaussian_random_field(grid, 2.0, seed=1).shape == grid
+
+
+def test_fft_size_is_the_next_five_smooth_integer() -> None:
+    smooth = [n for n in range(1, 200) if _is_five_smooth(n)]
+    for n in range(1, 181):
+        assert bias_module._fft_size(n) == min(m for m in smooth if m >= n)
+
+
+def _is_five_smooth(n: int) -> bool:
+    for p in (2, 3, 5):
+        while n % p == 0:
+            n //= p
+    return n == 1
+
+
+@pytest.mark.parametrize(
+    ("grid", "length_scale", "synthesis"),
+    [((32, 20), 10.0, (64, 50)), ((7, 9), 2.3, (15, 16))],
+)
+def test_synthesis_grid_is_padded_by_three_length_scales(monkeypatch, grid, length_scale, synthesis) -> None:
+    """The white noise is drawn on (n + ceil(3 l)) rounded up to a 5-smooth FFT length, along each axis."""
+    shapes = []
+    randn = torch.randn
+
+    def spy(size, *args, **kwargs):
+        shapes.append(tuple(size))
+        return randn(size, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "randn", spy)
+    assert gaussian_random_field(grid, length_scale, seed=0).shape == grid
+    assert shapes == [synthesis]
 
 
 def test_field_is_the_coarse_random_field_upsampled_corner_to_corner() -> None:
@@ -208,6 +246,37 @@ def test_severity_draws_length_scale_from_training_range() -> None:
 def test_invalid_params_raise(kwargs: dict) -> None:
     with pytest.raises(ValueError, match="length_scale|field_range|grid_size"):
         BiasFieldParams(seed=0, **kwargs)
+
+
+def test_params_bounds_are_inclusive_where_documented() -> None:
+    # 0 < l <= 8 * grid_size, 0 <= b < 2, grid_size an integer >= 2, seed an integer
+    assert BiasFieldParams(length_scale=256.0, field_range=1.99, seed=0).length_scale == 256.0
+    assert BiasFieldParams(length_scale=16.0, field_range=0.5, seed=0, grid_size=2).grid_size == 2
+    for kwargs in (
+        {"length_scale": 256.5},
+        {"length_scale": 16.5, "grid_size": 2},
+        {"grid_size": 2.0},
+        {"seed": 1.5},
+        {"seed": "1"},
+    ):
+        with pytest.raises(ValueError, match="length_scale|grid_size|seed"):
+            BiasFieldParams(**{"length_scale": 20.0, "field_range": 0.5, "seed": 0, **kwargs})
+
+
+def test_module_levels_are_the_registry_levels() -> None:
+    assert SEVERITY_LEVELS == get_spec("bias").severities == (0.05, 0.1, 0.2)
+
+
+def test_smallest_image_is_two_by_two() -> None:
+    params = BiasFieldParams(length_scale=20.0, field_range=0.5, seed=0)
+    field = bias_field(params, (2, 2), dtype=torch.float64)
+    assert float(field.min()) == pytest.approx(0.75) and float(field.max()) == pytest.approx(1.25)
+    assert sample_bias_field_params(0, (2, 2)).field_range > 0
+    for shape in ((1, 8), (8, 1), (8, 8, 8)):
+        with pytest.raises(ValueError, match="shape"):
+            bias_field(params, shape)
+        with pytest.raises(ValueError, match="shape"):
+            bias_field_params_for_severity(0.1, shape, 0)
 
 
 def test_invalid_images_and_shapes_raise() -> None:

@@ -73,6 +73,23 @@ def test_constant_displacement_is_an_integer_shift():
         np.testing.assert_allclose(out, np.roll(img, 5, axis=pe_axis), atol=1e-12)
 
 
+def test_lines_at_exactly_ky0_are_protected():
+    # ky of 8 lines is 2 pi (i - 4) / 8: lines 3 and 5 lie at |ky| = pi / 4 exactly, and |ky| <= ky0 is untouched
+    params = PeriodicMotionParams(delta_px=3.0, alpha=1.0, beta=0.5, ky0=math.pi / 4, pe_axis=-2)
+    assert np.flatnonzero(periodic_phase_error(params, 8) == 0.0).tolist() == [3, 4, 5]
+    img = image((8, 6))
+    k_out, k_clean = fft2c(apply_periodic_motion(img, params)), fft2c(img)
+    np.testing.assert_allclose(k_out[3:6], k_clean[3:6], atol=1e-12)
+    assert np.abs(k_out[[0, 1, 2, 6, 7]] - k_clean[[0, 1, 2, 6, 7]]).min() > 1e-6
+
+
+@pytest.mark.parametrize("pe_axis", [-2, -1])
+def test_negative_amplitude_shifts_the_other_way(pe_axis):
+    params = PeriodicMotionParams(delta_px=-4.0, alpha=0.0, beta=math.pi / 2, ky0=0.0, pe_axis=pe_axis)
+    img = image((32, 27))
+    np.testing.assert_allclose(apply_periodic_motion(img, params), np.roll(img, -4, axis=pe_axis), atol=1e-12)
+
+
 def test_zero_delta_is_identity():
     img = image()
     params = PeriodicMotionParams(delta_px=0.0, alpha=2.0, beta=0.2, ky0=0.3, pe_axis=-1)
@@ -136,6 +153,13 @@ def test_severity():
         assert 0.1 <= p.alpha <= 5 and 0 <= p.beta <= np.pi / 4 and np.pi / 10 < p.ky0 <= np.pi / 8
     with pytest.raises(ValueError, match="level"):
         periodic_motion_params_for_severity(-1.0, (64, 64), rng)
+    # level 0 is no motion, and levels below one pixel are levels too
+    for level in (0.0, 0.5):
+        assert periodic_motion_params_for_severity(level, (64, 64), rng, pe_axis=-1).delta_px == level
+    img = image((32, 32))
+    np.testing.assert_array_equal(
+        apply_periodic_motion(img, periodic_motion_params_for_severity(0.0, (32, 32), rng)), img
+    )
 
 
 @pytest.mark.parametrize(
@@ -152,5 +176,8 @@ def test_params_validation(kwargs, match):
     base = {"delta_px": 50.0, "alpha": 1.0, "beta": 0.1, "ky0": 0.3, "pe_axis": -2}
     with pytest.raises(ValueError, match=match):
         PeriodicMotionParams(**{**base, **kwargs})
-    with pytest.raises(ValueError, match="shape"):
-        sample_periodic_motion_params(np.random.default_rng(0), (1, 32))
+    for shape in ((1, 32), (32, 1), (32,)):
+        with pytest.raises(ValueError, match="shape"):
+            sample_periodic_motion_params(np.random.default_rng(0), shape)
+    for ky0 in (0.0, math.pi):
+        assert PeriodicMotionParams(**{**base, "ky0": ky0}).ky0 == ky0
