@@ -30,12 +30,12 @@ from artefix.models.policy import InferencePolicy
 )
 def test_inference_options_refuse_bad_values_in_the_words_of_their_parameter(options, message):
     with pytest.raises(InputError) as exc:
-        InferenceOptions.create(**options)
+        InferenceOptions(**options)
     assert str(exc.value) == message
 
 
 def test_inference_options_are_normalised_values_that_compare_and_hash():
-    a = InferenceOptions.create(only="noise", strength={"noise": 0.5, "bias": 0})
+    a = InferenceOptions(only="noise", strength={"noise": 0.5, "bias": 0})
     b = InferenceOptions(only=("noise",), strength=(("bias", 0.0), ("noise", 0.5)))
     assert a == b and hash(a) == hash(b)
     assert a.only == ("noise",) and a.strength == (("bias", 0.0), ("noise", 0.5))
@@ -46,7 +46,7 @@ def test_inference_options_are_normalised_values_that_compare_and_hash():
 def test_inference_options_are_laid_over_the_cards_policy():
     card = InferencePolicy(ensemble=2, bias_smooth=0.1, noise_snr=(9, 11), consistency=True)
     assert InferenceOptions().policy(card) == card  # nothing chosen: the card's, SNR scope "scan"
-    chosen = InferenceOptions.create(only=["noise"], strength={"noise": 0.5}, priors=False, gates=False)
+    chosen = InferenceOptions(only=["noise"], strength={"noise": 0.5}, priors=False, gates=False)
     policy = chosen.policy(card)
     assert policy.ensemble == 2 and policy.consistency and not policy.has_priors and not policy.gated
     assert policy.only == ("noise",) and policy.strengths == {"noise": 0.5}
@@ -57,7 +57,7 @@ def test_inference_options_are_laid_over_the_cards_policy():
 
 
 def test_a_strength_that_only_leaves_out_is_refused_where_the_options_meet_the_policy():
-    options = InferenceOptions.create(only=["noise"], strength={"bias": 0.5})  # valid on its own
+    options = InferenceOptions(only=["noise"], strength={"bias": 0.5})  # valid on its own
     with pytest.raises(InputError) as exc:
         options.policy(InferencePolicy())
     assert str(exc.value) == "`strength` names bias, which `only` leaves out"
@@ -98,7 +98,7 @@ def test_the_older_keywords_build_the_same_objects():
 
 
 def test_bulk_takes_the_same_inference_options():
-    inference = InferenceOptions.create(
+    inference = InferenceOptions(
         only=["noise", "bias"], strength={"noise": 0.5}, ensemble=2, gates=False, snr_scope="slice"
     )
     assert ModelSpec.of("m", "cpu", inference) == ModelSpec("m", "cpu", 2, True, False)
@@ -121,9 +121,7 @@ def test_old_and_new_calls_of_correct_file_give_the_same_outputs(tmp_path):
     new = correct_file(
         "sample:brain-t1",
         tmp_path / "new.npy",
-        inference=InferenceOptions.create(
-            only=["noise", "motion"], strength={"noise": 0.5}, gates=False, snr_scope="slice"
-        ),
+        inference=InferenceOptions(only=["noise", "motion"], strength={"noise": 0.5}, gates=False, snr_scope="slice"),
         outputs=OutputSpec(residuals=tmp_path / "new_res"),
         execution=ExecutionSettings(batch_size=1),
     )

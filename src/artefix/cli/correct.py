@@ -216,7 +216,7 @@ def correct_command(
     heads, factors = parse_only(only), parse_strength(strength)
 
     def inference() -> InferenceOptions:  # what one scan and many scans are corrected with alike
-        return InferenceOptions.create(
+        return InferenceOptions(
             only=heads,
             strength=factors,
             ensemble=ensemble,

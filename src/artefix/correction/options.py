@@ -23,7 +23,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -94,24 +94,6 @@ class InferenceOptions:
             InferencePolicy(only=self.only)
         except ValueError as exc:
             raise InputError(str(exc)) from None
-
-    @classmethod
-    def create(
-        cls,
-        *,
-        only: Sequence[str] | str | None = None,
-        strength: Mapping[str, float] | Sequence[tuple[str, float]] | None = None,
-        ensemble: int | None = None,
-        priors: bool = True,
-        gates: bool = True,
-        snr_scope: str = "scan",
-    ) -> InferenceOptions:
-        """Build from lists and mappings, as callers hold them (the constructor accepts them too).
-
-        Raises:
-            InputError: A value outside the ranges of the attributes.
-        """
-        return cls(only, strength, ensemble, priors, gates, snr_scope)  # type: ignore[arg-type]
 
     @property
     def strengths(self) -> dict[str, float] | None:

@@ -554,7 +554,8 @@ class DualDomainModel(nn.Module):
             return None
         policy = self.acting_policy(policy)
         n = policy.ensemble
-        scores = sum(self._scores(self._pad(dihedral(x, k))[0], dihedral(x, k), policy) for k in range(n)) / n
+        views = [dihedral(x, k) for k in range(n)]
+        scores = sum(self._scores(self._pad(v)[0], v, policy) for v in views) / n
         return self._weighted(scores, x, policy, self._noise_gate(x, snr_db, policy))
 
     def forward(
