@@ -193,9 +193,10 @@ def test_model_input_is_the_z_normalised_slice_resized_only_when_the_shape_diffe
     assert resized.shape == (3, 8, 10)
     torch.testing.assert_close(resized, fourier_resize(u, (8, 10)))
     assert model_input(batch, mean, std, (12, 6)).shape == (3, 12, 6)
-    # a working shape that repeats one native side (12x10 slices at 10x10 or 12x12) is still a different shape
-    for square in ((10, 10), (12, 12)):
-        torch.testing.assert_close(model_input(batch, mean, std, square), fourier_resize(u, square))
+    # a working shape that repeats one native side (12x10 slices at 10x10 or 12x12) is still a different shape...
+    # ...and so is one that repeats the batch size (3 slices): the slice is (H, W), whatever the batch
+    for shape in ((10, 10), (12, 12), (3, 10), (12, 3)):
+        torch.testing.assert_close(model_input(batch, mean, std, shape), fourier_resize(u, shape))
 
 
 # ---------------------------------------------------------------------------------------- qc_batch

@@ -22,8 +22,12 @@ def test_slice_stack_errors_name_the_slice_axis_only_where_there_is_one():
     assert str(exc.value) == "slices must be at least 2x2, got 1x5"
     with pytest.raises(InputError, match=r"got 4x1 \(slices along axis 2\)$"):
         slice_stack(Volume(np.ones((4, 1, 3), np.float32)), 2, None, min_side=3, purpose="check")
-    with pytest.raises(InputError, match="every slice is constant; there is nothing to check$"):
+    with pytest.raises(InputError, match="^input: every slice is constant; there is nothing to check$"):
         slice_stack(Volume(np.ones((4, 4, 3), np.float32)), 2, None, min_side=3, purpose="check")
+    with pytest.raises(InputError, match="^scan.nii.gz: every slice is constant; there is nothing to correct$"):
+        slice_stack(
+            Volume(np.ones((4, 4, 3), np.float32), source="scan.nii.gz"), 2, None, min_side=3, purpose="correct"
+        )
     stack = slice_stack(
         Volume(np.random.default_rng(0).random((6, 5, 3), dtype=np.float32)), 2, None, min_side=2, purpose="x"
     )
@@ -121,6 +125,14 @@ def test_auto_batch_size_of_a_shape_without_pixels_is_the_largest_batch() -> Non
     assert auto_batch_size((0, 7), "cpu") == auto_batch_size((1, 1), "cpu") == 8
 
 
+def test_auto_batch_size_counts_the_pixels_of_a_slice_whatever_its_aspect() -> None:
+    from artefix.correction import auto_batch_size
+
+    square = auto_batch_size((256, 256), "cpu")
+    assert auto_batch_size((128, 512), "cpu") == auto_batch_size((512, 128), "cpu") == square
+    assert auto_batch_size((64, 1024), "cpu") == auto_batch_size((1024, 64), "cpu") == square
+
+
 def test_a_snapshot_scores_the_applied_heads_only() -> None:
     volume = _contrasts([4.0, 9.0, 6.0])
     for only, applied in ((["bias"], [0]), (["noise"], [1]), (None, [0, 1]), ([], [0, 1])):  # none applied: all
@@ -173,3 +185,10 @@ def test_progress_counts_constant_slices_as_done() -> None:
 def test_top_k_and_batch_size_must_be_integers(option: str, value: object) -> None:
     with pytest.raises(ValueError, match=option):
         correct_volume(_contrasts([2.0, 5.0]), Scaled(), **{option: value})
+
+
+def test_the_options_of_correct_volume_are_keyword_only() -> None:
+    volume = _contrasts([2.0, 5.0])
+    with pytest.raises(TypeError):
+        correct_volume(volume, Scaled(), ["bias"])
+    assert correct_volume(volume=volume, model=Scaled(), only=["bias"]).record.applied == ("bias",)
