@@ -103,6 +103,9 @@ def test_snapshots_of_equal_corrections_are_the_first_slices() -> None:
     record = correct_volume(_contrasts([3.0] * 5), Scaled(), top_k=2, batch_size=1).record
     assert len(set(record.mean_abs_residual.sum(axis=1))) == 1  # identical slices, identical scores
     assert [s.index for s in record.snapshots] == [0, 1]
+    # ties listed by slice index, however the heap holding them has ordered them
+    record = correct_volume(_contrasts([1.0, 3.0, 3.0, 3.0]), Scaled(), top_k=3, batch_size=1).record
+    assert [s.index for s in record.snapshots] == [1, 2, 3]
 
 
 def test_snapshots_keep_the_top_k_for_a_large_k() -> None:
@@ -181,7 +184,9 @@ def test_progress_counts_constant_slices_as_done() -> None:
     assert progress == [(4, 6), (6, 6)]  # the two constant slices and each batch of two
 
 
-@pytest.mark.parametrize(("option", "value"), [("top_k", -1), ("top_k", True), ("top_k", 2.0), ("batch_size", True)])
+@pytest.mark.parametrize(
+    ("option", "value"), [("top_k", -1), ("top_k", True), ("top_k", 2.0), ("batch_size", True), ("batch_size", 2.0)]
+)
 def test_top_k_and_batch_size_must_be_integers(option: str, value: object) -> None:
     with pytest.raises(ValueError, match=option):
         correct_volume(_contrasts([2.0, 5.0]), Scaled(), **{option: value})
@@ -192,3 +197,27 @@ def test_the_options_of_correct_volume_are_keyword_only() -> None:
     with pytest.raises(TypeError):
         correct_volume(volume, Scaled(), ["bias"])
     assert correct_volume(volume=volume, model=Scaled(), only=["bias"]).record.applied == ("bias",)
+
+
+class Listening(Scaled):
+    """A module without a policy of its own that takes the inference options and records them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.options: list[dict[str, object]] = []
+
+    def forward(self, x: torch.Tensor, **options: object) -> ModelOutput:
+        self.options.append(options)
+        return super().forward(x)
+
+
+def test_a_policy_given_reaches_a_model_without_one_of_its_own() -> None:
+    from artefix.models.policy import InferencePolicy
+
+    volume = _contrasts([2.0, 5.0])
+    model = Listening()
+    correct_volume(volume, model)
+    assert model.options == [{}]  # no policy anywhere: the module is called with the image alone
+    policy = InferencePolicy(only=("bias",))
+    record = correct_volume(volume, model, policy=policy).record
+    assert model.options[1]["policy"].only == ("bias",) and record.applied == ("bias",)
