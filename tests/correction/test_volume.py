@@ -110,9 +110,12 @@ def test_snapshots_of_equal_corrections_are_the_first_slices() -> None:
 
 def test_snapshots_keep_the_top_k_for_a_large_k() -> None:
     # k above 256, where two equal counts need not be one int object
-    scales = list(np.linspace(300.0, 1.0, 300))
-    record = correct_volume(_contrasts(scales, shape=(3, 3)), Scaled(), top_k=260, batch_size=64).record
+    falling = list(np.linspace(300.0, 1.0, 300))
+    record = correct_volume(_contrasts(falling, shape=(3, 3)), Scaled(), top_k=260, batch_size=64).record
     assert [s.index for s in record.snapshots] == list(range(260))
+    rising = falling[::-1]  # each later slice displaces the smallest snapshot kept
+    record = correct_volume(_contrasts(rising, shape=(3, 3)), Scaled(), top_k=260, batch_size=64).record
+    assert [s.index for s in record.snapshots] == list(range(299, 39, -1))
 
 
 def test_the_record_times_the_correction() -> None:
