@@ -97,6 +97,8 @@ def test_working_shape_keeps_the_aspect_of_the_longer_physical_side() -> None:
     assert working_shape((100, 50), (1.0, 1.0), (40, 40)) == (40, 20)  # height fills the matrix
     assert working_shape((50, 100), (1.0, 1.0), (40, 40)) == (20, 40)  # width fills it
     assert working_shape((100, 100), (1.0, 1.0), (40, 20)) == (20, 20)  # the narrower side of the matrix rules
+    assert working_shape((100, 20), (1.0, 1.0), (40, 20)) == (40, 8)  # a tall slice fills a tall matrix's height
+    assert working_shape((20, 100), (1.0, 1.0), (20, 40)) == (8, 40)
     assert working_shape((60, 60), (2.0, 1.0), (30, 30)) == (30, 15)  # tall pixels: a tall field of view
     assert working_shape((100, 50), matrix=(40, 40)) == (40, 20)  # square pixels by default
 
@@ -191,6 +193,10 @@ def test_model_input_is_the_z_normalised_slice_resized_only_when_the_shape_diffe
     assert resized.shape == (3, 8, 10)
     torch.testing.assert_close(resized, fourier_resize(u, (8, 10)))
     assert model_input(batch, mean, std, (12, 6)).shape == (3, 12, 6)
+    # a working shape that repeats one native side (12x10 slices at 10x10 or 12x12) is still a different shape...
+    # ...and so is one that repeats the batch size (3 slices): the slice is (H, W), whatever the batch
+    for shape in ((10, 10), (12, 12), (3, 10), (12, 3)):
+        torch.testing.assert_close(model_input(batch, mean, std, shape), fourier_resize(u, shape))
 
 
 # ---------------------------------------------------------------------------------------- qc_batch
