@@ -631,7 +631,7 @@ def test_images_of_different_shapes_raise_whichever_is_larger() -> None:
 
 def test_an_index_past_the_last_head_raises() -> None:
     v, u, p = torch.zeros(2, 1, 8, 8), torch.zeros(2, 1, 8, 8), torch.zeros(2, 4, 8, 8)
-    for index in ([0, 5], [9, 1], [-2, 0]):
+    for index in ([0, 5], [9, 1], [-2, 0], [0, -1]):
         with pytest.raises(ValueError, match=r"must lie in \[0, 4\)"):
             MultiTaskLoss()(v, u, p, torch.tensor(index))
 
@@ -643,3 +643,58 @@ def test_target_and_input_must_match_the_residuals_smaller_or_larger(which: str,
     images[which] = torch.zeros(shape)
     with pytest.raises(ValueError, match=rf"{which} must have shape \(2, 1, 8, 8\)"):
         MultiTaskLoss()(images["target"], images["corrupted"], torch.zeros(2, 4, 8, 8), torch.tensor([0, 1]))
+
+
+# ------------------------------------------------------------------ mutation check, second run (#23)
+
+
+def test_more_than_nine_deltas_are_refused() -> None:
+    for values in ([0.5] * 10, np.full(12, 0.5), torch.full((3, 4), 0.5)):
+        with pytest.raises(ValueError, match="deltas must have 9 values"):
+            ConvolutionalLoss(values)  # type: ignore[arg-type]
+
+
+def test_a_one_dimensional_pair_is_refused_by_the_loss() -> None:
+    for loss in (ConvolutionalLoss(), ConvolutionalLoss().terms):
+        with pytest.raises(ValueError, match="at least 5x5"):
+            loss(torch.zeros(25), torch.zeros(25))
+
+
+def test_conv_loss_takes_normalise_by_keyword() -> None:
+    x, y = rand((1, 1, 6, 6), 43), rand((1, 1, 6, 6), 44)
+    assert conv_loss(x, y, "L3", normalise=False).item() == pytest.approx(64 * conv_loss(x, y, "L3").item())
+    with pytest.raises(TypeError):
+        conv_loss(x, y, "L3", False)  # type: ignore[misc]
+
+
+def test_the_default_multitask_loss_has_no_regulariser() -> None:
+    v, u, p = rand((2, 1, 8, 8), 45), rand((2, 1, 8, 8), 46), rand((2, 4, 8, 8), 47)
+    out = MultiTaskLoss()(v, u, p, torch.tensor([1, 2]))
+    assert MultiTaskLoss().alpha == 0.0
+    assert out.regulariser.item() == 0.0
+    assert out.total.item() == out.reconstruction.item() > 0
+
+
+def test_without_regulariser_an_unselected_head_does_not_enter_the_loss() -> None:
+    v, u, p = rand((2, 1, 8, 8), 48, torch.float32), rand((2, 1, 8, 8), 49), rand((2, 4, 8, 8), 50, torch.float32)
+    u = u.float()
+    huge = p.clone()
+    huge[:, 3] = 1e30  # a diverged head that no sample selects: its square overflows float32
+    index = torch.tensor([0, 2])
+    loss = MultiTaskLoss("mt_lc_brain", alpha=0.0)
+    out = loss(v, u, huge, index)
+    assert torch.isfinite(out.total) and out.regulariser.item() == 0.0
+    torch.testing.assert_close(out.total, loss(v, u, p, index).total, rtol=0, atol=0)
+
+
+def test_an_index_shorter_than_the_batch_raises() -> None:
+    v, u, p = torch.zeros(2, 1, 8, 8), torch.zeros(2, 1, 8, 8), torch.zeros(2, 4, 8, 8)
+    with pytest.raises(ValueError, match=r"artefact_index must have shape \(2,\), got \(1,\)"):
+        MultiTaskLoss()(v, u, p, torch.tensor([1]))
+
+
+def test_a_batch_of_300_takes_its_indices() -> None:
+    v, u, p = rand((300, 1, 5, 5), 51), rand((300, 1, 5, 5), 52), rand((300, 4, 5, 5), 53)
+    index = torch.arange(300) % 4
+    mask = F.one_hot(index, 4).double()
+    torch.testing.assert_close(MultiTaskLoss()(v, u, p, index), MultiTaskLoss()(v, u, p, mask), rtol=0, atol=0)
