@@ -438,3 +438,14 @@ def test_rigid_transform_refuses_more_rotations_than_translations():
         rigid_transform(batch, (5.0, -5.0), (0.0, 1.0))
     with pytest.raises(ValueError, match="1 rotations and 2 translations"):
         rigid_transform(batch, (5.0,), ((0.0, 1.0), (1.0, 0.0)))
+
+
+def test_ordering_is_compared_by_value():
+    # An ordering read from a config file is an equal string, not the same object as the literal.
+    random_ordering, linear_ordering = "".join(["ran", "dom"]), "".join(["lin", "ear"])
+    assert random_ordering == "random" and id(random_ordering) != id("random")
+    for built, literal in ((random_ordering, "random"), (linear_ordering, "linear")):
+        a = sample_rigid_motion_params(3, (40, 40), -1, ordering=built)
+        b = sample_rigid_motion_params(3, (40, 40), -1, ordering=literal)
+        assert [list(s) for s in a.segments] == [list(s) for s in b.segments]
+        assert a.rotations_deg == b.rotations_deg
