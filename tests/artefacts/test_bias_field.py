@@ -300,3 +300,20 @@ def test_params_are_plain_scalars_and_json_serialisable() -> None:
         "artefact": "bias",
     }
     assert type(params.length_scale) is float and type(params.seed) is int
+
+
+def test_bias_field_takes_device_and_dtype_by_keyword() -> None:
+    params = BiasFieldParams(length_scale=4.0, field_range=0.5, seed=2)
+    by_keyword = bias_field(params=params, shape=(6, 7), device="cpu", dtype=torch.float64)
+    assert by_keyword.shape == (6, 7) and by_keyword.dtype == torch.float64
+    torch.testing.assert_close(by_keyword, bias_field(params, (6, 7), dtype=torch.float64), rtol=0, atol=0)
+    with pytest.raises(TypeError):
+        bias_field(params, (6, 7), "cpu")
+
+
+def test_grid_size_must_be_an_integer_of_at_least_two() -> None:
+    # length_scale 4 is within 8 * grid_size for each, so only the grid size itself can be refused.
+    for grid_size in (1, 2.0, 3.5, np.float64(4.0)):
+        with pytest.raises(ValueError, match="grid_size must be an integer >= 2"):
+            BiasFieldParams(length_scale=4.0, field_range=0.5, seed=0, grid_size=grid_size)
+    assert BiasFieldParams(length_scale=4.0, field_range=0.5, seed=0, grid_size=np.int64(2)).grid_size == 2

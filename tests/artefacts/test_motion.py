@@ -412,3 +412,40 @@ def test_bad_image_rejected():
     p = make_params()
     with pytest.raises(ValueError, match="shape"):
         apply_rigid_motion(np.zeros((2, 2, 32, 32)), p)
+
+
+@pytest.mark.parametrize("ordering", ["linear", "random"])
+def test_sampler_with_nothing_to_corrupt_draws_no_segment(ordering):
+    # No line is corrupted when round(f * M) is 0 (M <= 24 lines outside the centre band here): a zero corrupted
+    # fraction, or 1 %. The draw is then motion-free (no segment, no pose) and the image comes back unchanged.
+    img = np.random.default_rng(5).random((24, 20))
+    for fraction in ((0.0, 0.0), (0.01, 0.01)):
+        params = sample_rigid_motion_params(7, img.shape, -2, corrupted_fraction=fraction, ordering=ordering)
+        assert params.segments == () and params.rotations_deg == () and params.translations_px == ()
+        np.testing.assert_allclose(apply_rigid_motion(img, params), img, atol=1e-12)
+
+
+def test_severity_draws_one_to_eight_movements():
+    # The authors' evaluation code: 1-8 movements (uniform), capped only by the corrupted line count, which is
+    # far above 8 here (at level 0.05, 95 % of 64 lines).
+    counts = {rigid_motion_params_for_severity(0.05, (64, 64), seed, -2).n_segments for seed in range(300)}
+    assert counts == set(range(1, 9))
+
+
+def test_rigid_transform_refuses_more_rotations_than_translations():
+    batch = np.random.default_rng(1).random((2, 9, 9))
+    with pytest.raises(ValueError, match="2 rotations and 1 translations"):
+        rigid_transform(batch, (5.0, -5.0), (0.0, 1.0))
+    with pytest.raises(ValueError, match="1 rotations and 2 translations"):
+        rigid_transform(batch, (5.0,), ((0.0, 1.0), (1.0, 0.0)))
+
+
+def test_ordering_is_compared_by_value():
+    # An ordering read from a config file is an equal string, not the same object as the literal.
+    random_ordering, linear_ordering = "".join(["ran", "dom"]), "".join(["lin", "ear"])
+    assert random_ordering == "random" and id(random_ordering) != id("random")
+    for built, literal in ((random_ordering, "random"), (linear_ordering, "linear")):
+        a = sample_rigid_motion_params(3, (40, 40), -1, ordering=built)
+        b = sample_rigid_motion_params(3, (40, 40), -1, ordering=literal)
+        assert [list(s) for s in a.segments] == [list(s) for s in b.segments]
+        assert a.rotations_deg == b.rotations_deg

@@ -181,3 +181,12 @@ def test_params_validation(kwargs, match):
             sample_periodic_motion_params(np.random.default_rng(0), shape)
     for ky0 in (0.0, math.pi):
         assert PeriodicMotionParams(**{**base, "ky0": ky0}).ky0 == ky0
+
+
+def test_sampled_amplitude_spans_the_papers_range():
+    # Delta ~ U[20, 120] px (the paper's periodic-motion model): 3000 draws reach within 1 px of either end
+    # (a draw misses [119, 120] with probability 0.99, all 3000 with about 1e-13).
+    rng = np.random.default_rng(8)
+    deltas = np.array([sample_periodic_motion_params(rng, (32, 32)).delta_px for _ in range(3000)])
+    assert deltas.min() >= 20.0 and deltas.max() <= 120.0
+    assert deltas.min() < 21.0 and deltas.max() > 119.0
