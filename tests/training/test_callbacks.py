@@ -74,7 +74,7 @@ def test_model_export_keeps_the_best_or_the_last_epoch(tmp_path):
                 next(model.parameters()).fill_(float(epoch))  # weights that say which epoch they are from
             _validated(export, model, epoch, value)
         best, card = load_model(out / "best.safetensors")
-        assert float(next(best.parameters()).flatten()[0]) == float(kept)
+        assert float(next(best.parameters()).detach().flatten()[0]) == float(kept)
         assert card["best_epoch"] == kept and card["kind"] == "best"
         run = read_run_file(out)
         assert run["keep"] == keep and run["best_epoch"] == kept and len(run["history"]) == 3
