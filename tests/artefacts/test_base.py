@@ -15,6 +15,7 @@ import torch
 
 from artefix.artefacts.base import (
     check_image,
+    draw_seed,
     params_to_dict,
     stable_entropy,
     to_output,
@@ -44,6 +45,19 @@ def test_check_image_refuses_an_image_thinner_than_2_pixels(shape):
         check_image(np.zeros(shape))
     check_image(np.zeros((2, 2)))
     check_image(np.zeros((3, 2, 2)))
+
+
+@pytest.mark.parametrize("name", ["phase", "imag", "Real", ""])
+def test_to_output_refuses_any_other_name(name):
+    # names that sort before "real" too: the check is equality, not order
+    with pytest.raises(ValueError, match="output must be"):
+        to_output(np.ones((2, 2), complex), name)
+
+
+def test_draw_seed_spans_the_whole_63_bit_range():
+    seeds = [draw_seed(np.random.default_rng(k)) for k in range(64)]
+    assert all(0 <= s < 2**63 - 1 for s in seeds)
+    assert max(seeds) >= 2**62  # half of the range lies above 2**62: 64 draws all below it has odds 2**-64
 
 
 def test_to_output_compares_names_by_value_not_identity():

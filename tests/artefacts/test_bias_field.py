@@ -209,6 +209,29 @@ def test_global_rng_state_untouched() -> None:
     assert torch.equal(torch_state, torch.get_rng_state())
 
 
+def test_length_scale_is_drawn_over_the_papers_whole_range() -> None:
+    # paper: 10 < l < 50, uniform; 3000 seeded draws of each sampler reach within 0.1 of either end
+    rng = np.random.default_rng(5)
+    for draw in (sample_bias_field_params, lambda r, s: bias_field_params_for_severity(0.1, s, r)):
+        ls = np.array([draw(rng, (64, 64)).length_scale for _ in range(3000)])
+        assert 10.0 <= ls.min() < 10.1 and 49.9 < ls.max() <= 50.0
+
+
+@pytest.mark.parametrize("length_scale", [-5.0, -0.5, math.inf, math.nan])
+def test_random_field_refuses_negative_and_non_finite_length_scales(length_scale) -> None:
+    with pytest.raises(ValueError, match="length_scale must be a finite number > 0"):
+        gaussian_random_field((8, 8), length_scale, seed=1)
+
+
+def test_a_flat_random_field_gives_a_flat_bias_field(monkeypatch) -> None:
+    # the min-max scaling divides by the field's span: a field without any (all samples equal) is flat.
+    # The image is the coarse grid's size, so the interpolation is exact and the span exactly 0.
+    monkeypatch.setattr(bias_module, "gaussian_random_field", lambda shape, *a, **k: torch.full(shape, 0.3))
+    params = BiasFieldParams(length_scale=20.0, field_range=0.6, seed=3, grid_size=4)
+    assert coarse_grid_shape((4, 4), 4) == (4, 4)
+    assert torch.equal(bias_field(params, (4, 4)), torch.ones(4, 4))
+
+
 def test_sampler_ranges_and_reproducibility() -> None:
     rng = np.random.default_rng(123)
     draws = [sample_bias_field_params(rng, (320, 320)) for _ in range(500)]

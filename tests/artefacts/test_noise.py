@@ -183,6 +183,8 @@ def test_invalid_inputs_raise() -> None:
         apply_noise(np.ones(8), NoiseParams(snr_db=0.0, seed=0))
     with pytest.raises(ValueError, match="shape"):
         sample_noise_params(np.random.default_rng(0), (1, 8))
+    with pytest.raises(ValueError, match="shape"):
+        sample_noise_params(np.random.default_rng(0), (8, 1))
     with pytest.raises(ValueError, match="shapes differ"):
         measure_snr_db(np.ones((4, 4)), np.ones((4, 5)))
 

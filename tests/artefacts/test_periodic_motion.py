@@ -190,3 +190,12 @@ def test_sampled_amplitude_spans_the_papers_range():
     deltas = np.array([sample_periodic_motion_params(rng, (32, 32)).delta_px for _ in range(3000)])
     assert deltas.min() >= 20.0 and deltas.max() <= 120.0
     assert deltas.min() < 21.0 and deltas.max() > 119.0
+
+
+def test_smallest_image_is_two_by_two():
+    p = sample_periodic_motion_params(np.random.default_rng(0), (2, 2))
+    assert apply_periodic_motion(np.ones((2, 2)), p).shape == (2, 2)
+    periodic_motion_params_for_severity(70.0, (2, 2), np.random.default_rng(0))
+    for shape in ((1, 8), (8, 1), (2, 2, 2)):
+        with pytest.raises(ValueError, match="shape"):
+            sample_periodic_motion_params(np.random.default_rng(0), shape)

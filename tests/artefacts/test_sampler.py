@@ -117,6 +117,8 @@ def test_severity_fraction_mixes_in_the_evaluation_families():
     assert 60 < paper < 140  # about half from each family
     with pytest.raises(ValueError, match="severity_fraction"):
         sample_training_corruption(rng, shape, severity_fraction=1.5)
+    with pytest.raises(ValueError, match="severity_fraction"):
+        sample_training_corruption(rng, shape, severity_fraction=-0.5)
 
 
 def test_level_ranges_replace_the_evaluation_family_range_of_one_artefact():

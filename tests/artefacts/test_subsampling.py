@@ -320,6 +320,24 @@ def test_invalid_params_raise_naming_value(kwargs, bad):
         SubsamplingParams(**{**base, **kwargs})
 
 
+@pytest.mark.parametrize("kind", KINDS)
+def test_an_infinite_acceleration_is_refused_by_its_own_check(kind):
+    # the centre-band check would also refuse it for the line kinds, with another message; "centred" has none
+    with pytest.raises(ValueError, match="acceleration must be a finite number >= 1"):
+        SubsamplingParams(kind=kind, acceleration=math.inf)
+
+
+def test_hand_built_params_default_to_the_fastmri_centre_band_and_columns():
+    p = SubsamplingParams()
+    assert (p.kind, p.acceleration, p.center_fraction, p.pe_axis) == ("random", 4.0, 0.08, -1)
+
+
+@pytest.mark.parametrize("shape", [(8,), (8, 8, 8), (), (8.5, 8), (8, 7.5)])
+def test_mask_shapes_other_than_two_sides_are_refused(shape):
+    with pytest.raises(ValueError, match="two positive integers"):
+        subsampling_mask(line_params("random", 2), shape)
+
+
 # ---------------------------------------------------------------------------------------- samplers
 
 
@@ -430,8 +448,9 @@ def test_centre_band_error_names_the_largest_allowed_fraction():
 
 def test_severity_levels_below_1_are_refused_and_mask_names_compare_by_value():
     rng = np.random.default_rng(0)
-    with pytest.raises(ValueError, match="finite number >= 1"):
-        sub.subsampling_params_for_severity(0.5, (16, 16), rng)
+    for level in (0.5, 0.0, -2.0, math.inf):  # refused by the level's own check, before any parameter is built
+        with pytest.raises(ValueError, match=r"level \(acceleration\) must be a finite number >= 1"):
+            sub.subsampling_params_for_severity(level, (16, 16), rng)
     name = "".join(["cen", "tred"])  # equal to "centred" but another object
     params = sub.subsampling_params_for_severity(2.0, (16, 16), rng, mask=name)
     assert params.kind == "centred" and params.center_fraction == 0.5
