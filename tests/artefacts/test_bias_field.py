@@ -209,6 +209,18 @@ def test_global_rng_state_untouched() -> None:
     assert torch.equal(torch_state, torch.get_rng_state())
 
 
+def test_length_scales_below_one_coarse_pixel_are_valid() -> None:
+    # any positive length scale is a field (the paper's range starts at 10; a user may want finer ones)
+    for length_scale in (0.25, 1.0):
+        params = BiasFieldParams(length_scale=length_scale, field_range=0.4, seed=2, grid_size=4)
+        field = bias_field(params, (16, 16))
+        assert (
+            field.shape == (16, 16)
+            and float(field.min()) == pytest.approx(0.8)
+            and float(field.max()) == pytest.approx(1.2)
+        )
+
+
 def test_length_scale_is_drawn_over_the_papers_whole_range() -> None:
     # paper: 10 < l < 50, uniform; 3000 seeded draws of each sampler reach within 0.1 of either end
     rng = np.random.default_rng(5)

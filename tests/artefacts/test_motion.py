@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -336,6 +337,36 @@ def test_every_evaluation_level_leaves_its_fraction_of_central_lines_clean():
     for level in SEVERITY_LEVELS:
         p = rigid_motion_params_for_severity(level, (64, 80), np.random.default_rng(1), pe_axis=-1)
         assert p.center_fraction == level
+
+
+def test_training_pose_spread_is_the_papers_to_within_a_few_percent():
+    # paper: rotations ~ N(0, 12 deg), translations ~ N(0, 30 px) per axis. About 14,000 segments: the standard
+    # error of a standard deviation is then 0.6 % (rotations) and 0.4 % (translations), so 2 % is >3 SE
+    rng = np.random.default_rng(3)
+    draws = [sample_rigid_motion_params(rng, (64, 64)) for _ in range(1000)]
+    rots = np.concatenate([p.rotations_deg for p in draws])
+    shifts = np.concatenate([np.ravel(p.translations_px) for p in draws])
+    assert rots.size > 10_000
+    assert np.std(rots) == pytest.approx(12.0, rel=0.02)
+    assert np.std(shifts) == pytest.approx(30.0, rel=0.02)
+
+
+def test_params_store_plain_python_scalars_and_need_exactly_one_pose_per_segment():
+    p = RigidMotionParams(
+        segments=((0, 1), (5,)),
+        rotations_deg=(2.0, -3.0),
+        translations_px=((1.0, 0.5), (0.0, -2.0)),
+        pe_axis=np.int64(-2),
+        center_fraction=np.float32(0.25),
+    )
+    assert type(p.pe_axis) is int and type(p.center_fraction) is float
+    assert json.loads(json.dumps(params_to_dict(p)))["pe_axis"] == -2  # the replay log is JSON
+    x = np.random.default_rng(0).random((8, 6))
+    plain = dataclasses.replace(p, pe_axis=-2, center_fraction=0.25)
+    np.testing.assert_array_equal(apply_rigid_motion(x, p), apply_rigid_motion(x, plain))
+    for rotations in ((2.0,), (2.0, -3.0, 1.0)):
+        with pytest.raises(ValueError, match="one rotation and one translation per segment"):
+            dataclasses.replace(p, rotations_deg=rotations)
 
 
 def test_sampler_argument_validation():

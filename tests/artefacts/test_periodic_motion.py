@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
 
 import numpy as np
 import pytest
 import torch
 
+from artefix.artefacts.base import params_to_dict
 from artefix.artefacts.periodic_motion import (
     PeriodicMotionParams,
     apply_periodic_motion,
@@ -199,3 +202,19 @@ def test_smallest_image_is_two_by_two():
     for shape in ((1, 8), (8, 1), (2, 2, 2)):
         with pytest.raises(ValueError, match="shape"):
             sample_periodic_motion_params(np.random.default_rng(0), shape)
+
+
+def test_numpy_scalars_are_stored_as_plain_python_ones():
+    # the replay log is JSON: a NumPy integer axis (from a draw or a config) must not break it
+    p = PeriodicMotionParams(
+        delta_px=np.float32(50.0),
+        alpha=np.float64(0.5),
+        beta=np.float32(0.25),
+        ky0=np.float64(0.5),
+        pe_axis=np.int64(-2),
+    )
+    assert [type(v) for v in dataclasses.astuple(p)] == [float, float, float, float, int]
+    assert json.loads(json.dumps(params_to_dict(p)))["pe_axis"] == -2
+    x = image((12, 10))
+    plain = PeriodicMotionParams(delta_px=50.0, alpha=0.5, beta=0.25, ky0=0.5, pe_axis=-2)
+    np.testing.assert_allclose(apply_periodic_motion(x, p), apply_periodic_motion(x, plain), rtol=1e-6)

@@ -184,3 +184,11 @@ def test_sample_composition_takes_the_severities_by_keyword():
     rng = np.random.default_rng(0)
     params = sample_composition(["noise", "bias"], rng, (16, 16), severities=[0.0, 0.1], random_order=False)
     assert [p.name for p in params] == ["noise", "bias"] and params[0].snr_db == 0.0
+
+
+def test_every_shipped_level_range_is_one_its_artefact_accepts():
+    ranges = {name: spec.level_range for name, spec in REGISTRY.items() if spec.level_range is not None}
+    assert set(ranges) == set(REGISTRY)  # every artefact has an evaluation family for severity_fraction
+    assert check_level_ranges(ranges) == ranges
+    for name, (low, high) in ranges.items():  # mild to severe: each range reaches the evaluation levels
+        assert low <= min(REGISTRY[name].severities) and high >= max(REGISTRY[name].severities)

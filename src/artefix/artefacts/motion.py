@@ -161,7 +161,10 @@ class RigidMotionParams:
         for s, shift in enumerate(self.translations_px):
             if len(shift) != 2 or not all(math.isfinite(v) for v in shift):
                 raise ValueError(f"translations_px[{s}] must be a finite (dy, dx) pair, got {shift!r}")
-        # plain nested tuples (e.g. after a JSON round trip gave lists), so equal params compare equal
+        # plain nested tuples (e.g. after a JSON round trip gave lists), so equal params compare equal, and
+        # plain Python scalars (NumPy ones from a draw or a config are not JSON-serialisable)
+        object.__setattr__(self, "pe_axis", int(self.pe_axis))
+        object.__setattr__(self, "center_fraction", float(self.center_fraction))
         object.__setattr__(self, "segments", tuple(tuple(int(line) for line in seg) for seg in self.segments))
         object.__setattr__(self, "rotations_deg", tuple(float(r) for r in self.rotations_deg))
         object.__setattr__(self, "translations_px", tuple((float(dy), float(dx)) for dy, dx in self.translations_px))

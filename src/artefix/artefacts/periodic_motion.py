@@ -87,6 +87,10 @@ class PeriodicMotionParams:
             raise ValueError(f"ky0 must be in [0, pi] radians, got {self.ky0!r}")
         if self.pe_axis not in (-2, -1):
             raise ValueError(f"pe_axis must be -2 or -1, got {self.pe_axis!r}")
+        # plain Python scalars (NumPy ones from a draw or a config are not JSON-serialisable)
+        for field in ("delta_px", "alpha", "beta", "ky0"):
+            object.__setattr__(self, field, float(getattr(self, field)))
+        object.__setattr__(self, "pe_axis", int(self.pe_axis))
 
 
 def ky_of_lines(n_lines: int) -> np.ndarray:
