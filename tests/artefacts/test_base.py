@@ -47,7 +47,7 @@ def test_check_image_refuses_an_image_thinner_than_2_pixels(shape):
     check_image(np.zeros((3, 2, 2)))
 
 
-@pytest.mark.parametrize("name", ["phase", "imag", "Real", ""])
+@pytest.mark.parametrize("name", ["phase", "imag", "Real", "", "unknown", "abs"])
 def test_to_output_refuses_any_other_name(name):
     # names that sort before "real" too: the check is equality, not order
     with pytest.raises(ValueError, match="output must be"):
@@ -65,6 +65,12 @@ def test_to_output_compares_names_by_value_not_identity():
     name = "".join(["magni", "tude"])  # equal to "magnitude" but another object
     np.testing.assert_array_equal(to_output(x, name), [[5.0, 1.0]])
     np.testing.assert_array_equal(to_output(x, "".join(["re", "al"])), [[3.0, 0.0]])
+    np.testing.assert_array_equal(to_output(x, "".join(["com", "plex"])), x)
+
+
+def test_stable_entropy_gives_four_words_by_default():
+    # the default seeds every slice's corruption: changing it would change every replayed corruption
+    assert stable_entropy("artefix/slice 7") == stable_entropy("artefix/slice 7", 4)
 
 
 @pytest.mark.parametrize("shape", [(3, 6, 5), (2, 1, 6, 5)])

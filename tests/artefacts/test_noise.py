@@ -185,6 +185,11 @@ def test_invalid_inputs_raise() -> None:
         sample_noise_params(np.random.default_rng(0), (1, 8))
     with pytest.raises(ValueError, match="shape"):
         sample_noise_params(np.random.default_rng(0), (8, 1))
+    for shape in ((8,), (8, 8, 8)):
+        with pytest.raises(ValueError, match="shape"):
+            sample_noise_params(np.random.default_rng(0), shape)
+    with pytest.raises(ValueError, match="shapes differ"):
+        measure_snr_db(np.ones((4, 5)), np.ones((4, 4)))
     with pytest.raises(ValueError, match="shapes differ"):
         measure_snr_db(np.ones((4, 4)), np.ones((4, 5)))
 
@@ -204,3 +209,17 @@ def test_the_paper_evaluation_snrs_and_measure_snr_db_edges():
     ones = np.ones((8, 8))  # mean |K| exactly 1: an ordinary signal, not the zero-signal edge
     assert measure_snr_db(ones, ones + noise) == pytest.approx(20 * math.log10(1 / noise.std()))
     assert measure_snr_db(ones, ones) == math.inf
+
+
+def test_the_noise_realisation_is_the_seeds_documented_one():
+    # replay contract: K + sigma n with n the complex white noise of torch_generator(seed) (real, imaginary
+    # interleaved), added in image space; a sign or order change would alter every logged corruption
+    from artefix.artefacts.base import torch_generator
+    from artefix.fft import fft2c
+
+    x = torch.from_numpy(_phantom(16)).to(torch.complex128)
+    params = NoiseParams(snr_db=3.0, seed=42)
+    sigma = fft2c(x).abs().mean() * 10.0 ** (-3.0 / 20.0)
+    white = torch.randn((16, 16, 2), generator=torch_generator(42), dtype=torch.float64)
+    expected = x + sigma * torch.view_as_complex(white)
+    torch.testing.assert_close(apply_noise(x, params), expected, rtol=1e-12, atol=1e-12)

@@ -451,6 +451,9 @@ def test_severity_levels_below_1_are_refused_and_mask_names_compare_by_value():
     for level in (0.5, 0.0, -2.0, math.inf):  # refused by the level's own check, before any parameter is built
         with pytest.raises(ValueError, match=r"level \(acceleration\) must be a finite number >= 1"):
             sub.subsampling_params_for_severity(level, (16, 16), rng)
+    for level in ("2", True, None):
+        with pytest.raises(ValueError, match=r"level \(acceleration\) must be a finite number >= 1"):
+            sub.subsampling_params_for_severity(level, (16, 16), rng)
     name = "".join(["cen", "tred"])  # equal to "centred" but another object
     params = sub.subsampling_params_for_severity(2.0, (16, 16), rng, mask=name)
     assert params.kind == "centred" and params.center_fraction == 0.5
@@ -476,3 +479,10 @@ def test_a_pe_axis_other_than_rows_or_columns_is_refused():
 def test_at_least_one_pe_line_is_sampled_whatever_the_acceleration(kind):
     params = SubsamplingParams(kind=kind, acceleration=100.0, center_fraction=0.01, pe_axis=-1, seed=1)
     assert subsampling_mask(params, (8, 8))[0].sum() == 1  # round(8 / 100) = 0 lines, raised to one
+
+
+def test_a_mask_kind_read_at_run_time_gives_the_literals_mask():
+    kind = "".join(["cen", "tred"])  # as read from a config file: equal to "centred", another object
+    built = SubsamplingParams(kind=kind, acceleration=2.0, center_fraction=0.5)
+    literal = SubsamplingParams(kind="centred", acceleration=2.0, center_fraction=0.5)
+    np.testing.assert_array_equal(subsampling_mask(built, (12, 10)), subsampling_mask(literal, (12, 10)))
