@@ -367,6 +367,9 @@ def test_params_store_plain_python_scalars_and_need_exactly_one_pose_per_segment
     for rotations in ((2.0,), (2.0, -3.0, 1.0)):
         with pytest.raises(ValueError, match="one rotation and one translation per segment"):
             dataclasses.replace(p, rotations_deg=rotations)
+    for translations in (((1.0, 0.5),), ((1.0, 0.5), (0.0, -2.0), (3.0, 3.0))):
+        with pytest.raises(ValueError, match="one rotation and one translation per segment"):
+            dataclasses.replace(p, translations_px=translations)
 
 
 def test_sampler_argument_validation():
@@ -478,6 +481,8 @@ def test_rigid_transform_refuses_more_rotations_than_translations():
         rigid_transform(batch, (5.0, -5.0), (0.0, 1.0))
     with pytest.raises(ValueError, match="1 rotations and 2 translations"):
         rigid_transform(batch, (5.0,), ((0.0, 1.0), (1.0, 0.0)))
+    with pytest.raises(ValueError, match=r"need 1 or B=2 poses, got 3 rotations"):  # B: the batch size
+        rigid_transform(np.random.default_rng(1).random((2, 9, 7)), (1.0, 2.0, 3.0), ((0, 0), (0, 1), (1, 0)))
 
 
 def test_ordering_is_compared_by_value():

@@ -185,6 +185,7 @@ def test_invalid_inputs_raise() -> None:
         sample_noise_params(np.random.default_rng(0), (1, 8))
     with pytest.raises(ValueError, match="shape"):
         sample_noise_params(np.random.default_rng(0), (8, 1))
+    assert isinstance(sample_noise_params(np.random.default_rng(0), (2, 2)), NoiseParams)  # the smallest image
     for shape in ((8,), (8, 8, 8)):
         with pytest.raises(ValueError, match="shape"):
             sample_noise_params(np.random.default_rng(0), shape)

@@ -192,3 +192,16 @@ def test_every_shipped_level_range_is_one_its_artefact_accepts():
     assert check_level_ranges(ranges) == ranges
     for name, (low, high) in ranges.items():  # mild to severe: each range reaches the evaluation levels
         assert low <= min(REGISTRY[name].severities) and high >= max(REGISTRY[name].severities)
+
+
+def test_severity_fraction_zero_draws_the_paper_sampler_stream_untouched():
+    # q = 0 is the paper: after the artefact choice the training sampler reads the very next numbers, so
+    # runs that do not use the evaluation families keep the draws (and the replays) they always had
+    for seed in range(5):
+        rng, ref = np.random.default_rng(seed), np.random.default_rng(seed)
+        got = [sample_training_corruption(rng, (32, 32), ("noise",), severity_fraction=0.0) for _ in range(3)]
+        expected = []
+        for _ in range(3):
+            ref.choice(1)  # the artefact choice among one
+            expected.append(get_spec("noise").sample(ref, (32, 32)))
+        assert got == expected

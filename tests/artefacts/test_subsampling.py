@@ -486,3 +486,26 @@ def test_a_mask_kind_read_at_run_time_gives_the_literals_mask():
     built = SubsamplingParams(kind=kind, acceleration=2.0, center_fraction=0.5)
     literal = SubsamplingParams(kind="centred", acceleration=2.0, center_fraction=0.5)
     np.testing.assert_array_equal(subsampling_mask(built, (12, 10)), subsampling_mask(literal, (12, 10)))
+
+
+@pytest.mark.parametrize(("n", "acceleration"), [(37, 3.0), (50, 4.0), (64, 8.0)])
+def test_equispaced_lines_are_floor_of_offset_plus_k_spacings(n, acceleration):
+    # the documented rule: the outer lines (centre band cut out) chosen are floor(o + k * spacing),
+    # k = 0..m-1, spacing = outer / m, with an offset o in [0, ceil(spacing) - 1]
+    offsets = set()
+    for seed in range(40):
+        p = SubsamplingParams(kind="equispaced", acceleration=acceleration,
+                              center_fraction=CENTER_FRACTIONS[int(acceleration)], pe_axis=-1, seed=seed)  # fmt: skip
+        lines = subsampling_mask(p, (4, n))[0]
+        n_low = half_up(Fraction(n) * Fraction(p.center_fraction).limit_denominator(1000))
+        band = np.zeros(n, bool)
+        band[n // 2 - n_low // 2 : n // 2 - n_low // 2 + n_low] = True
+        assert band[lines].sum() == n_low and lines[band].all()
+        outer = np.flatnonzero(~band)
+        chosen = np.flatnonzero(lines[outer])  # positions among the outer lines
+        m, spacing = chosen.size, outer.size / chosen.size
+        offset = int(chosen[0])
+        assert 0 <= offset < math.ceil(spacing)
+        np.testing.assert_array_equal(chosen, np.floor(offset + np.arange(m) * spacing).astype(int))
+        offsets.add(offset)
+    assert len(offsets) > 1  # the seed moves the offset
