@@ -347,6 +347,7 @@ def test_training_pose_spread_is_the_papers_to_within_a_few_percent():
     rots = np.concatenate([p.rotations_deg for p in draws])
     shifts = np.concatenate([np.ravel(p.translations_px) for p in draws])
     assert rots.size > 10_000
+    assert {p.n_segments for p in draws} == set(range(4, 25))  # paper: 4 to 24 movements, each count drawn
     assert np.std(rots) == pytest.approx(12.0, rel=0.02)
     assert np.std(shifts) == pytest.approx(30.0, rel=0.02)
 
@@ -370,6 +371,13 @@ def test_params_store_plain_python_scalars_and_need_exactly_one_pose_per_segment
     for translations in (((1.0, 0.5),), ((1.0, 0.5), (0.0, -2.0), (3.0, 3.0))):
         with pytest.raises(ValueError, match="one rotation and one translation per segment"):
             dataclasses.replace(p, translations_px=translations)
+
+
+def test_every_outer_line_may_be_corrupted():
+    p = sample_rigid_motion_params(
+        np.random.default_rng(0), (64, 64), -1, center_fraction=0.1, corrupted_fraction=(1.0, 1.0)
+    )
+    assert len(p.corrupted_lines) == 64 - len(center_band(64, 0.1))
 
 
 def test_sampler_argument_validation():

@@ -205,3 +205,10 @@ def test_severity_fraction_zero_draws_the_paper_sampler_stream_untouched():
             ref.choice(1)  # the artefact choice among one
             expected.append(get_spec("noise").sample(ref, (32, 32)))
         assert got == expected
+
+
+def test_weights_need_not_sum_to_one():
+    rng = np.random.default_rng(0)
+    names = [params_to_dict(sample_training_corruption(rng, (16, 16), ("noise", "bias"), weights=(1, 3)))["artefact"]
+             for _ in range(400)]  # fmt: skip
+    assert names.count("noise") == pytest.approx(100, abs=30)  # 1 : 3 (SD 9; 1 : 1 gives 200)
