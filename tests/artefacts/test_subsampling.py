@@ -321,10 +321,11 @@ def test_invalid_params_raise_naming_value(kwargs, bad):
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_an_infinite_acceleration_is_refused_by_its_own_check(kind):
+@pytest.mark.parametrize("infinity", [math.inf, float("inf"), np.float64("inf")])  # by value, parsed or NumPy
+def test_an_infinite_acceleration_is_refused_by_its_own_check(kind, infinity):
     # the centre-band check would also refuse it for the line kinds, with another message; "centred" has none
     with pytest.raises(ValueError, match="acceleration must be a finite number >= 1"):
-        SubsamplingParams(kind=kind, acceleration=math.inf)
+        SubsamplingParams(kind=kind, acceleration=infinity)
 
 
 def test_hand_built_params_default_to_the_fastmri_centre_band_and_columns():
