@@ -676,8 +676,8 @@ def test_the_default_multitask_loss_has_no_regulariser() -> None:
 
 
 def test_without_regulariser_an_unselected_head_does_not_enter_the_loss() -> None:
-    v, u, p = rand((2, 1, 8, 8), 48, torch.float32), rand((2, 1, 8, 8), 49), rand((2, 4, 8, 8), 50, torch.float32)
-    u = u.float()
+    f32 = torch.float32
+    v, u, p = rand((2, 1, 8, 8), 48, f32), rand((2, 1, 8, 8), 49, f32), rand((2, 4, 8, 8), 50, f32)
     huge = p.clone()
     huge[:, 3] = 1e30  # a diverged head that no sample selects: its square overflows float32
     index = torch.tensor([0, 2])

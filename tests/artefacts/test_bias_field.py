@@ -214,11 +214,8 @@ def test_length_scales_below_one_coarse_pixel_are_valid() -> None:
     for length_scale in (0.25, 1.0):
         params = BiasFieldParams(length_scale=length_scale, field_range=0.4, seed=2, grid_size=4)
         field = bias_field(params, (16, 16))
-        assert (
-            field.shape == (16, 16)
-            and float(field.min()) == pytest.approx(0.8)
-            and float(field.max()) == pytest.approx(1.2)
-        )
+        assert field.shape == (16, 16)
+        assert float(field.min()) == pytest.approx(0.8) and float(field.max()) == pytest.approx(1.2)
 
 
 def test_length_scale_is_drawn_over_the_papers_whole_range() -> None:

@@ -13,6 +13,7 @@ import torch
 
 from artefix.artefacts.base import params_to_dict
 from artefix.artefacts.motion import (
+    SEVERITY_LEVELS,
     RigidMotionParams,
     apply_rigid_motion,
     center_band,
@@ -331,8 +332,6 @@ def test_smallest_image_is_two_by_two(pe_axis):
 
 
 def test_every_evaluation_level_leaves_its_fraction_of_central_lines_clean():
-    from artefix.artefacts.motion import SEVERITY_LEVELS
-
     assert SEVERITY_LEVELS == (0.25, 0.125, 0.05)  # the paper's Table 5 levels, in that order (worst last)
     for level in SEVERITY_LEVELS:
         p = rigid_motion_params_for_severity(level, (64, 80), np.random.default_rng(1), pe_axis=-1)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from artefix.artefacts.base import params_to_dict
+from artefix.artefacts.base import params_to_dict, torch_generator
 from artefix.artefacts.noise import (
     NoiseParams,
     apply_noise,
@@ -215,9 +215,6 @@ def test_the_paper_evaluation_snrs_and_measure_snr_db_edges():
 def test_the_noise_realisation_is_the_seeds_documented_one():
     # replay contract: K + sigma n with n the complex white noise of torch_generator(seed) (real, imaginary
     # interleaved), added in image space; a sign or order change would alter every logged corruption
-    from artefix.artefacts.base import torch_generator
-    from artefix.fft import fft2c
-
     x = torch.from_numpy(_phantom(16)).to(torch.complex128)
     params = NoiseParams(snr_db=3.0, seed=42)
     sigma = fft2c(x).abs().mean() * 10.0 ** (-3.0 / 20.0)

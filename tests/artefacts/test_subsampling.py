@@ -449,10 +449,8 @@ def test_centre_band_error_names_the_largest_allowed_fraction():
 
 def test_severity_levels_below_1_are_refused_and_mask_names_compare_by_value():
     rng = np.random.default_rng(0)
-    for level in (0.5, 0.0, -2.0, math.inf):  # refused by the level's own check, before any parameter is built
-        with pytest.raises(ValueError, match=r"level \(acceleration\) must be a finite number >= 1"):
-            sub.subsampling_params_for_severity(level, (16, 16), rng)
-    for level in ("2", True, None):
+    # refused by the level's own check, before any parameter is built
+    for level in (0.5, 0.0, -2.0, math.inf, "2", True, None):
         with pytest.raises(ValueError, match=r"level \(acceleration\) must be a finite number >= 1"):
             sub.subsampling_params_for_severity(level, (16, 16), rng)
     name = "".join(["cen", "tred"])  # equal to "centred" but another object
@@ -499,8 +497,9 @@ def test_equispaced_lines_are_floor_of_offset_plus_k_spacings(n, acceleration):
                               center_fraction=CENTER_FRACTIONS[int(acceleration)], pe_axis=-1, seed=seed)  # fmt: skip
         lines = subsampling_mask(p, (4, n))[0]
         n_low = half_up(Fraction(n) * Fraction(p.center_fraction).limit_denominator(1000))
+        start = n // 2 - n_low // 2
         band = np.zeros(n, bool)
-        band[n // 2 - n_low // 2 : n // 2 - n_low // 2 + n_low] = True
+        band[start : start + n_low] = True
         assert band[lines].sum() == n_low and lines[band].all()
         outer = np.flatnonzero(~band)
         chosen = np.flatnonzero(lines[outer])  # positions among the outer lines
