@@ -93,6 +93,7 @@ def test_center_band_sizes_and_position():
         ({"rot": (1.0,)}, "one rotation"),
         ({"segments": ((0, 1), (1, 2))}, "twice"),
         ({"segments": ((0, 1), (1, 0))}, "line 0 appears twice"),
+        ({"segments": ((0, 1), (2, 1))}, "line 1 appears twice"),
         ({"segments": ((0, 1), ())}, "empty"),
         ({"segments": ((0, -1), (5,))}, "non-negative"),
         ({"rot": (math.nan, 0.0)}, "rotations_deg"),
@@ -281,6 +282,7 @@ def test_sampler_ranges(ordering):
     rng = np.random.default_rng(9)
     shape = (96, 80)
     rots, shifts, n_segs, axes = [], [], [], []
+    scattered = 0
     for _ in range(300):
         p = sample_rigid_motion_params(rng, shape, ordering=ordering)
         n = shape[p.pe_axis]
@@ -290,12 +292,12 @@ def test_sampler_ranges(ordering):
         assert set(corrupted) <= set(outer)
         assert 0.3 * len(outer) - 0.5 <= len(corrupted) <= 0.8 * len(outer) + 0.5
         assert 4 <= p.n_segments <= 24
-        if ordering == "linear":
-            # each segment is a contiguous run of the outer lines in acquisition (ky) order
-            position = {line: i for i, line in enumerate(outer)}
-            for seg in p.segments:
-                pos = [position[line] for line in seg]
-                assert pos == list(range(pos[0], pos[0] + len(seg)))
+        # linear: each segment is a contiguous run of the outer lines in acquisition (ky) order; random: scattered
+        position = {line: i for i, line in enumerate(outer)}
+        runs = [[position[line] for line in seg] for seg in p.segments]
+        contiguous = all(pos == list(range(pos[0], pos[0] + len(pos))) for pos in runs)
+        assert contiguous or ordering == "random"
+        scattered += not contiguous
         rots.extend(p.rotations_deg)
         shifts.extend(p.translations_px)
         n_segs.append(p.n_segments)
@@ -305,6 +307,7 @@ def test_sampler_ranges(ordering):
     assert abs(np.mean(rots)) < 1.0 and abs(np.mean(shifts)) < 2.5
     assert min(n_segs) <= 6 and max(n_segs) >= 22
     assert set(axes) == {-2, -1}
+    assert scattered >= 290 if ordering == "random" else scattered == 0  # 299 of 300 at this seed
 
 
 def test_sampler_small_image_caps_segments():
@@ -408,8 +411,9 @@ def test_severity_levels():
     assert np.std(rots) == pytest.approx(3.0, rel=0.05)
     assert np.std(shifts) == pytest.approx(10.0, rel=0.05)
     assert rigid_motion_params_for_severity(0.25, (64, 64), rng, pe_axis=-1).pe_axis == -1
-    with pytest.raises(ValueError, match="level"):
-        rigid_motion_params_for_severity(1.5, (64, 64), rng)
+    for level in (1.5, 1.0, 0.0, -0.25):
+        with pytest.raises(ValueError, match="level"):
+            rigid_motion_params_for_severity(level, (64, 64), rng)
 
 
 # ----------------------------------------------------------------------------- kinds, batches, determinism

@@ -94,6 +94,8 @@ def test_composition_order_and_complex_between():
     assert orders == {("noise", "bias"), ("bias", "noise")}
     with pytest.raises(ValueError, match="severities"):
         sample_composition(["noise", "bias"], rng, SHAPE, [0])
+    with pytest.raises(ValueError, match="got 3 severities for 2 artefacts"):
+        sample_composition(["noise", "bias"], rng, SHAPE, [0, 0.1, 0.2])
 
 
 def test_severity_fraction_mixes_in_the_evaluation_families():
@@ -144,6 +146,7 @@ def test_level_ranges_replace_the_evaluation_family_range_of_one_artefact():
         ({"nois": (0, 1)}, "unknown artefact"),
         ({"noise": (5, 1)}, "low <= high"),
         ({"noise": (1,)}, "two finite"),
+        ({"noise": (0, 1, 2)}, "two finite"),
         ({"bias": (0.1, 1.5)}, "bias severity level must be in"),  # refused when read, not mid-epoch
     ],
 )

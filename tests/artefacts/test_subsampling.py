@@ -294,6 +294,9 @@ def test_invalid_inputs_raise():
         subsampling_mask(p, (0, 5))
     with pytest.raises(ValueError, match="factor"):
         centre_crop_kspace_image(np.zeros((8, 8)), 0.5)
+    for infinite in (math.inf, float("inf"), np.float64("inf")):
+        with pytest.raises(ValueError, match="factor must be a finite number"):
+            centre_crop_kspace_image(np.zeros((8, 8)), infinite)
     with pytest.raises(ValueError, match="nothing"):
         achieved_acceleration(np.zeros((4, 4), dtype=bool))
 
@@ -509,3 +512,11 @@ def test_equispaced_lines_are_floor_of_offset_plus_k_spacings(n, acceleration):
         np.testing.assert_array_equal(chosen, np.floor(offset + np.arange(m) * spacing).astype(int))
         offsets.add(offset)
     assert len(offsets) > 1  # the seed moves the offset
+
+
+def test_a_centred_kind_read_at_run_time_may_have_any_centre_band():
+    kind = "".join(["cen", "tred"])  # equal to "centred", not the same object
+    params = SubsamplingParams(kind=kind, acceleration=4.0, center_fraction=0.5, pe_axis=-1, seed=0)
+    assert params.center_fraction == 0.5
+    with pytest.raises(ValueError, match="exceeds 1/acceleration"):
+        SubsamplingParams(kind="equispaced", acceleration=4.0, center_fraction=0.5, pe_axis=-1, seed=0)
