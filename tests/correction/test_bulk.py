@@ -8,9 +8,19 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 import pytest
 
-from artefix.correction.bulk import CorrectionOptions, bids_derived_name, output_for, plan, sidecar_for
+from artefix.correction.bulk import (
+    STATUSES,
+    BulkResult,
+    BulkRun,
+    CorrectionOptions,
+    bids_derived_name,
+    check_out_dir,
+    output_for,
+    plan,
+    sidecar_for,
+)
 from artefix.correction.spec import ModelSpec
-from artefix.errors import InputError
+from artefix.errors import InputError, OutputError
 from artefix.qc.discover import ScanRef
 
 
@@ -64,3 +74,148 @@ def test_plan_skips_finished_scans_and_refuses_two_scans_for_one_output(tmp_path
     twin = ScanRef(tmp_path / "elsewhere.npy", "elsewhere/b.npy", PurePosixPath("b.npy"))
     with pytest.raises(InputError, match="both be written"):
         plan([*refs, twin], out, spec=ModelSpec("m"), options=options, card=card, overwrite=True)
+
+
+def _npy(folder: Path, name: str) -> ScanRef:
+    folder.mkdir(parents=True, exist_ok=True)
+    np.save(folder / name, np.ones((4, 4), np.float32))
+    return ScanRef(folder / name, name, PurePosixPath(name), root=folder)
+
+
+def test_options_create_and_of():
+    from artefix.correction.options import InferenceOptions
+
+    options = CorrectionOptions.create(only=["noise", "bias"], strength={"noise": 1, "bias": 0.5}, axis=1)
+    assert options == CorrectionOptions(("noise", "bias"), (("bias", 0.5), ("noise", 1.0)), 1, None, "scan")
+    assert all(type(v) is float for _, v in options.strength)
+    assert CorrectionOptions.create() == CorrectionOptions()
+    inference = InferenceOptions(only=("motion",), strength=(("motion", 0.5),), ensemble=2, snr_scope="slice")
+    assert CorrectionOptions.of(inference, axis=0, batch_size=3) == CorrectionOptions(
+        ("motion",), (("motion", 0.5),), 0, 3, "slice"
+    )
+
+
+def test_a_run_counts_its_statuses():
+    ref = ScanRef(Path("a.npy"), "a.npy", PurePosixPath("a.npy"))
+    results = [
+        BulkResult(ref, None, "failed", "bad"),
+        BulkResult(ref, None, "corrected"),
+        BulkResult(ref, None, "failed", "worse"),
+    ]
+    run = BulkRun(results, Path("out"))
+    assert (run.count("failed"), run.count("corrected"), run.count("not flagged")) == (2, 1, 0)
+    assert [r.error for r in run.failed] == ["bad", "worse"]
+    assert set(STATUSES) == {"corrected", "done before", "done before, other settings", "failed", "not flagged"}
+
+
+def test_scan_suffixes_are_matched_whatever_their_case_and_kept_as_given():
+    assert bids_derived_name("sub-01_T1w.NII.GZ") == "sub-01_desc-corrected_T1w.NII.GZ"
+    assert bids_derived_name("sub-01_T2w") == "sub-01_desc-corrected_T2w"  # no suffix
+    assert bids_derived_name("T1w.nii.gz") == "T1w.nii.gz"  # no entities: left alone
+    assert bids_derived_name("sub-01_desc-a_run-1_T1w.nii") == "sub-01_desc-a_run-1_T1w.nii"
+    assert bids_derived_name("sub-01_mydesc-a_T1w.nii") == "sub-01_mydesc-a_desc-corrected_T1w.nii"
+    for name, sidecar in [
+        ("x.NII", "x.json"),
+        ("x.nii", "x.json"),
+        ("x.npz", "x.json"),
+        ("x.h5", "x.json"),
+        ("x.hdf5", "x.json"),
+        ("x.png", "x.json"),
+        ("x.npy", "x.json"),
+        ("x.gz", "x.gz.json"),
+        ("x.tar.nii.gz", "x.tar.json"),
+    ]:
+        assert sidecar_for(Path("d") / name) == Path("d") / sidecar
+
+
+def test_the_output_folder_may_not_lie_inside_an_input(tmp_path):
+    ref = _npy(tmp_path / "in", "a.npy")
+    check_out_dir([ref], tmp_path / "out", derivatives=False)
+    check_out_dir([ScanRef(ref.path, "a.npy", PurePosixPath("a.npy"))], tmp_path / "in" / "out", derivatives=False)
+    for inside in (tmp_path / "in", tmp_path / "in" / "out", tmp_path / "in" / "a" / "b"):
+        with pytest.raises(InputError, match="is inside the input"):
+            check_out_dir([ref], inside, derivatives=False)
+    (tmp_path / "link").symlink_to(tmp_path / "in")
+    with pytest.raises(InputError, match="is inside the input"):
+        check_out_dir([ref], tmp_path / "link" / "out", derivatives=False)
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(OutputError, match="exists and is not a folder"):
+        check_out_dir([ref], tmp_path / "file", derivatives=False)
+
+
+def test_a_bids_output_may_lie_in_the_datasets_derivatives(tmp_path):
+    root = tmp_path / "ds"
+    (root / "sub-01" / "anat").mkdir(parents=True)
+    ref = ScanRef(root / "sub-01" / "anat" / "sub-01_T1w.nii.gz", "x", PurePosixPath("sub-01/anat/sub-01_T1w.nii.gz"))
+    ref = ScanRef(ref.path, ref.given, ref.relative, bids_root=root, root=root)
+    check_out_dir([ref], root / "derivatives" / "artefix", derivatives=False)
+    check_out_dir([ref], root / "derivatives" / "artefix" / "deeper", derivatives=False)
+    for refused, derivatives in [
+        (root / "derivatives" / "artefix", True),  # derivatives searched: the outputs would be read back
+        (root / "derivatives", False),  # the derivatives folder itself
+        (root / "sub-01", False),
+        (root, False),
+    ]:
+        with pytest.raises(InputError, match="DATASET/derivatives/NAME"):
+            check_out_dir([ref], refused, derivatives=derivatives)
+
+
+def test_a_dicom_series_with_another_output_below_it_moves_into_a_series_folder(tmp_path):
+    from artefix.correction import bulk
+
+    series = tmp_path / "in" / "a"
+    series.mkdir(parents=True)
+    inner = _npy(series / "b", "v.npy")
+    refs = [
+        ScanRef(series, "in/a", PurePosixPath("a"), root=tmp_path / "in"),
+        ScanRef(inner.path, "in/a/b/v.npy", PurePosixPath("a/b/v.npy"), root=tmp_path / "in"),
+        ScanRef(tmp_path / "in" / "c", "in/c", PurePosixPath("c"), root=tmp_path / "in"),
+    ]
+    (tmp_path / "in" / "c").mkdir()
+    out = tmp_path / "out"
+    assert bulk._outputs(refs, out) == [out / "a" / "series", out / "a" / "b" / "v.npy", out / "c"]
+
+
+def test_plan_records_sources_settings_and_refuses_an_unknown_output(tmp_path):
+    out = tmp_path / "out"
+    plain = _npy(tmp_path / "in", "a.npy")
+    root = tmp_path / "ds"
+    (root / "sub-01" / "anat").mkdir(parents=True)
+    np.save(root / "sub-01" / "anat" / "b.npy", np.ones((4, 4), np.float32))
+    bids = ScanRef(root / "sub-01" / "anat" / "b.npy", "b", PurePosixPath("sub-01/anat/sub-01_T1w.npy"), bids_root=root)
+    card = {"name": "m", "sha256": "abc"}
+    spec = ModelSpec("m", ensemble=2, priors=False, gates=True)
+    options = CorrectionOptions.create(only=["noise"], axis=0)
+    tasks, settled = plan([plain, bids], out, spec=spec, options=options, card=card)
+    assert settled == []
+    assert tasks[0].sources == (str(plain.path.absolute().resolve()),)
+    assert tasks[1].sources == ("bids:raw:sub-01/anat/sub-01_T1w.npy",)
+    assert tasks[1].output == out / "sub-01" / "anat" / "sub-01_desc-corrected_T1w.npy"
+    assert tasks[1].sidecar == out / "sub-01" / "anat" / "sub-01_desc-corrected_T1w.json"
+    assert all(t.overwrite and t.spec == spec and t.options == options for t in tasks)
+    assert tasks[0].settings == {
+        "model": "m",
+        "model_sha256": "abc",
+        "ensemble": 2,
+        "priors": False,
+        "gates": True,
+        "only": ["noise"],
+        "strength": None,
+        "axis": 0,
+        "batch_size": None,
+        "snr_scope": "scan",
+    }
+    out.mkdir()
+    np.save(out / "a.npy", np.ones(1))  # an output no finished run wrote: never replaced without overwrite
+    tasks, settled = plan([plain], out, spec=spec, options=options, card=card)
+    assert tasks == [] and [(i, r.status) for i, r in settled] == [(0, "failed")]
+    assert (
+        settled[0][1].error
+        == f"{out / 'a.npy'}: exists but has no sidecar a.json of a finished run; `overwrite` replaces it"
+    )
+    (out / "a.json").write_text("{not json")  # a sidecar that cannot be read: other settings, still not replaced
+    assert plan([plain], out, spec=spec, options=options, card=card)[1][0][1].status == "done before, other settings"
+    (out / "a.json").write_text(json.dumps({"artefix": {}}))
+    assert plan([plain], out, spec=spec, options=options, card=card)[1][0][1].status == "done before, other settings"
+    with pytest.raises(InputError, match="would both be written"):
+        plan([plain, plain], out, spec=spec, options=options, card=card, overwrite=True)
