@@ -183,3 +183,64 @@ def test_the_model_card_is_summarised_in_words_with_the_json_folded_away(correct
     shipped = json.loads((Path(artefix.__file__).parent / "weights" / "mt-lc-brain.json").read_text())
     steps = dict(card_facts(shipped))["at inference"]
     assert "k-space data consistency" in steps and "noise head faded out from 9 to 11 dB" in steps
+
+
+def test_planes_of_images_one_slice_volumes_and_volumes_without_geometry():
+    from artefix.correction.report import _window
+
+    image = np.arange(12.0).reshape(3, 4)
+    [(name, plane, aspect)] = orthogonal_planes(Volume(image, spacing=(2.0, 0.5)))
+    assert name == "slice" and aspect == 4.0
+    np.testing.assert_array_equal(plane, image[::-1])
+    for one in (image[None], image[:, None], image[:, :, None]):  # one slice stored as 3D, on any axis
+        [(name, plane, _)] = orthogonal_planes(Volume(one))
+        assert name == "slice" and plane.shape == image.shape
+    [(_, _, aspect)] = orthogonal_planes(Volume(image[:, None], spacing=(2.0, 7.0, 0.5)))
+    assert aspect == 4.0  # the spacing of the one-slice axis is dropped with it
+    array = np.random.default_rng(2).random((5, 6, 7)).astype(np.float32)
+    planes = orthogonal_planes(Volume(array, spacing=(1.0, 2.0, 4.0), format="npy"))
+    assert [p[0] for p in planes] == ["axis 0 centre", "axis 1 centre", "axis 2 centre"]
+    np.testing.assert_array_equal(planes[0][1], array[2][::-1])
+    np.testing.assert_array_equal(planes[1][1], array[:, 3][::-1])
+    np.testing.assert_array_equal(planes[2][1], array[:, :, 3][::-1])
+    assert [p[2] for p in planes] == [0.5, 0.25, 0.5]
+    # a spacing that does not match the array (changed after the volume was built): square pixels
+    changed = Volume(array, spacing=(1.0, 2.0, 4.0), format="npz")
+    changed.spacing = (1.0, 2.0)
+    assert [p[2] for p in orthogonal_planes(changed)] == [1.0, 1.0, 1.0]
+    assert _window(np.full((4, 4), 3.0)) == (3.0, 4.0)  # a flat image gets a unit window
+    ramp = np.linspace(0.0, 1000.0, 1001)
+    assert _window(ramp) == pytest.approx((5.0, 995.0))
+
+
+def test_card_facts_in_words():
+    from artefix.correction.report import card_facts, card_table
+
+    assert card_facts({}) == [("name", "unnamed")]
+    card = {
+        "name": "mt-lc-brain",
+        "description": "multi-task <model>",
+        "heads": ["bias", "noise"],
+        "parameters": 1234567,
+        "preset": "paper",
+        "matrix": [256, 256],
+        "inference": {"ensemble": 2, "noise_snr": [9.0, 12.0]},
+        "epochs": 30,
+        "wall_time_s": 5400,
+        "licences": {"IXI": "CC BY-SA 3.0"},
+        "sha256": "ab12",
+    }
+    assert card_facts(card) == [
+        ("name", "mt-lc-brain"),
+        ("what it does", "multi-task <model>"),
+        ("heads", "bias, noise"),
+        ("size", "1,234,567 parameters (preset paper)"),
+        ("runs at", "256 x 256 pixels per slice (the training matrix)"),
+        ("at inference", "noise head faded out from 9 to 12 dB estimated SNR; self-ensemble of 2"),
+        ("trained", "30 epochs, 90 min"),
+        ("training data", "IXI (CC BY-SA 3.0)"),
+        ("weights sha256", "ab12"),
+    ]
+    assert ("size", "10 parameters (preset n/a)") in card_facts({"parameters": 10})
+    assert [k for k, _ in card_facts({"epochs": 3, "licences": [], "inference": {"ensemble": 3}})] == ["name"]
+    assert card_table({"name": "a<b"}) == "<table><tr><th>name</th><td>a&lt;b</td></tr></table>"
