@@ -453,7 +453,7 @@ def test_centre_band_error_names_the_largest_allowed_fraction():
 def test_severity_levels_below_1_are_refused_and_mask_names_compare_by_value():
     rng = np.random.default_rng(0)
     # refused by the level's own check, before any parameter is built
-    for level in (0.5, 0.0, -2.0, math.inf, "2", True, None):
+    for level in (0.5, 0.0, -2.0, math.inf, float("inf"), np.float64("inf"), "2", True, None):
         with pytest.raises(ValueError, match=r"level \(acceleration\) must be a finite number >= 1"):
             sub.subsampling_params_for_severity(level, (16, 16), rng)
     name = "".join(["cen", "tred"])  # equal to "centred" but another object
