@@ -520,3 +520,24 @@ def test_a_centred_kind_read_at_run_time_may_have_any_centre_band():
     assert params.center_fraction == 0.5
     with pytest.raises(ValueError, match="exceeds 1/acceleration"):
         SubsamplingParams(kind="equispaced", acceleration=4.0, center_fraction=0.5, pe_axis=-1, seed=0)
+
+
+def test_the_centre_band_may_be_exactly_the_allowed_fraction_and_never_above_one():
+    allowed = 1.0 / 4.0 + sub._ROUND_GUARD  # the largest band acceleration 4 allows (rounding guard included)
+    assert SubsamplingParams(kind="random", acceleration=4.0, center_fraction=allowed).center_fraction == allowed
+    for kind in KINDS:  # the centred kind too, which has no 1/acceleration bound
+        for fraction in (1.5, 2.0):
+            with pytest.raises(ValueError, match=r"center_fraction must be in \(0, 1\]"):
+                SubsamplingParams(kind=kind, acceleration=1.0, center_fraction=fraction)
+
+
+def test_a_random_kind_read_at_run_time_draws_the_random_mask():
+    kind = "".join(["ran", "dom"])  # equal to "random", not the same object
+    np.testing.assert_array_equal(
+        subsampling_mask(line_params(kind, 4, seed=3), (64, 48)),
+        subsampling_mask(line_params("random", 4, seed=3), (64, 48)),
+    )
+    assert not np.array_equal(
+        subsampling_mask(line_params("random", 4, seed=3), (64, 48)),
+        subsampling_mask(line_params("equispaced", 4, seed=3), (64, 48)),
+    )
