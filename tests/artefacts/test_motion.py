@@ -384,8 +384,9 @@ def test_every_outer_line_may_be_corrupted():
 
 def test_sampler_argument_validation():
     rng = np.random.default_rng(0)
-    with pytest.raises(ValueError, match="corrupted_fraction"):
-        sample_rigid_motion_params(rng, (32, 32), corrupted_fraction=(0.8, 0.3))
+    for fraction in ((0.8, 0.3), (-0.2, 0.5), (-1.0, 0.0), (0.5, 1.2)):
+        with pytest.raises(ValueError, match="corrupted_fraction must satisfy 0 <= low <= high <= 1"):
+            sample_rigid_motion_params(rng, (32, 32), corrupted_fraction=fraction)
     with pytest.raises(ValueError, match="n_segments"):
         sample_rigid_motion_params(rng, (32, 32), n_segments=(0, 4))
     with pytest.raises(ValueError, match="pe_axis"):
