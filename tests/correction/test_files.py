@@ -1,0 +1,66 @@
+"""The file layer's pure parts: output families from a path, where residuals go, which outputs a volume allows."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from artefix.correction.files import _check_family, _is_folder, output_suffix, residual_paths
+from artefix.data.io import Volume
+from artefix.errors import OutputError
+
+HEADS = ("bias", "subsampling", "motion", "noise")
+
+
+@pytest.mark.parametrize(
+    ("name", "suffix"),
+    [
+        ("out.nii.gz", ".nii.gz"),
+        ("OUT.NII.GZ", ".nii.gz"),
+        ("out.nii", ".nii"),
+        ("out.npy", ".npy"),
+        ("out.npz", ".npz"),
+        ("out.h5", ".h5"),
+        ("out.hdf5", ".hdf5"),
+        ("out.Png", ".png"),
+        ("series", ""),
+        ("a.b/series", ""),
+    ],
+)
+def test_output_suffix_names_the_family(tmp_path, name, suffix):
+    assert output_suffix(tmp_path / name) == suffix
+
+
+def test_folders_are_dicom_outputs_and_unknown_extensions_are_refused(tmp_path):
+    (tmp_path / "existing.d").mkdir()
+    assert output_suffix(tmp_path / "existing.d") == ""  # an existing folder, whatever its name
+    assert output_suffix(f"{tmp_path}/new.d/") == ""  # a trailing separator as typed names a folder
+    with pytest.raises(OutputError, match=r"unsupported output \.d"):
+        output_suffix(tmp_path / "new.d")  # without it, an extension
+    with pytest.raises(OutputError, match=r"unsupported output \.mha; use \.nii\.gz, \.nii, \.npy"):
+        output_suffix(tmp_path / "out.mha")
+    with pytest.raises(OutputError, match=r"unsupported output \.gz"):
+        output_suffix(tmp_path / "out.tar.gz")
+    assert _is_folder(Path("a/series")) and not _is_folder(Path("a/out.npy"))
+
+
+def test_residuals_follow_the_outputs_family(tmp_path):
+    folder = tmp_path / "res"
+    assert residual_paths(tmp_path / "o.nii.gz", folder, HEADS) == {h: folder / f"{h}.nii.gz" for h in HEADS}
+    assert residual_paths(tmp_path / "o.png", folder, ["noise"]) == {"noise": folder / "noise.npy"}  # signed values
+    assert residual_paths(tmp_path / "series", str(folder), ["bias"]) == {"bias": folder / "bias"}
+    assert list(residual_paths(tmp_path / "o.npy", folder, HEADS)) == list(HEADS)
+
+
+def test_a_volume_allows_the_families_it_can_be_written_as(tmp_path):
+    image = Volume(np.ones((4, 5), np.float32))
+    stack = Volume(np.ones((4, 5, 3), np.float32))
+    _check_family(image, tmp_path / "o.png", "output")
+    _check_family(stack, tmp_path / "o.nii.gz", "output")
+    with pytest.raises(OutputError, match=r"residuals as a DICOM series needs a DICOM input \(input is npy\)"):
+        _check_family(stack, tmp_path / "series", "residuals")
+    with pytest.raises(OutputError, match=r"PNG holds one 2D slice; the input has shape \(4, 5, 3\)"):
+        _check_family(stack, tmp_path / "o.png", "output")
+    _check_family(Volume(np.ones((4, 5, 3), np.float32), format="dicom"), tmp_path / "series", "output")
