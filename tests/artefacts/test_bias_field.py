@@ -58,6 +58,9 @@ def test_apply_multiplies_the_field_into_the_image() -> None:
     # on a constant image the output is the field itself, spanning [0.7, 1.3]
     out = apply_bias_field(np.ones((48, 48)), params)
     assert out.min() == pytest.approx(0.7, abs=1e-9) and out.max() == pytest.approx(1.3, abs=1e-9)
+    for b in (1.0, 1.99):  # every range but 0 gives a field: [0.5, 1.5] at b = 1
+        out = apply_bias_field(np.ones((48, 48)), BiasFieldParams(length_scale=15.0, field_range=b, seed=11))
+        assert out.min() == pytest.approx(1 - b / 2, abs=1e-9) and out.max() == pytest.approx(1 + b / 2, abs=1e-9)
 
 
 def test_complex_input_keeps_its_phase() -> None:
@@ -271,6 +274,7 @@ def test_severity_draws_length_scale_from_training_range() -> None:
         {"length_scale": 1e6, "field_range": 0.5},
         {"length_scale": 20.0, "field_range": -0.1},
         {"length_scale": 20.0, "field_range": 2.0},
+        {"length_scale": 20.0, "field_range": 2.5},
         {"length_scale": 20.0, "field_range": float("inf")},
         {"length_scale": 20.0, "field_range": 0.5, "grid_size": 1},
     ],
