@@ -152,9 +152,20 @@ def test_a_volume_whose_spacing_no_longer_fits_its_axes_works_at_square_pixels()
     from artefix.correction.volume import slice_stack
 
     volume = Volume(np.random.default_rng(2).random((30, 40, 4), dtype=np.float32), spacing=(1.0, 3.0, 1.0))
-    volume.spacing = (1.0, 3.0)  # changed after the volume was built
-    stack = slice_stack(volume, 2, (20, 20), min_side=2, purpose="correct")
-    assert stack.work == working_shape((30, 40), (1.0, 1.0), (20, 20))
+    for spacing in ((1.0, 3.0), (1.0, 3.0, 1.0, 2.0)):  # changed after the volume was built: fewer or more
+        volume.spacing = spacing
+        stack = slice_stack(volume, 2, (20, 20), min_side=2, purpose="correct")
+        assert stack.work == working_shape((30, 40), (1.0, 1.0), (20, 20))
+    with pytest.raises(TypeError):
+        slice_stack(volume, 2, (20, 20), 2, "correct")  # min_side and purpose are keyword-only
+
+
+def test_the_default_snapshot_count_and_the_models_device() -> None:
+    from artefix.correction.volume import _model_device
+
+    assert len(correct_volume(_contrasts([4.0, 9.0, 6.0, 2.0, 5.0]), Scaled()).record.snapshots) == 3
+    assert _model_device(nn.Linear(2, 2, device="meta")) == torch.device("meta")
+    assert _model_device(nn.ReLU()) == torch.device("cpu")  # no parameters
 
 
 def test_the_scan_snr_scope_is_read_by_value() -> None:
