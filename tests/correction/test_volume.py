@@ -235,3 +235,15 @@ def test_a_policy_given_reaches_a_model_without_one_of_its_own() -> None:
     policy = InferencePolicy(only=("bias",))
     record = correct_volume(volume, model, policy=policy).record
     assert model.options[1]["policy"].only == ("bias",) and record.applied == ("bias",)
+
+
+def test_the_detector_runs_once_per_batch_with_the_kspace_check() -> None:
+    from artefix.models import build_model
+
+    model = build_model("tiny", seed=1, gates=True, consistency=True).eval()
+    calls = []
+    model.detector.register_forward_hook(lambda *_: calls.append(1))
+    volume = _contrasts([4.0, 9.0, 6.0, 2.0, 5.0], shape=(16, 16))
+    record = correct_volume(volume, model, batch_size=2).record
+    assert record.detection is not None and record.kspace_window is not None
+    assert len(calls) == 3  # the correction's pass gave the scores; the k-space check does not run it again
