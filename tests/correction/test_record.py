@@ -274,3 +274,23 @@ def test_to_dict_of_a_gated_record_with_every_summary():
     assert d["artefacts"]["noise"]["detection_per_slice"] == [pytest.approx(0.9), None, pytest.approx(0.7)]
     assert d["kspace_truncation"]["truncated_slices"] == [0]
     assert d["estimated_snr"]["noise_off_slices"] == [2] and d["estimated_snr"]["median_db"] == 10.5
+
+
+def test_the_defaults_of_a_hand_built_record():
+    record = _record()
+    assert (record.batch_size, record.device, record.seconds, record.max_batch_seen) == (8, "cpu", 0.0, 0)
+    assert (record.ensemble, record.snr_scope, record.gated, record.strength, record.snapshots) == (
+        1,
+        "slice",
+        True,
+        {},
+        (),
+    )
+    assert record.detection is record.kspace_window is record.snr_db is record.noise_snr is record.scan_snr is None
+    assert record.to_dict()["correction_seconds"] == 0.0
+
+
+def test_the_scan_scope_is_read_by_value():
+    scope = "".join(["sc", "an"])  # equal to "scan", as read from a file, not the same object
+    record = _record(3, snr_db=np.array([20.0, 7.0, 14.0]), noise_snr=(9.0, 12.0), snr_scope=scope, scan_snr=14.0)
+    np.testing.assert_array_equal(record.gate_snr_db(), [14.0, 14.0, 14.0])

@@ -86,3 +86,11 @@ def test_loaded_model_reloads_a_changed_weights_file(weights):
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
     assert loaded_model(spec) is not first
     assert loaded_model(ModelSpec(str(path))) is loaded_model(spec)  # a name and its path are one key
+
+
+def test_a_weights_file_that_cannot_be_examined_has_no_stamp(weights, monkeypatch):
+    from artefix.models import registry
+
+    gone = weights / "gone.safetensors"
+    monkeypatch.setattr(registry, "resolve_model", lambda name: gone)  # removed after it was found
+    assert ModelSpec("other")._key() == (str(gone.resolve()), None, "cpu", None, True, True)
