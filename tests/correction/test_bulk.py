@@ -219,3 +219,44 @@ def test_plan_records_sources_settings_and_refuses_an_unknown_output(tmp_path):
     assert plan([plain], out, spec=spec, options=options, card=card)[1][0][1].status == "done before, other settings"
     with pytest.raises(InputError, match="would both be written"):
         plan([plain, plain], out, spec=spec, options=options, card=card, overwrite=True)
+
+
+def test_the_derivatives_description_names_the_first_raw_dataset(tmp_path):
+    from artefix.correction import bulk
+
+    refs = []
+    for name in ("b-ds", "a-ds"):
+        root = tmp_path / name
+        root.mkdir()
+        (root / "dataset_description.json").write_text(json.dumps({"Name": f"raw {name}", "BIDSVersion": "1.8.0"}))
+        refs.append(ScanRef(root / "x.nii.gz", "x", PurePosixPath("sub-01/anat/sub-01_T1w.nii.gz"), bids_root=root))
+    out = tmp_path / "out"
+    out.mkdir()
+    bulk._write_dataset_description(out, refs)
+    description = json.loads((out / "dataset_description.json").read_text())
+    assert description["Name"] == "artefix corrections of raw a-ds" and description["BIDSVersion"] == "1.8.0"
+    assert description["DatasetType"] == "derivative" and len(description["SourceDatasets"]) == 2
+    assert description["DatasetLinks"] == {"raw": (tmp_path / "a-ds").resolve().as_uri()}
+    (out / "dataset_description.json").write_text("{}")
+    bulk._write_dataset_description(out, refs)  # written once: an existing description is kept
+    assert (out / "dataset_description.json").read_text() == "{}"
+
+
+def test_a_run_removes_the_temporaries_interrupted_writes_left_and_nothing_else(tmp_path, caplog):
+    from artefix.correction import bulk
+
+    ref = _npy(tmp_path / "in", "a.npy")
+    tasks, _ = plan([ref], tmp_path / "out", spec=ModelSpec("m"), options=CorrectionOptions(), card={})
+    out = tmp_path / "out"
+    out.mkdir()
+    stale = [out / ".a.npy.3f9a_x.tmp.npy", out / ".a.json.0c1d.old", out / ".a.npy.k2.tmp"]
+    kept = [out / ".a.npy.backup", out / "a.npy", out / ".b.npy.3f9a.tmp", out / ".a.npy.3F9A.tmp"]
+    for path in stale + kept:
+        path.write_text("x")
+    (out / ".a.json.77.tmpdir.tmp").mkdir()
+    (out / ".a.json.77.tmpdir.tmp" / "inside").write_text("x")
+    with caplog.at_level("WARNING", logger="artefix.correction.bulk"):
+        bulk._remove_temporaries(tasks)
+    assert not any(p.exists() for p in stale) and not (out / ".a.json.77.tmpdir.tmp").exists()
+    assert all(p.exists() for p in kept)
+    assert "removed 4 temporaries" in caplog.text
