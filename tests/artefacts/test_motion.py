@@ -90,6 +90,7 @@ def test_center_band_sizes_and_position():
         ({"center_fraction": 1.0}, "center_fraction"),
         ({"center_fraction": -0.5}, "center_fraction"),
         ({"center_fraction": -1e-9}, "center_fraction"),
+        ({"center_fraction": 1.5}, "center_fraction"),
         ({"rot": (1.0,)}, "one rotation"),
         ({"segments": ((0, 1), (1, 2))}, "twice"),
         ({"segments": ((0, 1), (1, 0))}, "line 0 appears twice"),
@@ -99,6 +100,7 @@ def test_center_band_sizes_and_position():
         ({"rot": (math.nan, 0.0)}, "rotations_deg"),
         ({"shift": ((0.0, 1.0), (math.inf, 0.0))}, "translations_px"),
         ({"shift": ((0.0, 1.0), (1.0,))}, "translations_px"),
+        ({"shift": ((0.0, 1.0), (1.0, 2.0, 3.0))}, "translations_px"),
     ],
 )
 def test_params_validation(kwargs, match):
@@ -124,10 +126,15 @@ def test_params_json_round_trip():
 
 def test_apply_checks_lines_against_shape():
     img = blob((32, 40))
-    with pytest.raises(ValueError, match="out of range"):
-        apply_rigid_motion(img, make_params(segments=((0, 1), (32,))))
-    with pytest.raises(ValueError, match="centre band"):
-        apply_rigid_motion(img, make_params(segments=((0, 1), (16,))))
+    for far in (32, 33, 100):
+        with pytest.raises(ValueError, match=f"segment line {far} out of range for 32 PE lines"):
+            apply_rigid_motion(img, make_params(segments=((0, 1), (far,))))
+    band = center_band(32, 0.1)  # three lines around the DC line 16
+    for inside in (band.start, 16, band.stop - 1):
+        with pytest.raises(ValueError, match="centre band"):
+            apply_rigid_motion(img, make_params(segments=((0, 1), (inside,))))
+    for outside in (band.start - 1, band.stop):
+        assert apply_rigid_motion(img, make_params(segments=((0, 1), (outside,)))).shape == (32, 40)
     # along W (40 lines) line 32 is fine
     assert apply_rigid_motion(img, make_params(pe_axis=-1, segments=((0, 1), (32,)))).shape == (32, 40)
 
@@ -506,3 +513,9 @@ def test_ordering_is_compared_by_value():
         b = sample_rigid_motion_params(3, (40, 40), -1, ordering=literal)
         assert [list(s) for s in a.segments] == [list(s) for s in b.segments]
         assert a.rotations_deg == b.rotations_deg
+
+
+@pytest.mark.parametrize("ordering", ["centric", "spiral"])  # sorting before and after "random"
+def test_an_unknown_line_ordering_is_refused(ordering):
+    with pytest.raises(ValueError, match="ordering must be 'linear' or 'random'"):
+        sample_rigid_motion_params(np.random.default_rng(0), (32, 32), ordering=ordering)
