@@ -294,3 +294,31 @@ def test_the_scan_scope_is_read_by_value():
     scope = "".join(["sc", "an"])  # equal to "scan", as read from a file, not the same object
     record = _record(3, snr_db=np.array([20.0, 7.0, 14.0]), noise_snr=(9.0, 12.0), snr_scope=scope, scan_snr=14.0)
     np.testing.assert_array_equal(record.gate_snr_db(), [14.0, 14.0, 14.0])
+
+
+def test_a_snapshot_is_frozen():
+    import dataclasses
+
+    snap = SliceSnapshot(0, 1.0, np.zeros((2, 2)), np.zeros((2, 2)), np.zeros((4, 2, 2)))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        snap.index = 1
+
+
+def test_the_snr_sentence_is_per_slice_unless_the_scan_scope_has_a_scan_snr():
+    snr = np.array([20.0, 10.0, 14.5])
+    per_slice = "noise gate's SNR median 14.5 dB, per slice;"
+    # each slice's own SNR: a scan value recorded beside it is not what the gate read
+    assert (
+        _record(3, snr_db=snr, noise_snr=(9.0, 12.5), snr_scope="slice", scan_snr=11.0)
+        .snr_sentence()
+        .startswith(per_slice)
+    )
+    # the scan scope without a scan value falls back to each slice's own
+    assert _record(3, snr_db=snr, noise_snr=(9.0, 12.5), snr_scope="scan").snr_sentence().startswith(per_slice)
+
+
+@pytest.mark.parametrize(("scan_snr", "weight"), [(995.0, 0.005), (5.0, 0.995)])
+def test_the_scan_gates_state_at_its_thresholds_is_a_percentage(scan_snr, weight):
+    record = _record(2, snr_db=np.array([1.0, 2.0]), noise_snr=(0.0, 1000.0), snr_scope="scan", scan_snr=scan_snr)
+    assert record.noise_gate_weights()[0] == weight  # exactly the threshold: neither off nor full
+    assert record.snr_sentence().endswith(f": at {weight:.0%}")
