@@ -260,3 +260,49 @@ def test_a_run_removes_the_temporaries_interrupted_writes_left_and_nothing_else(
     assert not any(p.exists() for p in stale) and not (out / ".a.json.77.tmpdir.tmp").exists()
     assert all(p.exists() for p in kept)
     assert "removed 4 temporaries" in caplog.text
+
+
+def test_a_plain_input_holding_a_bids_dataset_refuses_an_output_in_its_derivatives(tmp_path):
+    data = tmp_path / "data"
+    dataset = data / "ds"
+    (dataset / "sub-01" / "anat").mkdir(parents=True)
+    plain = ScanRef(data / "x.npy", "data/x.npy", PurePosixPath("x.npy"), root=data)
+    bids = ScanRef(dataset / "y.npy", "y", PurePosixPath("sub-01/anat/sub-01_T1w.npy"), bids_root=dataset, root=dataset)
+    out = dataset / "derivatives" / "artefix"
+    check_out_dir([bids], out, derivatives=False)
+    with pytest.raises(InputError, match=f"is inside the input {data}:"):  # searching data/ would read it back
+        check_out_dir([bids, plain], out, derivatives=False)
+
+
+def test_plan_goes_on_after_an_output_it_may_not_replace(tmp_path):
+    refs = [_npy(tmp_path / "in", name) for name in ("a.npy", "b.npy")]
+    out = tmp_path / "out"
+    out.mkdir()
+    np.save(out / "a.npy", np.ones(1))  # no sidecar: not replaced, and b is still planned
+    tasks, settled = plan(refs, out, spec=ModelSpec("m"), options=CorrectionOptions(), card={})
+    assert [(i, r.status) for i, r in settled] == [(0, "failed")] and [t.output for t in tasks] == [out / "b.npy"]
+
+
+def test_a_bulk_run_times_each_scan_and_the_whole_run(tmp_path, monkeypatch):
+    import itertools
+
+    from artefix.correction import bulk
+    from artefix.correction.spec import clear_model_cache
+    from artefix.models import build_model
+    from artefix.models.checkpoint import save_model
+
+    weights = tmp_path / "tiny.safetensors"
+    save_model(build_model("tiny", seed=1), weights, card={"description": "tiny"})
+    (tmp_path / "in").mkdir()
+    np.save(tmp_path / "in" / "a.npy", np.random.default_rng(0).random((16, 16)).astype(np.float32) + 1)
+    ref = ScanRef(tmp_path / "in" / "a.npy", "in/a.npy", PurePosixPath("a.npy"), root=tmp_path / "in")
+    clock = itertools.count(1000.0, 1.0)  # every reading one second later: the durations are whole seconds
+    monkeypatch.setattr(bulk.time, "perf_counter", lambda: next(clock))
+    clear_model_cache()
+    try:
+        run = bulk.run_bulk([ref], tmp_path / "out", spec=ModelSpec(str(weights)))
+    finally:
+        clear_model_cache()
+    [result] = run.results
+    assert result.status == "corrected", result.error
+    assert result.seconds.is_integer() and run.seconds.is_integer() and 0 < result.seconds < run.seconds < 1000
