@@ -106,6 +106,7 @@ def test_constant_slices_are_left_out_of_the_statistics_and_the_flags():
     assert three.flagged()["motion"] == (8,)
     assert _record(3, values=np.array([[1.0] * 4, [1.0] * 4, [9.0] * 4])).flagged()["bias"] == (2,)
     assert _record(2, values=np.array([[1.0] * 4, [9.0] * 4])).flagged() == dict.fromkeys(HEADS, ())
+    assert _record(2, values=np.array([[1.0] * 4, [9.0] * 4])).flagged(n_mads=0.0) == dict.fromkeys(HEADS, ())
 
 
 def test_detection_means_skip_the_constant_slices():
@@ -144,6 +145,7 @@ def test_the_gate_snr_in_either_scope():
     snr = np.array([20.0, np.nan, 5.0])
     assert _record(3, snr_db=snr).gate_snr_db() is None  # no gate
     assert _record(3, noise_snr=(9.0, 12.0)).gate_snr_db() is None  # no estimate
+    assert _record(3, noise_snr=(9.0, 12.0)).noise_gate_weights() is None
     own = _record(3, snr_db=snr, noise_snr=(9.0, 12.0), snr_scope="slice", scan_snr=11.0)
     np.testing.assert_array_equal(own.gate_snr_db(), snr)
     scan = _record(3, snr_db=snr, noise_snr=(9.0, 12.0), snr_scope="scan", scan_snr=11.0)
@@ -294,6 +296,7 @@ def test_the_scan_scope_is_read_by_value():
     scope = "".join(["sc", "an"])  # equal to "scan", as read from a file, not the same object
     record = _record(3, snr_db=np.array([20.0, 7.0, 14.0]), noise_snr=(9.0, 12.0), snr_scope=scope, scan_snr=14.0)
     np.testing.assert_array_equal(record.gate_snr_db(), [14.0, 14.0, 14.0])
+    assert "used for the whole scan" in record.snr_sentence()
 
 
 def test_a_snapshot_is_frozen():
