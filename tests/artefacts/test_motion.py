@@ -97,6 +97,7 @@ def test_center_band_sizes_and_position():
         ({"segments": ((0, 1), (2, 1))}, "line 1 appears twice"),
         ({"segments": ((0, 1), ())}, "empty"),
         ({"segments": ((0, -1), (5,))}, "non-negative"),
+        ({"segments": ((0, -1, -2), (5,))}, "got -1$"),  # the first bad index
         ({"rot": (math.nan, 0.0)}, "rotations_deg"),
         ({"shift": ((0.0, 1.0), (math.inf, 0.0))}, "translations_px"),
         ({"shift": ((0.0, 1.0), (1.0,))}, "translations_px"),
@@ -289,7 +290,7 @@ def test_sampler_ranges(ordering):
     rng = np.random.default_rng(9)
     shape = (96, 80)
     rots, shifts, n_segs, axes = [], [], [], []
-    scattered = 0
+    scattered = gapped = 0
     for _ in range(300):
         p = sample_rigid_motion_params(rng, shape, ordering=ordering)
         n = shape[p.pe_axis]
@@ -305,6 +306,8 @@ def test_sampler_ranges(ordering):
         contiguous = all(pos == list(range(pos[0], pos[0] + len(pos))) for pos in runs)
         assert contiguous or ordering == "random"
         scattered += not contiguous
+        # linear: clean outer lines lie between consecutive segments (the gaps are drawn too)
+        gapped += any(b[0] > a[-1] + 1 for a, b in zip(runs, runs[1:], strict=False))
         rots.extend(p.rotations_deg)
         shifts.extend(p.translations_px)
         n_segs.append(p.n_segments)
@@ -315,6 +318,7 @@ def test_sampler_ranges(ordering):
     assert min(n_segs) <= 6 and max(n_segs) >= 22
     assert set(axes) == {-2, -1}
     assert scattered >= 290 if ordering == "random" else scattered == 0  # 299 of 300 at this seed
+    assert gapped >= 290 or ordering == "random", gapped
 
 
 def test_sampler_small_image_caps_segments():
