@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace as dataclasses_replace
 from pathlib import Path, PurePosixPath
 
 import numpy as np
@@ -306,3 +307,114 @@ def test_a_bulk_run_times_each_scan_and_the_whole_run(tmp_path, monkeypatch):
     [result] = run.results
     assert result.status == "corrected", result.error
     assert result.seconds.is_integer() and run.seconds.is_integer() and 0 < result.seconds < run.seconds < 1000
+    (tmp_path / "in" / "bad.npy").write_bytes(b"not an array")
+    bad = ScanRef(tmp_path / "in" / "bad.npy", "in/bad.npy", PurePosixPath("bad.npy"), root=tmp_path / "in")
+    try:
+        [failed] = bulk.run_bulk([bad], tmp_path / "out", spec=ModelSpec(str(weights))).results
+    finally:
+        clear_model_cache()
+    assert failed.status == "failed" and failed.seconds.is_integer() and 0 < failed.seconds < 1000
+    with pytest.raises(TypeError):
+        bulk.run_bulk([ref], tmp_path / "out", ModelSpec(str(weights)))  # the options are keyword-only
+
+
+def test_options_and_results_are_values_and_the_planners_options_keyword_only(tmp_path):
+    import dataclasses
+
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        CorrectionOptions().axis = 1
+    ref = ScanRef(Path("a.npy"), "a.npy", PurePosixPath("a.npy"))
+    assert BulkResult(ref, None, "not flagged").seconds == 0.0 and BulkResult(ref, None, "x").error == ""
+    status = "".join(["fai", "led"])  # equal to "failed", as read back from a summary: not the same object
+    assert BulkRun([BulkResult(ref, None, status)], Path("o")).failed != []
+    with pytest.raises(TypeError):
+        plan([], tmp_path, ModelSpec("m"), CorrectionOptions(), {})
+
+
+def test_every_input_holding_the_output_folder_is_checked(tmp_path):
+    dataset = tmp_path / "ds"
+    derivatives = dataset / "derivatives"
+    (dataset / "sub-01" / "anat").mkdir(parents=True)
+    bids = ScanRef(dataset / "y.npy", "y", PurePosixPath("sub-01/anat/sub-01_T1w.npy"), bids_root=dataset, root=dataset)
+    # the derivatives folder given as an input too: the dataset's exemption does not cover it
+    plain = ScanRef(derivatives / "x.npy", "x.npy", PurePosixPath("x.npy"), root=derivatives)
+    with pytest.raises(InputError, match=f"is inside the input {derivatives}:"):
+        check_out_dir([bids, plain], derivatives / "artefix", derivatives=False)
+    # a root reached twice through equal paths (distinct objects), once from a BIDS scan
+    loose = ScanRef(dataset / "notes.npy", "notes.npy", PurePosixPath("notes.npy"), root=Path(str(dataset)))
+    check_out_dir([loose, bids], derivatives / "artefix", derivatives=False)
+
+
+def test_an_unreadable_raw_description_is_replaced_by_defaults(tmp_path):
+    from artefix.correction import bulk
+
+    root = tmp_path / "raw-ds"
+    root.mkdir()
+    (root / "dataset_description.json").write_text("{not json")
+    ref = ScanRef(root / "x.nii.gz", "x", PurePosixPath("sub-01/anat/sub-01_T1w.nii.gz"), bids_root=root)
+    out = tmp_path / "out"
+    out.mkdir()
+    bulk._write_dataset_description(out, [ref])
+    text = (out / "dataset_description.json").read_text()
+    description = json.loads(text)
+    assert description["Name"] == "artefix corrections of raw-ds" and description["BIDSVersion"] == "1.9.0"
+    assert text == json.dumps(description, indent=2) + "\n"
+
+
+def test_temporaries_are_removed_for_every_task_even_after_one_without_a_folder(tmp_path):
+    from artefix.correction import bulk
+
+    refs = [_npy(tmp_path / "in", name) for name in ("a.npy", "b.npy")]
+    tasks, _ = plan(refs, tmp_path / "out", spec=ModelSpec("m"), options=CorrectionOptions(), card={})
+    tasks[0] = dataclasses_replace(
+        tasks[0], output=tmp_path / "missing" / "a.npy", sidecar=tmp_path / "missing" / "a.json"
+    )
+    (tmp_path / "out").mkdir()
+    stale = tmp_path / "out" / ".b.npy.9z.tmp"
+    stale.write_text("x")
+    bulk._remove_temporaries(tasks)
+    assert not stale.exists()
+
+
+def test_the_summary_lists_every_scan(tmp_path):
+    from artefix.correction.bulk import write_summary
+
+    ref = ScanRef(Path("a.npy"), "in/a.npy", PurePosixPath("a.npy"))
+    series = ScanRef(Path("d"), "in/d", PurePosixPath("d"), key="1.2.3")
+    results = [
+        BulkResult(ref, Path("out/a.npy"), "corrected", seconds=1.23456),
+        BulkResult(series, None, "not flagged"),
+        BulkResult(ref, Path("out/b.npy"), "failed", "bad file", 0.5),
+    ]
+    write_summary(tmp_path / "corrections.csv", results)
+    assert (tmp_path / "corrections.csv").read_text().splitlines() == [
+        "path,series,output,status,error,seconds",
+        "in/a.npy,,out/a.npy,corrected,,1.235",
+        "in/d,1.2.3,,not flagged,,",
+        "in/a.npy,,out/b.npy,failed,bad file,0.500",
+    ]
+
+
+def test_a_bulk_run_may_write_into_the_datasets_derivatives_by_default(tmp_path):
+    from artefix.correction import bulk
+    from artefix.correction.spec import clear_model_cache
+    from artefix.models import build_model
+    from artefix.models.checkpoint import save_model
+
+    weights = tmp_path / "tiny.safetensors"
+    save_model(build_model("tiny", seed=1), weights, card={"description": "tiny"})
+    dataset = tmp_path / "ds"
+    (dataset / "sub-01" / "anat").mkdir(parents=True)
+    scan = dataset / "sub-01" / "anat" / "sub-01_T1w.npy"
+    np.save(scan, np.random.default_rng(0).random((16, 16)).astype(np.float32) + 1)
+    ref = ScanRef(scan, "x", PurePosixPath("sub-01/anat/sub-01_T1w.npy"), bids_root=dataset, root=dataset)
+    out = dataset / "derivatives" / "artefix"
+    clear_model_cache()
+    try:
+        run = bulk.run_bulk([ref], out, spec=ModelSpec(str(weights)))  # derivatives are not searched by default
+        with pytest.raises(InputError, match="is inside the input"):
+            bulk.run_bulk([ref], out, spec=ModelSpec(str(weights)), derivatives=True)
+    finally:
+        clear_model_cache()
+    assert [r.status for r in run.results] == ["corrected"]
+    assert (out / "sub-01" / "anat" / "sub-01_desc-corrected_T1w.npy").is_file()

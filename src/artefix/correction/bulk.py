@@ -232,7 +232,7 @@ def check_out_dir(refs: Sequence[ScanRef], out_dir: Path, *, derivatives: bool) 
     """
     if out_dir.exists() and not out_dir.is_dir():
         raise OutputError(f"{out_dir}: exists and is not a folder")
-    for root in {r.root for r in refs if r.root is not None}:
+    for root in sorted({r.root for r in refs if r.root is not None}):  # sorted: the same root named every run
         if not _within(out_dir, root):
             continue
         bids = next((r.bids_root for r in refs if r.root == root and r.bids_root is not None), None)
