@@ -10,6 +10,8 @@ Usage::
     python benchmarks/mutation/split_session.py keep WHOLE.sqlite PART.sqlite bias_field.py
     cosmic-ray exec benchmarks/mutation/artefacts_bias.toml PART.sqlite
     python benchmarks/mutation/split_session.py merge PART.sqlite WHOLE.sqlite
+
+``keep ... --share 1/2`` and ``--share 2/2`` split one module's pending mutants in two, one part per core.
 """
 
 from __future__ import annotations
@@ -19,17 +21,24 @@ import shutil
 import sqlite3
 
 
-def keep(whole: str, part: str, modules: list[str]) -> int:
-    """Copy ``whole`` to ``part`` without the pending mutants of other modules; the number left pending."""
+def keep(whole: str, part: str, modules: list[str], share: tuple[int, int] = (1, 1)) -> int:
+    """Copy ``whole`` to ``part`` without the pending mutants of other modules; the number left pending.
+
+    ``share = (k, n)`` keeps only the k-th of every n of those (by job id), to run one module on n cores.
+    """
+    k, n = share
     shutil.copyfile(whole, part)
     with sqlite3.connect(part) as db:
         pending = db.execute(
-            "select job_id, module_path from mutation_specs where job_id not in (select job_id from work_results)"
+            "select job_id, module_path from mutation_specs "
+            "where job_id not in (select job_id from work_results) order by job_id"
         ).fetchall()
-        drop = [(job,) for job, module in pending if not any(module == m or module.endswith("/" + m) for m in modules)]
+        mine = [job for job, module in pending if any(module == m or module.endswith("/" + m) for m in modules)]
+        kept = set(mine[k - 1 :: n])
+        drop = [(job,) for job, _ in pending if job not in kept]
         db.executemany("delete from mutation_specs where job_id = ?", drop)
         db.executemany("delete from work_items where job_id = ?", drop)
-    return len(pending) - len(drop)
+    return len(kept)
 
 
 def merge(part: str, whole: str) -> int:
@@ -53,12 +62,14 @@ def main() -> None:
     k.add_argument("whole")
     k.add_argument("part")
     k.add_argument("modules", nargs="+", help="module file names (or path endings) whose pending mutants stay")
+    k.add_argument("--share", default="1/1", help="K/N: keep the K-th of every N of them (one part per core)")
     m = sub.add_parser("merge", help="copy a part's new results into the whole session")
     m.add_argument("part")
     m.add_argument("whole")
     args = parser.parse_args()
     if args.command == "keep":
-        print(f"{keep(args.whole, args.part, args.modules)} mutants pending in {args.part}")
+        k_of_n = tuple(int(v) for v in args.share.split("/"))
+        print(f"{keep(args.whole, args.part, args.modules, k_of_n)} mutants pending in {args.part}")
     else:
         print(f"{merge(args.part, args.whole)} results merged into {args.whole}")
 
