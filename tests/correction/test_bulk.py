@@ -77,6 +77,20 @@ def test_plan_skips_finished_scans_and_refuses_two_scans_for_one_output(tmp_path
         plan([*refs, twin], out, spec=ModelSpec("m"), options=options, card=card, overwrite=True)
 
 
+@pytest.fixture
+def tiny_spec(tmp_path):
+    """The spec of a tiny untrained checkpoint; the process's model cache empty before and after."""
+    from artefix.correction.spec import clear_model_cache
+    from artefix.models import build_model
+    from artefix.models.checkpoint import save_model
+
+    weights = tmp_path / "tiny.safetensors"
+    save_model(build_model("tiny", seed=1), weights, card={"description": "tiny"})
+    clear_model_cache()
+    yield ModelSpec(str(weights))
+    clear_model_cache()
+
+
 def _npy(folder: Path, name: str) -> ScanRef:
     folder.mkdir(parents=True, exist_ok=True)
     np.save(folder / name, np.ones((4, 4), np.float32))
@@ -284,38 +298,47 @@ def test_plan_goes_on_after_an_output_it_may_not_replace(tmp_path):
     assert [(i, r.status) for i, r in settled] == [(0, "failed")] and [t.output for t in tasks] == [out / "b.npy"]
 
 
-def test_a_bulk_run_times_each_scan_and_the_whole_run(tmp_path, monkeypatch):
+def test_a_bulk_run_times_each_scan_and_the_whole_run(tmp_path, monkeypatch, tiny_spec):
     import itertools
 
     from artefix.correction import bulk
-    from artefix.correction.spec import clear_model_cache
-    from artefix.models import build_model
-    from artefix.models.checkpoint import save_model
 
-    weights = tmp_path / "tiny.safetensors"
-    save_model(build_model("tiny", seed=1), weights, card={"description": "tiny"})
     (tmp_path / "in").mkdir()
     np.save(tmp_path / "in" / "a.npy", np.random.default_rng(0).random((16, 16)).astype(np.float32) + 1)
     ref = ScanRef(tmp_path / "in" / "a.npy", "in/a.npy", PurePosixPath("a.npy"), root=tmp_path / "in")
     clock = itertools.count(1000.0, 1.0)  # every reading one second later: the durations are whole seconds
     monkeypatch.setattr(bulk.time, "perf_counter", lambda: next(clock))
-    clear_model_cache()
-    try:
-        run = bulk.run_bulk([ref], tmp_path / "out", spec=ModelSpec(str(weights)))
-    finally:
-        clear_model_cache()
+    run = bulk.run_bulk([ref], tmp_path / "out", spec=tiny_spec)
     [result] = run.results
     assert result.status == "corrected", result.error
     assert result.seconds.is_integer() and run.seconds.is_integer() and 0 < result.seconds < run.seconds < 1000
     (tmp_path / "in" / "bad.npy").write_bytes(b"not an array")
     bad = ScanRef(tmp_path / "in" / "bad.npy", "in/bad.npy", PurePosixPath("bad.npy"), root=tmp_path / "in")
-    try:
-        [failed] = bulk.run_bulk([bad], tmp_path / "out", spec=ModelSpec(str(weights))).results
-    finally:
-        clear_model_cache()
+    [failed] = bulk.run_bulk([bad], tmp_path / "out", spec=tiny_spec).results
     assert failed.status == "failed" and failed.seconds.is_integer() and 0 < failed.seconds < 1000
     with pytest.raises(TypeError):
-        bulk.run_bulk([ref], tmp_path / "out", ModelSpec(str(weights)))  # the options are keyword-only
+        bulk.run_bulk([ref], tmp_path / "out", tiny_spec)  # the options are keyword-only
+
+
+def test_an_unexpected_failure_is_one_line_for_the_user_and_a_traceback_in_the_log(
+    tmp_path, monkeypatch, caplog, tiny_spec
+):
+    import logging
+
+    from artefix.correction import bulk
+
+    ref = _npy(tmp_path / "in", "a.npy")
+    [task], _ = plan([ref], tmp_path / "out", spec=tiny_spec, options=CorrectionOptions(), card={})
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("boom\nsecond line")
+
+    monkeypatch.setattr("artefix.correction.volume.correct_volume", boom)
+    with caplog.at_level(logging.DEBUG, logger="artefix.correction.bulk"):
+        result = bulk.correct_scan(task)
+    assert (result.status, result.error) == ("failed", "RuntimeError: boom second line")
+    assert [r.exc_info[0] for r in caplog.records if r.exc_info] == [RuntimeError]
+    assert not task.output.exists() and not task.sidecar.exists()
 
 
 def test_options_and_results_are_values_and_the_planners_options_keyword_only(tmp_path):
@@ -395,26 +418,25 @@ def test_the_summary_lists_every_scan(tmp_path):
     ]
 
 
-def test_a_bulk_run_may_write_into_the_datasets_derivatives_by_default(tmp_path):
+def test_a_bulk_run_may_write_into_the_datasets_derivatives_by_default(tmp_path, tiny_spec):
     from artefix.correction import bulk
-    from artefix.correction.spec import clear_model_cache
-    from artefix.models import build_model
-    from artefix.models.checkpoint import save_model
 
-    weights = tmp_path / "tiny.safetensors"
-    save_model(build_model("tiny", seed=1), weights, card={"description": "tiny"})
     dataset = tmp_path / "ds"
     (dataset / "sub-01" / "anat").mkdir(parents=True)
     scan = dataset / "sub-01" / "anat" / "sub-01_T1w.npy"
     np.save(scan, np.random.default_rng(0).random((16, 16)).astype(np.float32) + 1)
     ref = ScanRef(scan, "x", PurePosixPath("sub-01/anat/sub-01_T1w.npy"), bids_root=dataset, root=dataset)
     out = dataset / "derivatives" / "artefix"
-    clear_model_cache()
-    try:
-        run = bulk.run_bulk([ref], out, spec=ModelSpec(str(weights)))  # derivatives are not searched by default
-        with pytest.raises(InputError, match="is inside the input"):
-            bulk.run_bulk([ref], out, spec=ModelSpec(str(weights)), derivatives=True)
-    finally:
-        clear_model_cache()
+    run = bulk.run_bulk([ref], out, spec=tiny_spec)  # derivatives are not searched by default
+    with pytest.raises(InputError, match="is inside the input"):
+        bulk.run_bulk([ref], out, spec=tiny_spec, derivatives=True)
     assert [r.status for r in run.results] == ["corrected"]
     assert (out / "sub-01" / "anat" / "sub-01_desc-corrected_T1w.npy").is_file()
+
+
+def test_every_root_is_checked_whatever_comes_before_it(tmp_path):
+    first, second = _npy(tmp_path / "a-first", "x.npy"), _npy(tmp_path / "b-second", "y.npy")
+    with pytest.raises(InputError, match="is inside the input"):
+        check_out_dir([first, second], tmp_path / "b-second" / "out", derivatives=False)
+    with pytest.raises(TypeError):
+        CorrectionOptions.create(["noise"])  # keyword-only
