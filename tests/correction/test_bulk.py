@@ -13,6 +13,7 @@ from artefix.correction.bulk import (
     STATUSES,
     BulkResult,
     BulkRun,
+    BulkTask,
     CorrectionOptions,
     bids_derived_name,
     check_out_dir,
@@ -349,7 +350,11 @@ def test_options_and_results_are_values_and_the_planners_options_keyword_only(tm
     ref = ScanRef(Path("a.npy"), "a.npy", PurePosixPath("a.npy"))
     assert BulkResult(ref, None, "not flagged").seconds == 0.0 and BulkResult(ref, None, "x").error == ""
     status = "".join(["fai", "led"])  # equal to "failed", as read back from a summary: not the same object
-    assert BulkRun([BulkResult(ref, None, status)], Path("o")).failed != []
+    run = BulkRun([BulkResult(ref, None, status)], Path("o"))
+    assert run.failed != [] and run.count("".join(["fai", "led"])) == 1
+    assert (run.summary, run.seconds) == (None, 0.0)
+    task = BulkTask(ref, Path("o.npy"), Path("o.json"), ModelSpec(), CorrectionOptions(), {}, ())
+    assert task.overwrite is False
     with pytest.raises(TypeError):
         plan([], tmp_path, ModelSpec("m"), CorrectionOptions(), {})
 
@@ -371,13 +376,15 @@ def test_every_input_holding_the_output_folder_is_checked(tmp_path):
 def test_an_unreadable_raw_description_is_replaced_by_defaults(tmp_path):
     from artefix.correction import bulk
 
-    root = tmp_path / "raw-ds"
-    root.mkdir()
-    (root / "dataset_description.json").write_text("{not json")
-    ref = ScanRef(root / "x.nii.gz", "x", PurePosixPath("sub-01/anat/sub-01_T1w.nii.gz"), bids_root=root)
+    refs = []
+    for name in ("raw-ds", "second-ds"):  # the first (sorted) names the derivatives
+        root = tmp_path / name
+        root.mkdir()
+        (root / "dataset_description.json").write_text("{not json")
+        refs.append(ScanRef(root / "x.nii.gz", "x", PurePosixPath("sub-01/anat/sub-01_T1w.nii.gz"), bids_root=root))
     out = tmp_path / "out"
     out.mkdir()
-    bulk._write_dataset_description(out, [ref])
+    bulk._write_dataset_description(out, refs[::-1])
     text = (out / "dataset_description.json").read_text()
     description = json.loads(text)
     assert description["Name"] == "artefix corrections of raw-ds" and description["BIDSVersion"] == "1.9.0"
@@ -440,3 +447,16 @@ def test_every_root_is_checked_whatever_comes_before_it(tmp_path):
         check_out_dir([first, second], tmp_path / "b-second" / "out", derivatives=False)
     with pytest.raises(TypeError):
         CorrectionOptions.create(["noise"])  # keyword-only
+    from artefix.correction.options import InferenceOptions
+
+    with pytest.raises(TypeError):
+        CorrectionOptions.of(InferenceOptions(), 0, 3)  # axis and batch size keyword-only
+
+
+def test_an_output_folder_that_cannot_be_created_is_an_output_error(tmp_path, tiny_spec):
+    from artefix.correction import bulk
+
+    ref = _npy(tmp_path / "in", "a.npy")
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(OutputError, match="cannot create the output folder"):
+        bulk.run_bulk([ref], tmp_path / "file" / "out", spec=tiny_spec)
