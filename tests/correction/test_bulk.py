@@ -355,6 +355,10 @@ def test_options_and_results_are_values_and_the_planners_options_keyword_only(tm
     assert (run.summary, run.seconds) == (None, 0.0)
     task = BulkTask(ref, Path("o.npy"), Path("o.json"), ModelSpec(), CorrectionOptions(), {}, ())
     assert task.overwrite is False
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        task.overwrite = True
+    with pytest.raises(TypeError):
+        check_out_dir([], tmp_path, False)  # derivatives is keyword-only
     with pytest.raises(TypeError):
         plan([], tmp_path, ModelSpec("m"), CorrectionOptions(), {})
 
@@ -439,6 +443,9 @@ def test_a_bulk_run_may_write_into_the_datasets_derivatives_by_default(tmp_path,
         bulk.run_bulk([ref], out, spec=tiny_spec, derivatives=True)
     assert [r.status for r in run.results] == ["corrected"]
     assert (out / "sub-01" / "anat" / "sub-01_desc-corrected_T1w.npy").is_file()
+    text = (out / "sub-01" / "anat" / "sub-01_desc-corrected_T1w.json").read_text()
+    assert text == json.dumps(json.loads(text), indent=2) + "\n"
+    assert [r.status for r in bulk.run_bulk([ref], out, spec=tiny_spec).results] == ["done before"]  # no overwrite
 
 
 def test_every_root_is_checked_whatever_comes_before_it(tmp_path):
@@ -460,3 +467,33 @@ def test_an_output_folder_that_cannot_be_created_is_an_output_error(tmp_path, ti
     (tmp_path / "file").write_text("x")
     with pytest.raises(OutputError, match="cannot create the output folder"):
         bulk.run_bulk([ref], tmp_path / "file" / "out", spec=tiny_spec)
+
+
+def test_a_scan_whose_output_folder_cannot_be_made_fails_alone(tmp_path, tiny_spec):
+    from artefix.correction import bulk
+
+    ref = _npy(tmp_path / "in", "a.npy")
+    np.save(ref.path, np.random.default_rng(0).random((16, 16)).astype(np.float32) + 1)  # not constant
+    (tmp_path / "blocked").write_text("x")
+    [task], _ = plan([ref], tmp_path / "blocked" / "out", spec=tiny_spec, options=CorrectionOptions(), card={})
+    result = bulk.correct_scan(task)
+    assert result.status == "failed" and "cannot create the folder" in result.error
+
+
+def test_temporaries_that_vanish_or_resist_do_not_stop_the_cleanup(tmp_path, monkeypatch):
+    import os
+
+    from artefix.correction import bulk
+
+    ref = _npy(tmp_path / "in", "a.npy")
+    tasks, _ = plan([ref], tmp_path / "out", spec=ModelSpec("m"), options=CorrectionOptions(), card={})
+    out = tmp_path / "out"
+    (out / ".a.npy.77.tmp").mkdir(parents=True)
+    glob = Path.glob
+
+    def with_a_vanished_one(self, pattern):  # another process removed one between listing and removal
+        return [*glob(self, pattern), self / ".a.json.99.old"]
+
+    monkeypatch.setattr(Path, "glob", with_a_vanished_one)
+    monkeypatch.setattr(os, "rmdir", lambda *a, **k: (_ for _ in ()).throw(PermissionError("refused")))
+    bulk._remove_temporaries(tasks)  # neither raises
