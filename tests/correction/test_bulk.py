@@ -494,6 +494,9 @@ def test_temporaries_that_vanish_or_resist_do_not_stop_the_cleanup(tmp_path, mon
     def with_a_vanished_one(self, pattern):  # another process removed one between listing and removal
         return [*glob(self, pattern), self / ".a.json.99.old"]
 
+    def refused(*args, **kwargs):  # a folder that cannot be removed
+        raise PermissionError("refused")
+
     monkeypatch.setattr(Path, "glob", with_a_vanished_one)
-    monkeypatch.setattr(os, "rmdir", lambda *a, **k: (_ for _ in ()).throw(PermissionError("refused")))
+    monkeypatch.setattr(os, "rmdir", refused)
     bulk._remove_temporaries(tasks)  # neither raises
