@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 import json
-from dataclasses import replace as dataclasses_replace
+import logging
+import os
 from pathlib import Path, PurePosixPath
 
 import numpy as np
 import pytest
 
+from artefix.correction import bulk
 from artefix.correction.bulk import (
     STATUSES,
     BulkResult,
@@ -20,9 +24,13 @@ from artefix.correction.bulk import (
     output_for,
     plan,
     sidecar_for,
+    write_summary,
 )
-from artefix.correction.spec import ModelSpec
+from artefix.correction.options import InferenceOptions
+from artefix.correction.spec import ModelSpec, clear_model_cache
 from artefix.errors import InputError, OutputError
+from artefix.models import build_model
+from artefix.models.checkpoint import save_model
 from artefix.qc.discover import ScanRef
 
 
@@ -81,10 +89,6 @@ def test_plan_skips_finished_scans_and_refuses_two_scans_for_one_output(tmp_path
 @pytest.fixture
 def tiny_spec(tmp_path):
     """The spec of a tiny untrained checkpoint; the process's model cache empty before and after."""
-    from artefix.correction.spec import clear_model_cache
-    from artefix.models import build_model
-    from artefix.models.checkpoint import save_model
-
     weights = tmp_path / "tiny.safetensors"
     save_model(build_model("tiny", seed=1), weights, card={"description": "tiny"})
     clear_model_cache()
@@ -99,8 +103,6 @@ def _npy(folder: Path, name: str) -> ScanRef:
 
 
 def test_options_create_and_of():
-    from artefix.correction.options import InferenceOptions
-
     options = CorrectionOptions.create(only=["noise", "bias"], strength={"noise": 1, "bias": 0.5}, axis=1)
     assert options == CorrectionOptions(("noise", "bias"), (("bias", 0.5), ("noise", 1.0)), 1, None, "scan")
     assert all(type(v) is float for _, v in options.strength)
@@ -177,8 +179,6 @@ def test_a_bids_output_may_lie_in_the_datasets_derivatives(tmp_path):
 
 
 def test_a_dicom_series_with_another_output_below_it_moves_into_a_series_folder(tmp_path):
-    from artefix.correction import bulk
-
     series = tmp_path / "in" / "a"
     series.mkdir(parents=True)
     inner = _npy(series / "b", "v.npy")
@@ -238,8 +238,6 @@ def test_plan_records_sources_settings_and_refuses_an_unknown_output(tmp_path):
 
 
 def test_the_derivatives_description_names_the_first_raw_dataset(tmp_path):
-    from artefix.correction import bulk
-
     refs = []
     for name in ("b-ds", "a-ds"):
         root = tmp_path / name
@@ -259,8 +257,6 @@ def test_the_derivatives_description_names_the_first_raw_dataset(tmp_path):
 
 
 def test_a_run_removes_the_temporaries_interrupted_writes_left_and_nothing_else(tmp_path, caplog):
-    from artefix.correction import bulk
-
     ref = _npy(tmp_path / "in", "a.npy")
     tasks, _ = plan([ref], tmp_path / "out", spec=ModelSpec("m"), options=CorrectionOptions(), card={})
     out = tmp_path / "out"
@@ -300,10 +296,6 @@ def test_plan_goes_on_after_an_output_it_may_not_replace(tmp_path):
 
 
 def test_a_bulk_run_times_each_scan_and_the_whole_run(tmp_path, monkeypatch, tiny_spec):
-    import itertools
-
-    from artefix.correction import bulk
-
     (tmp_path / "in").mkdir()
     np.save(tmp_path / "in" / "a.npy", np.random.default_rng(0).random((16, 16)).astype(np.float32) + 1)
     ref = ScanRef(tmp_path / "in" / "a.npy", "in/a.npy", PurePosixPath("a.npy"), root=tmp_path / "in")
@@ -324,10 +316,6 @@ def test_a_bulk_run_times_each_scan_and_the_whole_run(tmp_path, monkeypatch, tin
 def test_an_unexpected_failure_is_one_line_for_the_user_and_a_traceback_in_the_log(
     tmp_path, monkeypatch, caplog, tiny_spec
 ):
-    import logging
-
-    from artefix.correction import bulk
-
     ref = _npy(tmp_path / "in", "a.npy")
     [task], _ = plan([ref], tmp_path / "out", spec=tiny_spec, options=CorrectionOptions(), card={})
 
@@ -343,8 +331,6 @@ def test_an_unexpected_failure_is_one_line_for_the_user_and_a_traceback_in_the_l
 
 
 def test_options_and_results_are_values_and_the_planners_options_keyword_only(tmp_path):
-    import dataclasses
-
     with pytest.raises(dataclasses.FrozenInstanceError):
         CorrectionOptions().axis = 1
     ref = ScanRef(Path("a.npy"), "a.npy", PurePosixPath("a.npy"))
@@ -378,8 +364,6 @@ def test_every_input_holding_the_output_folder_is_checked(tmp_path):
 
 
 def test_an_unreadable_raw_description_is_replaced_by_defaults(tmp_path):
-    from artefix.correction import bulk
-
     refs = []
     for name in ("raw-ds", "second-ds"):  # the first (sorted) names the derivatives
         root = tmp_path / name
@@ -396,11 +380,9 @@ def test_an_unreadable_raw_description_is_replaced_by_defaults(tmp_path):
 
 
 def test_temporaries_are_removed_for_every_task_even_after_one_without_a_folder(tmp_path):
-    from artefix.correction import bulk
-
     refs = [_npy(tmp_path / "in", name) for name in ("a.npy", "b.npy")]
     tasks, _ = plan(refs, tmp_path / "out", spec=ModelSpec("m"), options=CorrectionOptions(), card={})
-    tasks[0] = dataclasses_replace(
+    tasks[0] = dataclasses.replace(
         tasks[0], output=tmp_path / "missing" / "a.npy", sidecar=tmp_path / "missing" / "a.json"
     )
     (tmp_path / "out").mkdir()
@@ -411,8 +393,6 @@ def test_temporaries_are_removed_for_every_task_even_after_one_without_a_folder(
 
 
 def test_the_summary_lists_every_scan(tmp_path):
-    from artefix.correction.bulk import write_summary
-
     ref = ScanRef(Path("a.npy"), "in/a.npy", PurePosixPath("a.npy"))
     series = ScanRef(Path("d"), "in/d", PurePosixPath("d"), key="1.2.3")
     results = [
@@ -430,8 +410,6 @@ def test_the_summary_lists_every_scan(tmp_path):
 
 
 def test_a_bulk_run_may_write_into_the_datasets_derivatives_by_default(tmp_path, tiny_spec):
-    from artefix.correction import bulk
-
     dataset = tmp_path / "ds"
     (dataset / "sub-01" / "anat").mkdir(parents=True)
     scan = dataset / "sub-01" / "anat" / "sub-01_T1w.npy"
@@ -454,15 +432,12 @@ def test_every_root_is_checked_whatever_comes_before_it(tmp_path):
         check_out_dir([first, second], tmp_path / "b-second" / "out", derivatives=False)
     with pytest.raises(TypeError):
         CorrectionOptions.create(["noise"])  # keyword-only
-    from artefix.correction.options import InferenceOptions
 
     with pytest.raises(TypeError):
         CorrectionOptions.of(InferenceOptions(), 0, 3)  # axis and batch size keyword-only
 
 
 def test_an_output_folder_that_cannot_be_created_is_an_output_error(tmp_path, tiny_spec):
-    from artefix.correction import bulk
-
     ref = _npy(tmp_path / "in", "a.npy")
     (tmp_path / "file").write_text("x")
     with pytest.raises(OutputError, match="cannot create the output folder"):
@@ -470,8 +445,6 @@ def test_an_output_folder_that_cannot_be_created_is_an_output_error(tmp_path, ti
 
 
 def test_a_scan_whose_output_folder_cannot_be_made_fails_alone(tmp_path, tiny_spec):
-    from artefix.correction import bulk
-
     ref = _npy(tmp_path / "in", "a.npy")
     np.save(ref.path, np.random.default_rng(0).random((16, 16)).astype(np.float32) + 1)  # not constant
     (tmp_path / "blocked").write_text("x")
@@ -481,10 +454,6 @@ def test_a_scan_whose_output_folder_cannot_be_made_fails_alone(tmp_path, tiny_sp
 
 
 def test_temporaries_that_vanish_or_resist_do_not_stop_the_cleanup(tmp_path, monkeypatch):
-    import os
-
-    from artefix.correction import bulk
-
     ref = _npy(tmp_path / "in", "a.npy")
     tasks, _ = plan([ref], tmp_path / "out", spec=ModelSpec("m"), options=CorrectionOptions(), card={})
     out = tmp_path / "out"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -300,8 +301,6 @@ def test_the_scan_scope_is_read_by_value():
 
 
 def test_a_snapshot_is_frozen():
-    import dataclasses
-
     snap = SliceSnapshot(0, 1.0, np.zeros((2, 2)), np.zeros((2, 2)), np.zeros((4, 2, 2)))
     with pytest.raises(dataclasses.FrozenInstanceError):
         snap.index = 1

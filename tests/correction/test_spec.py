@@ -11,7 +11,7 @@ import torch
 from artefix.correction.options import InferenceOptions
 from artefix.correction.spec import ModelSpec, clear_model_cache, loaded_model
 from artefix.errors import InputError
-from artefix.models import build_model
+from artefix.models import build_model, registry
 from artefix.models.checkpoint import save_model
 from artefix.models.registry import DEFAULT_MODEL, WEIGHTS_ENV
 
@@ -89,8 +89,6 @@ def test_loaded_model_reloads_a_changed_weights_file(weights):
 
 
 def test_a_weights_file_that_cannot_be_examined_has_no_stamp(weights, monkeypatch):
-    from artefix.models import registry
-
     gone = weights / "gone.safetensors"
     monkeypatch.setattr(registry, "resolve_model", lambda name: gone)  # removed after it was found
     assert ModelSpec("other")._key() == (str(gone.resolve()), None, "cpu", None, True, True)
