@@ -96,10 +96,26 @@ def tiny_spec(tmp_path):
     clear_model_cache()
 
 
+def _save_scan(path: Path) -> None:
+    """A 16x16 slice with contrast (a constant one would be refused as nothing to correct)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.save(path, np.random.default_rng(0).random((16, 16)).astype(np.float32) + 1)
+
+
 def _npy(folder: Path, name: str) -> ScanRef:
-    folder.mkdir(parents=True, exist_ok=True)
-    np.save(folder / name, np.ones((4, 4), np.float32))
+    _save_scan(folder / name)
     return ScanRef(folder / name, name, PurePosixPath(name), root=folder)
+
+
+def _bids_refs(tmp_path: Path, names: tuple[str, ...], description: str) -> list[ScanRef]:
+    """One scan in each BIDS dataset ``tmp_path/NAME``, described by ``description`` (NAME replaced)."""
+    refs = []
+    for name in names:
+        root = tmp_path / name
+        root.mkdir()
+        (root / "dataset_description.json").write_text(description.replace("NAME", name))
+        refs.append(ScanRef(root / "x.nii.gz", "x", PurePosixPath("sub-01/anat/sub-01_T1w.nii.gz"), bids_root=root))
+    return refs
 
 
 def test_options_create_and_of():
@@ -164,8 +180,8 @@ def test_the_output_folder_may_not_lie_inside_an_input(tmp_path):
 def test_a_bids_output_may_lie_in_the_datasets_derivatives(tmp_path):
     root = tmp_path / "ds"
     (root / "sub-01" / "anat").mkdir(parents=True)
-    ref = ScanRef(root / "sub-01" / "anat" / "sub-01_T1w.nii.gz", "x", PurePosixPath("sub-01/anat/sub-01_T1w.nii.gz"))
-    ref = ScanRef(ref.path, ref.given, ref.relative, bids_root=root, root=root)
+    relative = PurePosixPath("sub-01/anat/sub-01_T1w.nii.gz")
+    ref = ScanRef(root / relative, "x", relative, bids_root=root, root=root)
     check_out_dir([ref], root / "derivatives" / "artefix", derivatives=False)
     check_out_dir([ref], root / "derivatives" / "artefix" / "deeper", derivatives=False)
     for refused, derivatives in [
@@ -238,12 +254,7 @@ def test_plan_records_sources_settings_and_refuses_an_unknown_output(tmp_path):
 
 
 def test_the_derivatives_description_names_the_first_raw_dataset(tmp_path):
-    refs = []
-    for name in ("b-ds", "a-ds"):
-        root = tmp_path / name
-        root.mkdir()
-        (root / "dataset_description.json").write_text(json.dumps({"Name": f"raw {name}", "BIDSVersion": "1.8.0"}))
-        refs.append(ScanRef(root / "x.nii.gz", "x", PurePosixPath("sub-01/anat/sub-01_T1w.nii.gz"), bids_root=root))
+    refs = _bids_refs(tmp_path, ("b-ds", "a-ds"), json.dumps({"Name": "raw NAME", "BIDSVersion": "1.8.0"}))
     out = tmp_path / "out"
     out.mkdir()
     bulk._write_dataset_description(out, refs)
@@ -296,9 +307,7 @@ def test_plan_goes_on_after_an_output_it_may_not_replace(tmp_path):
 
 
 def test_a_bulk_run_times_each_scan_and_the_whole_run(tmp_path, monkeypatch, tiny_spec):
-    (tmp_path / "in").mkdir()
-    np.save(tmp_path / "in" / "a.npy", np.random.default_rng(0).random((16, 16)).astype(np.float32) + 1)
-    ref = ScanRef(tmp_path / "in" / "a.npy", "in/a.npy", PurePosixPath("a.npy"), root=tmp_path / "in")
+    ref = _npy(tmp_path / "in", "a.npy")
     clock = itertools.count(1000.0, 1.0)  # every reading one second later: the durations are whole seconds
     monkeypatch.setattr(bulk.time, "perf_counter", lambda: next(clock))
     run = bulk.run_bulk([ref], tmp_path / "out", spec=tiny_spec)
@@ -347,6 +356,10 @@ def test_options_and_results_are_values_and_the_planners_options_keyword_only(tm
         check_out_dir([], tmp_path, False)  # derivatives is keyword-only
     with pytest.raises(TypeError):
         plan([], tmp_path, ModelSpec("m"), CorrectionOptions(), {})
+    with pytest.raises(TypeError):
+        CorrectionOptions.create(["noise"])
+    with pytest.raises(TypeError):
+        CorrectionOptions.of(InferenceOptions(), 0, 3)  # axis and batch size
 
 
 def test_every_input_holding_the_output_folder_is_checked(tmp_path):
@@ -364,12 +377,7 @@ def test_every_input_holding_the_output_folder_is_checked(tmp_path):
 
 
 def test_an_unreadable_raw_description_is_replaced_by_defaults(tmp_path):
-    refs = []
-    for name in ("raw-ds", "second-ds"):  # the first (sorted) names the derivatives
-        root = tmp_path / name
-        root.mkdir()
-        (root / "dataset_description.json").write_text("{not json")
-        refs.append(ScanRef(root / "x.nii.gz", "x", PurePosixPath("sub-01/anat/sub-01_T1w.nii.gz"), bids_root=root))
+    refs = _bids_refs(tmp_path, ("raw-ds", "second-ds"), "{not json")  # the first (sorted) names the derivatives
     out = tmp_path / "out"
     out.mkdir()
     bulk._write_dataset_description(out, refs[::-1])
@@ -411,9 +419,8 @@ def test_the_summary_lists_every_scan(tmp_path):
 
 def test_a_bulk_run_may_write_into_the_datasets_derivatives_by_default(tmp_path, tiny_spec):
     dataset = tmp_path / "ds"
-    (dataset / "sub-01" / "anat").mkdir(parents=True)
     scan = dataset / "sub-01" / "anat" / "sub-01_T1w.npy"
-    np.save(scan, np.random.default_rng(0).random((16, 16)).astype(np.float32) + 1)
+    _save_scan(scan)  # creates the folders
     ref = ScanRef(scan, "x", PurePosixPath("sub-01/anat/sub-01_T1w.npy"), bids_root=dataset, root=dataset)
     out = dataset / "derivatives" / "artefix"
     run = bulk.run_bulk([ref], out, spec=tiny_spec)  # derivatives are not searched by default
@@ -430,11 +437,6 @@ def test_every_root_is_checked_whatever_comes_before_it(tmp_path):
     first, second = _npy(tmp_path / "a-first", "x.npy"), _npy(tmp_path / "b-second", "y.npy")
     with pytest.raises(InputError, match="is inside the input"):
         check_out_dir([first, second], tmp_path / "b-second" / "out", derivatives=False)
-    with pytest.raises(TypeError):
-        CorrectionOptions.create(["noise"])  # keyword-only
-
-    with pytest.raises(TypeError):
-        CorrectionOptions.of(InferenceOptions(), 0, 3)  # axis and batch size keyword-only
 
 
 def test_an_output_folder_that_cannot_be_created_is_an_output_error(tmp_path, tiny_spec):
@@ -446,7 +448,6 @@ def test_an_output_folder_that_cannot_be_created_is_an_output_error(tmp_path, ti
 
 def test_a_scan_whose_output_folder_cannot_be_made_fails_alone(tmp_path, tiny_spec):
     ref = _npy(tmp_path / "in", "a.npy")
-    np.save(ref.path, np.random.default_rng(0).random((16, 16)).astype(np.float32) + 1)  # not constant
     (tmp_path / "blocked").write_text("x")
     [task], _ = plan([ref], tmp_path / "blocked" / "out", spec=tiny_spec, options=CorrectionOptions(), card={})
     result = bulk.correct_scan(task)
