@@ -63,7 +63,9 @@ def test_json_matches_residual_volumes(corrected):
     assert summary["input"] == str(run.input) and summary["output"] == str(run.output)
     assert summary["model"]["name"] == "mt-lc-brain" and summary["model"]["sha256"] == run.model_card["sha256"]
     assert summary["axis"] == 0 and summary["slices"] == 12 and summary["applied"] == list(HEADS)
-    assert set(summary["timings_s"]) >= {"read", "load_model", "correct", "write", "total"}
+    timings = summary["timings_s"]
+    stages = [timings[k] for k in ("read", "load_model", "correct", "write")]
+    assert min(stages) >= 0 and sum(stages) <= timings["total"] + 1e-3  # disjoint stages within the whole run
     for head in HEADS:
         residual = np.load(summary["residuals"][head]).astype(np.float64)
         assert residual.shape == data.shape
