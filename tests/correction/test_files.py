@@ -1,15 +1,20 @@
-"""The file layer's pure parts: output families from a path, where residuals go, which outputs a volume allows."""
+"""The file layer: output families from a path, where residuals go, which outputs a volume allows, its timings."""
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
-from artefix.correction.files import _check_family, _is_folder, output_suffix, residual_paths
+from artefix.correction import files
+from artefix.correction.files import _check_family, _is_folder, correct_file, output_suffix, residual_paths
 from artefix.data.io import Volume
 from artefix.errors import OutputError
+from artefix.models import build_model
+from artefix.models.checkpoint import save_model
 
 HEADS = ("bias", "subsampling", "motion", "noise")
 
@@ -64,3 +69,13 @@ def test_a_volume_allows_the_families_it_can_be_written_as(tmp_path):
     with pytest.raises(OutputError, match=r"PNG holds one 2D slice; the input has shape \(4, 5, 3\)"):
         _check_family(stack, tmp_path / "o.png", "output")
     _check_family(Volume(np.ones((4, 5, 3), np.float32), format="dicom"), tmp_path / "series", "output")
+
+
+def test_the_timings_are_the_stages_read_off_one_clock(tmp_path, monkeypatch):
+    weights = tmp_path / "tiny.safetensors"
+    save_model(build_model("tiny", seed=1), weights, card={})
+    np.save(tmp_path / "scan.npy", np.random.default_rng(0).random((16, 16)).astype(np.float32) + 1)
+    clock = itertools.count(1000.0, 1.0)  # every reading one second after the last: each stage reads it twice
+    monkeypatch.setattr(files, "time", SimpleNamespace(perf_counter=lambda: next(clock)))
+    run = correct_file(tmp_path / "scan.npy", tmp_path / "out.npy", model=weights)
+    assert run.timings == {"read": 1.0, "load_model": 1.0, "correct": 1.0, "write": 1.0, "total": 9.0}
