@@ -79,3 +79,29 @@ def test_the_timings_are_the_stages_read_off_one_clock(tmp_path, monkeypatch):
     monkeypatch.setattr(files, "time", SimpleNamespace(perf_counter=lambda: next(clock)))
     run = correct_file(tmp_path / "scan.npy", tmp_path / "out.npy", model=weights)
     assert run.timings == {"read": 1.0, "load_model": 1.0, "correct": 1.0, "write": 1.0, "total": 9.0}
+
+
+def test_onnx_runtime_runs_the_network_only_when_asked(tmp_path, monkeypatch):
+    import artefix.models.onnx_runtime as onnx_runtime
+    from artefix.models.policy import InferencePolicy
+
+    class RanInOnnxError(Exception):
+        """Raised by the stand-in for ONNX Runtime: the network would have run there."""
+
+    checked, wrapped = [], []
+
+    def onnx_model(net, policy):
+        wrapped.append(policy)
+        raise RanInOnnxError
+
+    monkeypatch.setattr(onnx_runtime, "check_onnx_runtime", lambda: checked.append(True))
+    monkeypatch.setattr(onnx_runtime, "OnnxModel", onnx_model)
+    weights = tmp_path / "tiny.safetensors"
+    save_model(build_model("tiny", seed=1), weights, card={})
+    np.save(tmp_path / "scan.npy", np.random.default_rng(0).random((16, 16)).astype(np.float32) + 1)
+    correct_file(tmp_path / "scan.npy", tmp_path / "torch.npy", model=weights, runtime="torch")
+    assert (tmp_path / "torch.npy").is_file() and checked == [] and wrapped == []
+    with pytest.raises(RanInOnnxError):
+        correct_file(tmp_path / "scan.npy", tmp_path / "onnx.npy", model=weights, runtime="onnx")
+    assert checked == [True] and len(wrapped) == 1 and isinstance(wrapped[0], InferencePolicy)
+    assert not (tmp_path / "onnx.npy").exists()
