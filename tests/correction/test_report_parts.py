@@ -126,6 +126,10 @@ def test_largest_corrections_show_before_after_difference_and_residuals_on_share
         ("intensity", "gray"),
         ("change (input units)", "RdBu_r"),
     ] * 2
+    fig.canvas.draw()  # the layout places each scale right of the panels it belongs to
+    (before, after, change), right = (images[0], images[1], images[2]), images[6].get_position().x1
+    assert after.get_position().x1 < bars[0].ax.get_position().x0 < change.get_position().x0
+    assert before.get_position().x0 < after.get_position().x0 and bars[1].ax.get_position().x0 > right
     assert report.largest_corrections_figure(_run(make_record(5))) is None
 
 
