@@ -71,13 +71,19 @@ def test_a_volume_allows_the_families_it_can_be_written_as(tmp_path):
     _check_family(Volume(np.ones((4, 5, 3), np.float32), format="dicom"), tmp_path / "series", "output")
 
 
-def test_the_timings_are_the_stages_read_off_one_clock(tmp_path, monkeypatch):
+def _tiny_scan(tmp_path: Path) -> tuple[Path, Path]:
+    """A tiny untrained checkpoint and a 16x16 scan with contrast, in ``tmp_path``."""
     weights = tmp_path / "tiny.safetensors"
     save_model(build_model("tiny", seed=1), weights, card={})
     np.save(tmp_path / "scan.npy", np.random.default_rng(0).random((16, 16)).astype(np.float32) + 1)
+    return weights, tmp_path / "scan.npy"
+
+
+def test_the_timings_are_the_stages_read_off_one_clock(tmp_path, monkeypatch):
+    weights, scan = _tiny_scan(tmp_path)
     clock = itertools.count(1000.0, 1.0)  # every reading one second after the last: each stage reads it twice
     monkeypatch.setattr(files, "time", SimpleNamespace(perf_counter=lambda: next(clock)))
-    run = correct_file(tmp_path / "scan.npy", tmp_path / "out.npy", model=weights)
+    run = correct_file(scan, tmp_path / "out.npy", model=weights)
     assert run.timings == {"read": 1.0, "load_model": 1.0, "correct": 1.0, "write": 1.0, "total": 9.0}
 
 
@@ -96,12 +102,25 @@ def test_onnx_runtime_runs_the_network_only_when_asked(tmp_path, monkeypatch):
 
     monkeypatch.setattr(onnx_runtime, "check_onnx_runtime", lambda: checked.append(True))
     monkeypatch.setattr(onnx_runtime, "OnnxModel", onnx_model)
-    weights = tmp_path / "tiny.safetensors"
-    save_model(build_model("tiny", seed=1), weights, card={})
-    np.save(tmp_path / "scan.npy", np.random.default_rng(0).random((16, 16)).astype(np.float32) + 1)
-    correct_file(tmp_path / "scan.npy", tmp_path / "torch.npy", model=weights, runtime="torch")
+    weights, scan = _tiny_scan(tmp_path)
+    torch_runtime, onnx_runtime_name = "".join(["tor", "ch"]), "".join(["on", "nx"])  # built as argv's are: by value
+    correct_file(scan, tmp_path / "torch.npy", model=weights, runtime=torch_runtime)
     assert (tmp_path / "torch.npy").is_file() and checked == [] and wrapped == []
     with pytest.raises(RanInOnnxError):
-        correct_file(tmp_path / "scan.npy", tmp_path / "onnx.npy", model=weights, runtime="onnx")
+        correct_file(scan, tmp_path / "onnx.npy", model=weights, runtime=onnx_runtime_name)
     assert checked == [True] and len(wrapped) == 1 and isinstance(wrapped[0], InferencePolicy)
     assert not (tmp_path / "onnx.npy").exists()
+
+
+def test_residual_outputs_are_refused_before_any_correction(tmp_path, monkeypatch):
+    weights, scan = _tiny_scan(tmp_path)
+    corrected = []
+    monkeypatch.setattr(files, "correct_volume", lambda *a, **k: corrected.append(a))
+    (tmp_path / "res").mkdir()
+    (tmp_path / "res" / "motion.npy").write_bytes(b"earlier")
+    with pytest.raises(OutputError, match=r"motion\.npy.*exists"):
+        correct_file(scan, tmp_path / "out.npy", model=weights, residuals=tmp_path / "res")
+    with pytest.raises(OutputError, match=r"noise\.npy: a residual volume would overwrite another output"):
+        correct_file(scan, tmp_path / "res" / "noise.npy", model=weights, residuals=tmp_path / "res", overwrite=True)
+    assert corrected == [] and (tmp_path / "res" / "motion.npy").read_bytes() == b"earlier"
+    assert not (tmp_path / "out.npy").exists() and [p.name for p in (tmp_path / "res").iterdir()] == ["motion.npy"]
