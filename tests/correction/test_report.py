@@ -117,6 +117,8 @@ def test_orthogonal_planes_follow_the_affine():
     np.testing.assert_array_equal(coronal, array[:, 4, :].T)
     np.testing.assert_array_equal(sagittal, array[3, :, :].T)
     assert [p[2] for p in orthogonal_planes(ras)] == [2.0, 3.0, 1.5]
+    wide = Volume(array, affine=np.diag([2.0, 3.0, 4.0, 1.0]), format="nifti")
+    assert [p[2] for p in orthogonal_planes(wide)] == [1.5, 2.0, 4.0 / 3.0]  # row over column spacing
     # the same anatomy stored LPS (first two voxel axes flipped) gives the same planes
     lps = np.array([[-1.0, 0, 0, 5], [0, -2, 0, 14], [0, 0, 3, 0], [0, 0, 0, 1]])  # voxel (i, j) -> (5 - i, 7 - j)
     flipped = Volume(array[::-1, ::-1].copy(), affine=lps, format="nifti")
@@ -210,6 +212,11 @@ def test_planes_of_images_one_slice_volumes_and_volumes_without_geometry():
     changed = Volume(array, spacing=(1.0, 2.0, 4.0), format="npz")
     changed.spacing = (1.0, 2.0)
     assert [p[2] for p in orthogonal_planes(changed)] == [1.0, 1.0, 1.0]
+    changed.spacing = (1.0, 2.0, 4.0, 8.0)  # too long as well
+    assert [p[2] for p in orthogonal_planes(changed)] == [1.0, 1.0, 1.0]
+    flat = Volume(image, spacing=(2.0, 0.5))
+    flat.spacing = (2.0, 0.5, 9.0)
+    assert orthogonal_planes(flat)[0][2] == 1.0
     assert _window(np.full((4, 4), 3.0)) == (3.0, 4.0)  # a flat image gets a unit window
     ramp = np.linspace(0.0, 1000.0, 1001)
     assert _window(ramp) == pytest.approx((5.0, 995.0))

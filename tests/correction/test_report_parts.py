@@ -7,6 +7,7 @@ import html
 import json
 import re
 import struct
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
@@ -105,8 +106,8 @@ def test_largest_corrections_show_before_after_difference_and_residuals_on_share
     rng = np.random.default_rng(3)
     snaps = (_snapshot(3, rng), _snapshot(1, rng, scale=0.0))
     fig = report.largest_corrections_figure(_run(make_record(5, snapshots=snaps)))
-    images = [ax for ax in fig.axes if ax.get_images() and not hasattr(ax, "_colorbar")]
-    assert len(images) == 2 * 7
+    images = [ax for ax in fig.axes if not hasattr(ax, "_colorbar")]
+    assert len(images) == 2 * 7 and all(ax.get_images() for ax in images)  # no empty panel
     names = ["before", "after", "after - before", *(f"{h} residual" for h in HEADS)]
     for r, snap in enumerate(snaps):
         row = images[7 * r : 7 * r + 7]
@@ -131,6 +132,11 @@ def test_largest_corrections_show_before_after_difference_and_residuals_on_share
     assert after.get_position().x1 < bars[0].ax.get_position().x0 < change.get_position().x0
     assert before.get_position().x0 < after.get_position().x0 and bars[1].ax.get_position().x0 > right
     assert report.largest_corrections_figure(_run(make_record(5))) is None
+    snap = replace(snaps[0], residuals=snaps[0].residuals[:2])
+    two_heads = make_record(5, values=np.ones((5, 2)), heads=HEADS[:2], applied=HEADS[:2], snapshots=(snap,))
+    one_row = report.largest_corrections_figure(_run(two_heads))
+    width, height = fig.get_size_inches()
+    assert one_row.get_size_inches() == pytest.approx((width * 5 / 7, height / 2))  # the same size per panel
 
 
 def test_the_orthogonal_figure_shows_before_over_after_in_the_befores_window():
@@ -150,6 +156,8 @@ def test_the_orthogonal_figure_shows_before_over_after_in_the_befores_window():
         assert ax.get_title() == f"{label}: {name}"
         np.testing.assert_array_equal(image.get_array(), plane)
         assert image.get_clim() == (lo, hi) and image.origin == "lower" and ax.get_aspect() == aspect
+    one_plane = report.orthogonal_figure(Volume(before.array[:, :, 0]), Volume(after.array[:, :, 0]))
+    assert len(one_plane.axes) == 2 and fig.get_size_inches() == pytest.approx(one_plane.get_size_inches() * [3, 1])
 
 
 def test_figures_become_png_at_their_resolution_and_are_closed():
