@@ -124,3 +124,42 @@ def test_residual_outputs_are_refused_before_any_correction(tmp_path, monkeypatc
         correct_file(scan, tmp_path / "res" / "noise.npy", model=weights, residuals=tmp_path / "res", overwrite=True)
     assert corrected == [] and (tmp_path / "res" / "motion.npy").read_bytes() == b"earlier"
     assert not (tmp_path / "out.npy").exists() and [p.name for p in (tmp_path / "res").iterdir()] == ["motion.npy"]
+
+
+def test_paths_by_name_and_choices_by_keyword_only(tmp_path):
+    weights, scan = _tiny_scan(tmp_path)
+    run = correct_file(input=scan, output=tmp_path / "out.npy", model=weights)
+    assert run.output == tmp_path / "out.npy" and run.output.is_file()
+    with pytest.raises(TypeError):
+        correct_file(scan, tmp_path / "other.npy", weights)
+    assert not (tmp_path / "other.npy").exists()
+
+
+def test_residuals_are_kept_in_a_scratch_folder_only_when_written(tmp_path, monkeypatch):
+    weights, scan = _tiny_scan(tmp_path)
+    real, seen = files.correct_volume, []
+
+    def spy(*args, **kwargs):
+        seen.append((kwargs["keep_residuals"], kwargs["scratch_dir"]))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(files, "correct_volume", spy)
+    correct_file(scan, tmp_path / "plain.npy", model=weights)
+    correct_file(scan, tmp_path / "kept.npy", model=weights, residuals=tmp_path / "res")
+    assert seen[0] == (False, None)
+    assert seen[1][0] is True and seen[1][1].name.startswith("artefix-residuals-") and not seen[1][1].exists()
+
+
+def test_a_residual_folder_that_cannot_be_made_fails_the_run_and_leaves_nothing(tmp_path, monkeypatch):
+    weights, scan = _tiny_scan(tmp_path)
+    real_mkdir = Path.mkdir
+
+    def refuse(self, *args, **kwargs):
+        if self.name == "res":
+            raise PermissionError(13, "Permission denied")
+        return real_mkdir(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "mkdir", refuse)
+    with pytest.raises(OutputError, match=r"res: cannot create the residual folder \(.*Permission denied"):
+        correct_file(scan, tmp_path / "out.npy", model=weights, residuals=tmp_path / "res")
+    assert not (tmp_path / "out.npy").exists() and not (tmp_path / "res").exists()
