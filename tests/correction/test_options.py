@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -73,12 +74,18 @@ def test_output_spec_holds_paths_and_refuses_a_report_that_is_not_html(tmp_path,
         OutputSpec(report="qc.txt")
     with pytest.raises(InputError, match="^`overwrite` must be true or false, got 'yes'$"):
         OutputSpec(overwrite="yes")  # type: ignore[arg-type]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        spec.overwrite = False  # type: ignore[misc]
+    assert len({spec, OutputSpec(tmp_path / "res", tmp_path / "qc.HTML", True)}) == 1  # a value: hashable
 
 
 def test_execution_settings_refuse_an_unknown_runtime():
     assert ExecutionSettings() == ExecutionSettings("cpu", None, "torch", None)
     with pytest.raises(InputError, match="^`runtime` must be one of torch, onnx, got 'tensorrt'$"):
         ExecutionSettings(runtime="tensorrt")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        ExecutionSettings().runtime = "onnx"  # type: ignore[misc]
+    assert len({ExecutionSettings(), ExecutionSettings("cpu")}) == 1
 
 
 def test_the_older_keywords_build_the_same_objects():
@@ -93,6 +100,8 @@ def test_the_older_keywords_build_the_same_objects():
         grouped_options({"only": ["noise"]}, inference=InferenceOptions())
     with pytest.raises(TypeError, match="unexpected keyword argument 'strenght'"):
         grouped_options({"strenght": {"noise": 0.5}})
+    with pytest.raises(TypeError):
+        grouped_options({}, InferenceOptions())  # the groups by keyword only
     with pytest.raises(TypeError, match="unexpected keyword argument"):
         correct_file("sample:brain-t2", "out.npy", strenght={"noise": 0.5})
 
