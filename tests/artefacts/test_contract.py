@@ -31,7 +31,8 @@ def _params(name, severity=None, seed=3, shape=ODD):
 
 def test_the_heads_are_the_artefact_enum_in_order():
     assert HEADS == tuple(a.value for a in Artefact) == ("bias", "subsampling", "motion", "noise")
-    assert all(Artefact(h).index == i and Artefact(h).label for i, h in enumerate(HEADS))
+    assert [Artefact(h).index for h in HEADS] == [0, 1, 2, 3]
+    assert [Artefact(h).label for h in HEADS] == ["bias field", "k-space subsampling", "motion", "noise"]
 
 
 @pytest.mark.parametrize("name", NAMES)
