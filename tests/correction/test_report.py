@@ -199,6 +199,8 @@ def test_planes_of_images_one_slice_volumes_and_volumes_without_geometry():
     for one in (image[None], image[:, None], image[:, :, None]):  # one slice stored as 3D, on any axis
         [(name, plane, _)] = orthogonal_planes(Volume(one))
         assert name == "slice" and plane.shape == image.shape
+    [(name, plane, _)] = orthogonal_planes(Volume(image[:1]))  # a 2D image of one row stays an image
+    assert name == "slice" and plane.shape == (1, 4)
     [(_, _, aspect)] = orthogonal_planes(Volume(image[:, None], spacing=(2.0, 7.0, 0.5)))
     assert aspect == 4.0  # the spacing of the one-slice axis is dropped with it
     array = np.random.default_rng(2).random((5, 6, 7)).astype(np.float32)

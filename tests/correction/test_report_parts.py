@@ -83,7 +83,7 @@ def test_partial_strength_labels_only_strictly_between_zero_and_one(make_record)
 
 
 def test_long_volumes_drop_the_point_markers_and_axisless_records_say_slice(make_record):
-    for n, marker in ((63, "."), (64, "None")):
+    for n, marker in ((63, "."), (64, "None"), (65, "None")):
         ax = report.residual_profile_figure(_run(make_record(n, values=np.ones((n, 4))))).axes[0]
         assert {line.get_marker() for line in ax.get_lines()} == {marker}
     ax = report.residual_profile_figure(_run(make_record(4, axis=None))).axes[0]
@@ -260,6 +260,8 @@ def test_write_report_writes_both_files_and_says_which_it_created(make_record, t
     volume = Volume(np.random.default_rng(7).random((6, 7, 5)).astype(np.float32))
     html_path, json_path = tmp_path / "qc.html", tmp_path / "qc.json"
     run = _run(make_record(5), tmp_path, report=html_path, summary=json_path)
+    with pytest.raises(TypeError):
+        report.write_report(run, volume, volume, True)  # overwrite by keyword only
     with pytest.raises(ValueError, match="must be set"):
         report.write_report(_run(make_record(5), tmp_path, report=html_path), volume, volume)
     assert report.write_report(run, volume, volume) == [json_path, html_path]
