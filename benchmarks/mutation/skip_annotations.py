@@ -40,11 +40,20 @@ def annotation_operators(source: str) -> set[tuple[int, int]]:
     for annotation in annotations:
         for op in ast.walk(annotation):
             if isinstance(op, ast.BinOp):
-                row, col = op.left.end_lineno, op.left.end_col_offset
-                while lines[row - 1][col:].strip() == "" or lines[row - 1][col] in " )":
-                    row, col = (row + 1, 0) if lines[row - 1][col:].strip() == "" else (row, col + 1)
-                found.add((row, col))
+                found.add(_next_token(lines, op.left.end_lineno, op.left.end_col_offset))
     return found
+
+
+def _next_token(lines: list[str], row: int, col: int) -> tuple[int, int]:
+    """``(line, column)`` of the first character at or after ``(row, col)`` that is not blank or ``)``."""
+    while True:
+        rest = lines[row - 1][col:]
+        if not rest.strip():
+            row, col = row + 1, 0
+        elif rest[0] in " )":
+            col += 1
+        else:
+            return row, col
 
 
 def skip_annotations(session: str, root: Path = Path()) -> int:
